@@ -1,0 +1,184 @@
+"""clusterctl nodes | designate | server | status | events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+
+import click
+
+from cli.main import Context, pass_ctx
+from cli.output import dump, emit, output_option, plain, table
+from cluster.model import ClusterEvent, EventType, Node, Role, Serving
+from cluster.sdk import ClusterClient
+
+NODE_HEADER = ("NODE", "ALIVE", "ENDPOINT", "ROLE", "SERVING", "WEIGHT", "HOST", "PID", "UP")
+
+
+def _uptime(node: Node) -> str:
+    if node.registration is None:
+        return ""
+    seconds = max(0, int(time.time() - node.registration.started_at_unix_s))
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+        if seconds >= 3600
+        else (f"{seconds // 60}m{seconds % 60:02d}s")
+    )
+
+
+def node_rows(nodes: list[Node] | tuple[Node, ...]) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for n in nodes:
+        r, d = n.registration, n.designation
+        rows.append(
+            [
+                n.node_id,
+                "yes" if n.alive else "no",
+                r.endpoint if r else "",
+                d.role,
+                d.serving,
+                d.weight,
+                r.hostname if r else "",
+                r.pid if r else "",
+                _uptime(n),
+            ]
+        )
+    return rows
+
+
+@click.group()
+def nodes() -> None:
+    """Nodes of the cluster."""
+
+
+@nodes.command("list")
+@output_option
+@pass_ctx
+def nodes_list(ctx: Context, fmt: str) -> None:
+    """List every node that ever registered, alive or not."""
+    result = ctx.run(lambda c: c.list_nodes())
+    emit(result, fmt, node_rows(result), NODE_HEADER)
+
+
+@nodes.command("get")
+@click.argument("node_id")
+@output_option
+@pass_ctx
+def nodes_get(ctx: Context, node_id: str, fmt: str) -> None:
+    """Show one node."""
+    node = ctx.run(lambda c: c.get_node(node_id))
+    emit(node, fmt, node_rows([node]), NODE_HEADER)
+
+
+@click.command()
+@click.argument("node_id")
+@click.option(
+    "--role", required=True, type=click.Choice([str(r) for r in Role]), help="Scheduler role."
+)
+@click.option("--force", is_flag=True, help="Allow a node that has never registered.")
+@pass_ctx
+def designate(ctx: Context, node_id: str, role: str, force: bool) -> None:
+    """Set NODE_ID's scheduler role (primary, backup or none)."""
+    designation, warnings = ctx.run(lambda c: c.designate(node_id, role, force))
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"{node_id}: role {designation.role}")
+
+
+@click.group()
+def server() -> None:
+    """Serving state of content servers."""
+
+
+def _serving_command(name: str, state: Serving, doc: str) -> None:
+    @click.argument("node_id")
+    @click.option("--weight", type=int, default=None, help="Also set the weight (0-10000).")
+    @pass_ctx
+    def command(ctx: Context, node_id: str, weight: int | None) -> None:
+        d = ctx.run(lambda c: c.set_serving(node_id, state, weight))
+        click.echo(f"{node_id}: serving {d.serving}, weight {d.weight}")
+
+    command.__doc__ = doc
+    server.command(name)(command)
+
+
+_serving_command("enable", Serving.ENABLED, "Let NODE_ID take new connections.")
+_serving_command("disable", Serving.DISABLED, "Give NODE_ID no new connections (maintenance).")
+_serving_command("drain", Serving.DRAINING, "Give NODE_ID no new connections; open ones finish.")
+
+
+@click.command()
+@output_option
+@pass_ctx
+def status(ctx: Context, fmt: str) -> None:
+    """Cluster overview."""
+    st = ctx.run(lambda c: c.status())
+    if fmt != "table":
+        click.echo(dump(st, fmt))
+        return
+    alive = sum(1 for n in st.nodes if n.alive)
+    click.echo(
+        f"answered by:  {st.answered_by}\netcd:         {', '.join(st.etcd_endpoints)} "
+        f"(revision {st.revision})\nnodes:        {alive} alive of {len(st.nodes)}\n"
+        f"services:     {st.services}\n"
+    )
+    click.echo(table(node_rows(st.nodes), NODE_HEADER))
+
+
+def describe(event: ClusterEvent) -> str:
+    if event.type == EventType.NODE_JOINED and event.registration:
+        return f"endpoint {event.registration.endpoint} pid {event.registration.pid}"
+    if event.type == EventType.DESIGNATION_CHANGED and event.designation:
+        d = event.designation
+        return f"role {d.role}, serving {d.serving}, weight {d.weight}"
+    if event.type == EventType.SERVICE_APPLIED and event.service:
+        s = event.service
+        return f"{s.vip}:{s.port} {s.mode} policy {s.policy}"
+    return ""
+
+
+@click.command()
+@click.option(
+    "--from-revision",
+    default=0,
+    show_default=True,
+    type=int,
+    help="First etcd revision to show (0: from now on).",
+)
+@click.option("--count", default=0, type=int, help="Exit after this many events (0: never).")
+@click.option(
+    "-o",
+    "--output",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table: one line per event; json: one object per line.",
+)
+@pass_ctx
+def events(ctx: Context, from_revision: int, count: int, fmt: str) -> None:
+    """Watch cluster events (Ctrl-C to stop)."""
+
+    async def watch(client: ClusterClient) -> None:
+        seen = 0
+        stream: AsyncIterator[ClusterEvent] = client.watch_events(from_revision)
+        async for event in stream:
+            if fmt == "json":
+                click.echo(json.dumps(plain(event)))
+            else:
+                click.echo(
+                    f"{event.revision:>8}  {event.type:<20} {event.subject:<16} "
+                    f"{describe(event)}".rstrip()
+                )
+            seen += 1
+            if count and seen >= count:
+                return
+
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        ctx.run(watch)
+
+
+COMMANDS = (nodes, designate, server, status, events)

@@ -1,0 +1,97 @@
+"""clusterctl service apply | list | get | delete."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import yaml
+
+from cli.main import CliError, Context, pass_ctx
+from cli.output import dump, emit, output_option
+from cluster.errors import ValidationError
+from cluster.model import ServiceSpec, service_to_doc, services_from_file_doc
+
+HEADER = ("NAME", "VIP", "PORT", "MODE", "POLICY", "POOL", "PERSISTENCE", "CHECK", "RULES")
+
+
+def load_specs(path: str) -> list[ServiceSpec]:
+    """Read and validate a YAML or JSON file (or '-' for stdin) of one or more services."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as e:
+        raise CliError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]  # JSON is YAML too
+    except yaml.YAMLError as e:
+        raise CliError(f"{path}: not valid YAML or JSON: {e}".replace("\n", " ")) from None
+    if not docs:
+        raise CliError(f"{path}: no service in the file")
+    try:
+        return services_from_file_doc(docs[0] if len(docs) == 1 else docs)
+    except ValidationError as e:
+        raise CliError(f"{path}: invalid: " + "; ".join(e.problems)) from None
+
+
+def rows(specs: list[ServiceSpec]) -> list[list[object]]:
+    return [
+        [
+            s.name,
+            s.vip,
+            s.port,
+            s.mode,
+            s.policy,
+            "all" if s.pool.all else ",".join(s.pool.nodes),
+            s.persistence,
+            s.health_check.type,
+            len(s.rules),
+        ]
+        for s in specs
+    ]
+
+
+@click.group()
+def service() -> None:
+    """Services: a VIP:port, its pool, policy and rules."""
+
+
+@service.command("apply")
+@click.option("-f", "--file", "path", required=True, help="YAML or JSON file, '-' for stdin.")
+@pass_ctx
+def apply(ctx: Context, path: str) -> None:
+    """Create or update the services in a file. Nothing is stored if any is invalid."""
+    specs = load_specs(path)
+    for spec in specs:
+        result = ctx.run(lambda c, s=spec: c.apply_service(s))  # type: ignore[misc]
+        for warning in result.warnings:
+            click.echo(f"warning: {spec.name}: {warning}", err=True)
+        click.echo(f"service/{spec.name} {result.result}")
+
+
+@service.command("list")
+@output_option
+@pass_ctx
+def list_(ctx: Context, fmt: str) -> None:
+    """List services."""
+    specs = ctx.run(lambda c: c.list_services())
+    emit([service_to_doc(s) for s in specs], fmt, rows(specs), HEADER)
+
+
+@service.command("get")
+@click.argument("name")
+@output_option
+@pass_ctx
+def get(ctx: Context, name: str, fmt: str) -> None:
+    """Show one service (-o yaml gives a file `service apply` takes back)."""
+    spec = ctx.run(lambda c: c.get_service(name))
+    click.echo(dump(service_to_doc(spec), "json" if fmt == "json" else "yaml"))
+
+
+@service.command("delete")
+@click.argument("name")
+@pass_ctx
+def delete(ctx: Context, name: str) -> None:
+    """Delete a service."""
+    ctx.run(lambda c: c.delete_service(name))
+    click.echo(f"service/{name} deleted")

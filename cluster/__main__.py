@@ -1,0 +1,71 @@
+"""tcphopd: the daemon that runs on every node."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from cluster.config import DaemonConfig
+from cluster.errors import ValidationError
+from cluster.keys import DEFAULT_ROOT
+from cluster.logs import configure_logging
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--node-id", required=True, help="Unique id of this node (a-z, 0-9, . _ -).")
+@click.option(
+    "--etcd",
+    default="http://127.0.0.1:2379",
+    show_default=True,
+    envvar="TCPHOP_ETCD",
+    help="etcd endpoints, comma-separated http://host:port.",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:7700",
+    show_default=True,
+    help="HOST:PORT for this node's gRPC API.",
+)
+@click.option(
+    "--advertise", default=None, help="HOST:PORT others use to reach the API (default: --listen)."
+)
+@click.option(
+    "--lease-ttl",
+    default=2,
+    show_default=True,
+    type=int,
+    help="Seconds a dead node stays registered.",
+)
+@click.option("--etcd-prefix", default=DEFAULT_ROOT, show_default=True, hidden=True)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+@click.option("--log-json/--log-console", default=None, help="Default: JSON unless a TTY.")
+def main(
+    node_id: str,
+    etcd: str,
+    listen: str,
+    advertise: str | None,
+    lease_ttl: int,
+    etcd_prefix: str,
+    log_level: str,
+    log_json: bool | None,
+) -> None:
+    """Run the tcphop node daemon."""
+    configure_logging(log_level, log_json)
+    from cluster import daemon
+
+    try:
+        cfg = DaemonConfig.build(node_id, etcd, listen, advertise, lease_ttl, etcd_prefix)
+    except ValidationError as e:
+        raise click.UsageError(str(e)) from None
+    sys.exit(asyncio.run(daemon.run(cfg)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SchedulerRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCHEDULER_ROLE_UNSPECIFIED: _ClassVar[SchedulerRole]
+    SCHEDULER_ROLE_PRIMARY: _ClassVar[SchedulerRole]
+    SCHEDULER_ROLE_BACKUP: _ClassVar[SchedulerRole]
+    SCHEDULER_ROLE_NONE: _ClassVar[SchedulerRole]
+
+class ServingState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SERVING_STATE_UNSPECIFIED: _ClassVar[ServingState]
+    SERVING_STATE_ENABLED: _ClassVar[ServingState]
+    SERVING_STATE_DISABLED: _ClassVar[ServingState]
+    SERVING_STATE_DRAINING: _ClassVar[ServingState]
+
+class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_TYPE_UNSPECIFIED: _ClassVar[EventType]
+    EVENT_TYPE_NODE_JOINED: _ClassVar[EventType]
+    EVENT_TYPE_NODE_LEFT: _ClassVar[EventType]
+    EVENT_TYPE_DESIGNATION_CHANGED: _ClassVar[EventType]
+    EVENT_TYPE_SERVICE_APPLIED: _ClassVar[EventType]
+    EVENT_TYPE_SERVICE_DELETED: _ClassVar[EventType]
+SCHEDULER_ROLE_UNSPECIFIED: SchedulerRole
+SCHEDULER_ROLE_PRIMARY: SchedulerRole
+SCHEDULER_ROLE_BACKUP: SchedulerRole
+SCHEDULER_ROLE_NONE: SchedulerRole
+SERVING_STATE_UNSPECIFIED: ServingState
+SERVING_STATE_ENABLED: ServingState
+SERVING_STATE_DISABLED: ServingState
+SERVING_STATE_DRAINING: ServingState
+EVENT_TYPE_UNSPECIFIED: EventType
+EVENT_TYPE_NODE_JOINED: EventType
+EVENT_TYPE_NODE_LEFT: EventType
+EVENT_TYPE_DESIGNATION_CHANGED: EventType
+EVENT_TYPE_SERVICE_APPLIED: EventType
+EVENT_TYPE_SERVICE_DELETED: EventType
+
+class Designation(_message.Message):
+    __slots__ = ("node_id", "role", "serving", "weight")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    role: SchedulerRole
+    serving: ServingState
+    weight: int
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[SchedulerRole, str]] = ..., serving: _Optional[_Union[ServingState, str]] = ..., weight: _Optional[int] = ...) -> None: ...
+
+class Node(_message.Message):
+    __slots__ = ("node_id", "alive", "endpoint", "hostname", "pid", "version", "started_at_unix_s", "designation")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ALIVE_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    DESIGNATION_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    alive: bool
+    endpoint: str
+    hostname: str
+    pid: int
+    version: str
+    started_at_unix_s: float
+    designation: Designation
+    def __init__(self, node_id: _Optional[str] = ..., alive: _Optional[bool] = ..., endpoint: _Optional[str] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., version: _Optional[str] = ..., started_at_unix_s: _Optional[float] = ..., designation: _Optional[_Union[Designation, _Mapping]] = ...) -> None: ...
+
+class ListNodesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListNodesResponse(_message.Message):
+    __slots__ = ("nodes", "revision")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[Node]
+    revision: int
+    def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class GetNodeRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    def __init__(self, node_id: _Optional[str] = ...) -> None: ...
+
+class GetNodeResponse(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: Node
+    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ...) -> None: ...
+
+class DesignateRequest(_message.Message):
+    __slots__ = ("node_id", "role", "force")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    role: SchedulerRole
+    force: bool
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[SchedulerRole, str]] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class DesignateResponse(_message.Message):
+    __slots__ = ("designation", "warnings")
+    DESIGNATION_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    designation: Designation
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, designation: _Optional[_Union[Designation, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetServingRequest(_message.Message):
+    __slots__ = ("node_id", "serving", "weight")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    serving: ServingState
+    weight: int
+    def __init__(self, node_id: _Optional[str] = ..., serving: _Optional[_Union[ServingState, str]] = ..., weight: _Optional[int] = ...) -> None: ...
+
+class SetServingResponse(_message.Message):
+    __slots__ = ("designation",)
+    DESIGNATION_FIELD_NUMBER: _ClassVar[int]
+    designation: Designation
+    def __init__(self, designation: _Optional[_Union[Designation, _Mapping]] = ...) -> None: ...
+
+class Pool(_message.Message):
+    __slots__ = ("all", "nodes")
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    all: bool
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, all: _Optional[bool] = ..., nodes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class HealthCheck(_message.Message):
+    __slots__ = ("type", "port", "path", "interval_s", "timeout_s", "rise", "fall", "expect_status")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    RISE_FIELD_NUMBER: _ClassVar[int]
+    FALL_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_STATUS_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    port: int
+    path: str
+    interval_s: float
+    timeout_s: float
+    rise: int
+    fall: int
+    expect_status: int
+    def __init__(self, type: _Optional[str] = ..., port: _Optional[int] = ..., path: _Optional[str] = ..., interval_s: _Optional[float] = ..., timeout_s: _Optional[float] = ..., rise: _Optional[int] = ..., fall: _Optional[int] = ..., expect_status: _Optional[int] = ...) -> None: ...
+
+class HeaderMatch(_message.Message):
+    __slots__ = ("name", "exact", "regex")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    REGEX_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    exact: str
+    regex: str
+    def __init__(self, name: _Optional[str] = ..., exact: _Optional[str] = ..., regex: _Optional[str] = ...) -> None: ...
+
+class CookieMatch(_message.Message):
+    __slots__ = ("name", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class Match(_message.Message):
+    __slots__ = ("path_prefix", "path_regex", "host", "header", "cookie")
+    PATH_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    PATH_REGEX_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    COOKIE_FIELD_NUMBER: _ClassVar[int]
+    path_prefix: str
+    path_regex: str
+    host: str
+    header: HeaderMatch
+    cookie: CookieMatch
+    def __init__(self, path_prefix: _Optional[str] = ..., path_regex: _Optional[str] = ..., host: _Optional[str] = ..., header: _Optional[_Union[HeaderMatch, _Mapping]] = ..., cookie: _Optional[_Union[CookieMatch, _Mapping]] = ...) -> None: ...
+
+class Rule(_message.Message):
+    __slots__ = ("name", "match", "pool", "policy")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    match: Match
+    pool: Pool
+    policy: str
+    def __init__(self, name: _Optional[str] = ..., match: _Optional[_Union[Match, _Mapping]] = ..., pool: _Optional[_Union[Pool, _Mapping]] = ..., policy: _Optional[str] = ...) -> None: ...
+
+class ServiceSpec(_message.Message):
+    __slots__ = ("name", "vip", "port", "protocol", "mode", "pool", "policy", "persistence", "health_check", "rules")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VIP_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    PERSISTENCE_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_CHECK_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    vip: str
+    port: int
+    protocol: str
+    mode: str
+    pool: Pool
+    policy: str
+    persistence: str
+    health_check: HealthCheck
+    rules: _containers.RepeatedCompositeFieldContainer[Rule]
+    def __init__(self, name: _Optional[str] = ..., vip: _Optional[str] = ..., port: _Optional[int] = ..., protocol: _Optional[str] = ..., mode: _Optional[str] = ..., pool: _Optional[_Union[Pool, _Mapping]] = ..., policy: _Optional[str] = ..., persistence: _Optional[str] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., rules: _Optional[_Iterable[_Union[Rule, _Mapping]]] = ...) -> None: ...
+
+class ApplyServiceRequest(_message.Message):
+    __slots__ = ("service",)
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    service: ServiceSpec
+    def __init__(self, service: _Optional[_Union[ServiceSpec, _Mapping]] = ...) -> None: ...
+
+class ApplyServiceResponse(_message.Message):
+    __slots__ = ("service", "result", "warnings", "revision")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    service: ServiceSpec
+    result: str
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    revision: int
+    def __init__(self, service: _Optional[_Union[ServiceSpec, _Mapping]] = ..., result: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class ListServicesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListServicesResponse(_message.Message):
+    __slots__ = ("services",)
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    services: _containers.RepeatedCompositeFieldContainer[ServiceSpec]
+    def __init__(self, services: _Optional[_Iterable[_Union[ServiceSpec, _Mapping]]] = ...) -> None: ...
+
+class GetServiceRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetServiceResponse(_message.Message):
+    __slots__ = ("service",)
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    service: ServiceSpec
+    def __init__(self, service: _Optional[_Union[ServiceSpec, _Mapping]] = ...) -> None: ...
+
+class DeleteServiceRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteServiceResponse(_message.Message):
+    __slots__ = ("revision",)
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    def __init__(self, revision: _Optional[int] = ...) -> None: ...
+
+class GetStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetStatusResponse(_message.Message):
+    __slots__ = ("answered_by", "nodes", "services", "revision", "etcd_endpoints")
+    ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    ETCD_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    answered_by: str
+    nodes: _containers.RepeatedCompositeFieldContainer[Node]
+    services: int
+    revision: int
+    etcd_endpoints: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, answered_by: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., services: _Optional[int] = ..., revision: _Optional[int] = ..., etcd_endpoints: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WatchEventsRequest(_message.Message):
+    __slots__ = ("from_revision",)
+    FROM_REVISION_FIELD_NUMBER: _ClassVar[int]
+    from_revision: int
+    def __init__(self, from_revision: _Optional[int] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("revision", "type", "subject", "node", "service", "designation")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    DESIGNATION_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    type: EventType
+    subject: str
+    node: Node
+    service: ServiceSpec
+    designation: Designation
+    def __init__(self, revision: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., subject: _Optional[str] = ..., node: _Optional[_Union[Node, _Mapping]] = ..., service: _Optional[_Union[ServiceSpec, _Mapping]] = ..., designation: _Optional[_Union[Designation, _Mapping]] = ...) -> None: ...

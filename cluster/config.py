@@ -1,0 +1,58 @@
+"""tcphopd's typed configuration, validated when it is built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cluster.errors import ValidationError
+from cluster.keys import DEFAULT_ROOT
+from cluster.model import validate_node_id
+from cluster.store.etcd import parse_endpoints
+
+
+def parse_hostport(value: str, where: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValidationError([f"{where}: {value!r} is not of the form HOST:PORT"])
+    return host, int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    node_id: str
+    etcd: tuple[str, ...]
+    listen: str
+    advertise: str
+    lease_ttl_s: int = 2
+    etcd_timeout_s: float = 1.0
+    key_root: str = DEFAULT_ROOT
+
+    @classmethod
+    def build(
+        cls,
+        node_id: str,
+        etcd: str,
+        listen: str,
+        advertise: str | None = None,
+        lease_ttl_s: int = 2,
+        key_root: str = DEFAULT_ROOT,
+    ) -> DaemonConfig:
+        validate_node_id(node_id, "--node-id")
+        try:
+            endpoints = parse_endpoints(etcd)
+        except ValueError as e:
+            raise ValidationError([f"--etcd: {e}"]) from None
+        host, port = parse_hostport(listen, "--listen")
+        if advertise is None:
+            if host in ("0.0.0.0", "::", "[::]") or port == 0:
+                raise ValidationError(
+                    ["--advertise: required when --listen is a wildcard address or port 0"]
+                )
+            advertise = listen
+        parse_hostport(advertise, "--advertise")
+        if lease_ttl_s < 1:
+            raise ValidationError([f"--lease-ttl: {lease_ttl_s} must be >= 1"])
+        # Keepalive runs every ttl/4; each attempt may take etcd_timeout_s. Two attempts must
+        # fit in the TTL, or one slow etcd answer loses the lease (Patroni's loop + 2*retry).
+        timeout_s = min(1.0, lease_ttl_s / 4)
+        return cls(node_id, endpoints, listen, advertise, lease_ttl_s, timeout_s, key_root)

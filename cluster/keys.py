@@ -1,0 +1,52 @@
+"""The etcd key layout, in one place.
+
+Every key lives under a root prefix, `/tcphop/v1/` by default (tests give each case its own):
+
+    nodes/<id>          Registration (JSON), under the node's lease
+    designations/<id>   Designation (JSON), persistent; created when a node first registers
+    services/<name>     ServiceSpec (JSON), persistent
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+DEFAULT_ROOT = "/tcphop/v1/"
+
+
+class Kind(StrEnum):
+    NODE = "nodes"
+    DESIGNATION = "designations"
+    SERVICE = "services"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    root: str = DEFAULT_ROOT
+
+    def __post_init__(self) -> None:
+        if not (self.root.startswith("/") and self.root.endswith("/")):
+            raise ValueError(f"key root must start and end with '/': {self.root!r}")
+
+    def prefix(self, kind: Kind | None = None) -> bytes:
+        return (self.root + (f"{kind}/" if kind else "")).encode()
+
+    def node(self, node_id: str) -> bytes:
+        return self.prefix(Kind.NODE) + node_id.encode()
+
+    def designation(self, node_id: str) -> bytes:
+        return self.prefix(Kind.DESIGNATION) + node_id.encode()
+
+    def service(self, name: str) -> bytes:
+        return self.prefix(Kind.SERVICE) + name.encode()
+
+    def parse(self, key: bytes) -> tuple[Kind, str] | None:
+        """Split a key into its kind and name; None for keys outside the layout."""
+        text = key.decode()
+        if not text.startswith(self.root):
+            return None
+        kind, sep, name = text[len(self.root) :].partition("/")
+        if not sep or not name or kind not in Kind.__members__.values():
+            return None
+        return Kind(kind), name

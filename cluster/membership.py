@@ -1,0 +1,97 @@
+"""Node registration under an etcd lease.
+
+`nodes/<id>` exists exactly while the node's lease lives: created with create-if-absent (a
+second daemon with the same id is refused), refreshed every `ttl_s / 4`, deleted by revoking
+the lease on a clean shutdown. A killed node's key goes when etcd expires the lease. The first
+registration also creates the node's persistent designation with defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from cluster.errors import AlreadyExists, LeaseExpired, StoreError
+from cluster.keys import Keys
+from cluster.model import Designation, Registration, designation_to_doc, registration_to_doc
+from cluster.state import decode, encode
+from cluster.store.base import LeaseId, Store
+
+log = structlog.get_logger()
+
+
+class Membership:
+    def __init__(
+        self, store: Store, keys: Keys, registration: Registration, ttl_s: int = 2
+    ) -> None:
+        self.store, self.keys, self.registration, self.ttl_s = store, keys, registration, ttl_s
+        self.lease: LeaseId | None = None
+
+    @property
+    def node_id(self) -> str:
+        return self.registration.node_id
+
+    async def register(self) -> None:
+        """Take `nodes/<id>` under a fresh lease; raise AlreadyExists if another node holds it."""
+        lease, granted = await self.store.grant_lease(self.ttl_s)
+        key = self.keys.node(self.node_id)
+        result = await self.store.create(key, encode(registration_to_doc(self.registration)), lease)
+        if not result.succeeded:
+            await self.store.revoke(lease)
+            holder = result.current.get(key)
+            who = decode(holder.value) if holder else {}
+            raise AlreadyExists(
+                f"node id {self.node_id!r} is already registered by a live tcphopd "
+                f"(endpoint {who.get('endpoint', '?')}, host {who.get('hostname', '?')}, "
+                f"pid {who.get('pid', '?')}); stop it, or wait {self.ttl_s} s for its lease to "
+                "expire if it is dead, or pick another --node-id"
+            )
+        self.lease = lease
+        await self.store.create(
+            self.keys.designation(self.node_id),
+            encode(designation_to_doc(Designation(self.node_id))),
+        )
+        log.info(
+            "node_registered",
+            lease_id=f"{lease:x}",
+            ttl_s=granted,
+            endpoint=self.registration.endpoint,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep the lease alive until stop is set; re-register if the lease was lost."""
+        period_s = self.ttl_s / 4
+        while not stop.is_set():
+            try:
+                async with asyncio.timeout(period_s):
+                    await stop.wait()
+                return
+            except TimeoutError:
+                pass
+            await self._refresh()
+
+    async def _refresh(self) -> None:
+        try:
+            if self.lease is None:
+                await self.register()
+                log.warning("node_reregistered")
+            else:
+                await self.store.keepalive(self.lease)
+        except LeaseExpired:
+            log.warning(
+                "lease_lost",
+                lease_id=f"{self.lease or 0:x}",
+                reason="not refreshed before its TTL ran out",
+            )
+            self.lease = None
+        except AlreadyExists:
+            raise
+        except StoreError as e:
+            log.warning("lease_refresh_failed", reason=str(e))
+
+    async def deregister(self) -> None:
+        if self.lease is not None:
+            await self.store.revoke(self.lease)
+            log.info("node_deregistered", lease_id=f"{self.lease:x}")
+            self.lease = None

@@ -1,0 +1,71 @@
+"""tcphop's client SDK: `ClusterClient`, the value types it takes and returns, its errors.
+
+from cluster.sdk import ClusterClient, ServiceSpec
+
+async with ClusterClient(["127.0.0.1:7701"]) as c:
+    await c.apply_service(ServiceSpec(name="web", vip="10.100.0.10", port=80))
+"""
+
+from cluster.model import (
+    ApplyResult,
+    CheckType,
+    ClusterEvent,
+    ClusterStatus,
+    CookieMatch,
+    Designation,
+    EventType,
+    HeaderMatch,
+    HealthCheck,
+    Match,
+    Mode,
+    Node,
+    Policy,
+    Pool,
+    Registration,
+    Role,
+    Rule,
+    ServiceSpec,
+    Serving,
+)
+from cluster.sdk.client import ClusterClient
+from cluster.sdk.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    HistoryCompacted,
+    InvalidArgument,
+    NotFound,
+    SdkError,
+    ServerError,
+    Unavailable,
+)
+
+__all__ = [
+    "AlreadyExists",
+    "ApplyResult",
+    "CheckType",
+    "ClusterClient",
+    "ClusterEvent",
+    "ClusterStatus",
+    "CookieMatch",
+    "DeadlineExceeded",
+    "Designation",
+    "EventType",
+    "HeaderMatch",
+    "HealthCheck",
+    "HistoryCompacted",
+    "InvalidArgument",
+    "Match",
+    "Mode",
+    "Node",
+    "NotFound",
+    "Policy",
+    "Pool",
+    "Registration",
+    "Role",
+    "Rule",
+    "SdkError",
+    "ServerError",
+    "ServiceSpec",
+    "Serving",
+    "Unavailable",
+]

@@ -1,0 +1,223 @@
+"""ClusterClient: the typed async client of a tcphop cluster.
+
+    async with ClusterClient(["127.0.0.1:7701", "127.0.0.1:7702"]) as c:
+        for node in await c.list_nodes():
+            print(node.node_id, node.alive)
+
+Any node answers every call. A call that finds an endpoint unavailable moves on to the next
+one, within the call's timeout; the endpoint that answered is tried first next time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import TypeVar
+
+import grpc
+
+from cluster.api.v1 import cluster_pb2 as pb
+from cluster.api.v1 import cluster_pb2_grpc
+from cluster.model import (
+    ApplyResult,
+    ClusterEvent,
+    ClusterStatus,
+    Designation,
+    Node,
+    Role,
+    ServiceSpec,
+    Serving,
+)
+from cluster.sdk import convert, errors
+
+_T = TypeVar("_T")
+_ERRORS: dict[grpc.StatusCode, type[errors.SdkError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: errors.NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
+    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
+    grpc.StatusCode.OUT_OF_RANGE: errors.HistoryCompacted,
+}
+_FAILOVER = {grpc.StatusCode.UNAVAILABLE}
+
+
+def _error(e: grpc.aio.AioRpcError, endpoint: str) -> errors.SdkError:
+    kind = _ERRORS.get(e.code(), errors.ServerError)
+    details = e.details() or e.code().name
+    if kind is errors.Unavailable:
+        return kind(f"{endpoint}: {details}")
+    return kind(details)
+
+
+class ClusterClient:
+    """Async client for any tcphopd node(s). Use as an async context manager."""
+
+    def __init__(self, endpoints: Sequence[str] | str, timeout_s: float = 5.0) -> None:
+        items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
+        self.endpoints = [e.strip() for e in items if e.strip()]
+        if not self.endpoints:
+            raise ValueError("ClusterClient needs at least one endpoint (host:port)")
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        self.timeout_s = timeout_s
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._preferred = 0
+
+    async def __aenter__(self) -> ClusterClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    def _stub(self, endpoint: str) -> cluster_pb2_grpc.ClusterStub:
+        if endpoint not in self._channels:
+            self._channels[endpoint] = grpc.aio.insecure_channel(endpoint)
+        return cluster_pb2_grpc.ClusterStub(self._channels[endpoint])
+
+    def _order(self) -> list[int]:
+        n = len(self.endpoints)
+        return [(self._preferred + i) % n for i in range(n)]
+
+    async def _call(
+        self,
+        op: Callable[[cluster_pb2_grpc.ClusterStub, float], Awaitable[_T]],
+        timeout_s: float | None,
+    ) -> _T:
+        budget = timeout_s or self.timeout_s
+        deadline = asyncio.get_running_loop().time() + budget
+        failures: list[str] = []
+        order = self._order()
+        for n, i in enumerate(order):
+            endpoint = self.endpoints[i]
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            remaining = len(order) - n
+            try:
+                # A hung endpoint may take only its share of the budget, so the next can answer.
+                result = await op(self._stub(endpoint), left / remaining)
+            except grpc.aio.AioRpcError as e:
+                hung = e.code() == grpc.StatusCode.DEADLINE_EXCEEDED and remaining > 1
+                if e.code() not in _FAILOVER and not hung:
+                    raise _error(e, endpoint) from None
+                failures.append(f"{endpoint}: {e.details() or e.code().name}")
+                continue
+            self._preferred = i
+            return result
+        if not failures:
+            raise errors.DeadlineExceeded(f"no answer within {budget} s")
+        raise errors.Unavailable("no endpoint answered: " + "; ".join(failures))
+
+    # --- nodes ---------------------------------------------------------------------------
+
+    async def list_nodes(self, timeout_s: float | None = None) -> list[Node]:
+        resp = await self._call(
+            lambda s, t: s.ListNodes(pb.ListNodesRequest(), timeout=t), timeout_s
+        )
+        return [convert.node_from_pb(n) for n in resp.nodes]
+
+    async def get_node(self, node_id: str, timeout_s: float | None = None) -> Node:
+        resp = await self._call(
+            lambda s, t: s.GetNode(pb.GetNodeRequest(node_id=node_id), timeout=t), timeout_s
+        )
+        return convert.node_from_pb(resp.node)
+
+    async def designate(
+        self, node_id: str, role: Role | str, force: bool = False, timeout_s: float | None = None
+    ) -> tuple[Designation, list[str]]:
+        """Set a node's scheduler role; returns the designation and any warnings."""
+        req = pb.DesignateRequest(node_id=node_id, role=convert.ROLE_TO_PB[Role(role)], force=force)
+        resp = await self._call(lambda s, t: s.Designate(req, timeout=t), timeout_s)
+        return convert.designation_from_pb(resp.designation), list(resp.warnings)
+
+    async def set_serving(
+        self,
+        node_id: str,
+        serving: Serving | str,
+        weight: int | None = None,
+        timeout_s: float | None = None,
+    ) -> Designation:
+        req = pb.SetServingRequest(
+            node_id=node_id, serving=convert.SERVING_TO_PB[Serving(serving)], weight=weight
+        )
+        resp = await self._call(lambda s, t: s.SetServing(req, timeout=t), timeout_s)
+        return convert.designation_from_pb(resp.designation)
+
+    # --- services ------------------------------------------------------------------------
+
+    async def apply_service(self, spec: ServiceSpec, timeout_s: float | None = None) -> ApplyResult:
+        req = pb.ApplyServiceRequest(service=convert.service_to_pb(spec))
+        resp = await self._call(lambda s, t: s.ApplyService(req, timeout=t), timeout_s)
+        return ApplyResult(
+            convert.service_from_pb(resp.service), resp.result, resp.revision, tuple(resp.warnings)
+        )
+
+    async def list_services(self, timeout_s: float | None = None) -> list[ServiceSpec]:
+        resp = await self._call(
+            lambda s, t: s.ListServices(pb.ListServicesRequest(), timeout=t), timeout_s
+        )
+        return [convert.service_from_pb(m) for m in resp.services]
+
+    async def get_service(self, name: str, timeout_s: float | None = None) -> ServiceSpec:
+        resp = await self._call(
+            lambda s, t: s.GetService(pb.GetServiceRequest(name=name), timeout=t), timeout_s
+        )
+        return convert.service_from_pb(resp.service)
+
+    async def delete_service(self, name: str, timeout_s: float | None = None) -> int:
+        resp = await self._call(
+            lambda s, t: s.DeleteService(pb.DeleteServiceRequest(name=name), timeout=t), timeout_s
+        )
+        return int(resp.revision)
+
+    # --- status and events ---------------------------------------------------------------
+
+    async def status(self, timeout_s: float | None = None) -> ClusterStatus:
+        resp = await self._call(
+            lambda s, t: s.GetStatus(pb.GetStatusRequest(), timeout=t), timeout_s
+        )
+        return convert.status_from_pb(resp)
+
+    async def watch_events(self, from_revision: int = 0) -> AsyncIterator[ClusterEvent]:
+        """Cluster events in order, forever; resumes on another endpoint if one fails.
+
+        from_revision 0 starts from now. The stream has no overall timeout; connecting to an
+        endpoint is bounded by the client's timeout_s.
+        """
+        next_revision = from_revision
+        failures = 0
+        while True:
+            endpoint = self.endpoints[self._order()[0]]
+            call = self._stub(endpoint).WatchEvents(
+                pb.WatchEventsRequest(from_revision=next_revision)
+            )
+            try:
+                async for msg in call:
+                    failures = 0
+                    event = convert.event_from_pb(msg)
+                    next_revision = event.revision + 1
+                    yield event
+            except grpc.aio.AioRpcError as e:
+                if e.code() not in _FAILOVER:
+                    raise _error(e, endpoint) from None
+                failures += 1
+                if failures > 2 * len(self.endpoints):
+                    raise errors.Unavailable(
+                        f"event stream lost: {endpoint}: {e.details()}"
+                    ) from None
+                self._preferred = (self._preferred + 1) % len(self.endpoints)
+                await asyncio.sleep(min(0.1 * failures, 1.0))
+            finally:
+                call.cancel()

@@ -1,0 +1,38 @@
+"""The gRPC server of a tcphopd node: Cluster, grpc.health.v1 and reflection."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from cluster.api.v1 import cluster_pb2, cluster_pb2_grpc
+from cluster.server.cluster_service import ClusterService
+from cluster.server.interceptors import ErrorMappingInterceptor
+from cluster.state import ClusterState
+
+CLUSTER_SERVICE = cluster_pb2.DESCRIPTOR.services_by_name["Cluster"].full_name
+
+
+async def start_server(state: ClusterState, listen: str) -> tuple[grpc.aio.Server, int]:
+    """Start serving on listen (host:port, port 0 picks one); return the server and its port."""
+    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
+    cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterService(state), server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        [
+            CLUSTER_SERVICE,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}: address in use or not local")
+    await server.start()
+    await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    await health.set(CLUSTER_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    return server, port

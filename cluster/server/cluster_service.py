@@ -1,0 +1,101 @@
+"""The tcphop.v1.Cluster servicer: convert, call ClusterState, convert back. No logic here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
+
+import grpc
+
+from cluster.api.v1 import cluster_pb2 as pb
+from cluster.api.v1 import cluster_pb2_grpc
+from cluster.errors import ValidationError
+from cluster.model import Role, Serving
+from cluster.sdk import convert
+from cluster.state import ClusterState
+
+Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+
+def _role(value: int) -> Role:
+    if value not in convert.ROLE_FROM_PB:
+        raise ValidationError([f"role: {value} is not one of PRIMARY, BACKUP, NONE"])
+    return convert.ROLE_FROM_PB[value]  # type: ignore[index]
+
+
+def _serving(value: int) -> Serving:
+    if value not in convert.SERVING_FROM_PB:
+        raise ValidationError([f"serving: {value} is not one of ENABLED, DISABLED, DRAINING"])
+    return convert.SERVING_FROM_PB[value]  # type: ignore[index]
+
+
+class ClusterService(cluster_pb2_grpc.ClusterServicer):
+    def __init__(self, state: ClusterState) -> None:
+        self.state = state
+
+    async def ListNodes(self, request: pb.ListNodesRequest, context: Ctx) -> pb.ListNodesResponse:
+        nodes, revision = await self.state.list_nodes()
+        return pb.ListNodesResponse(nodes=[convert.node_to_pb(n) for n in nodes], revision=revision)
+
+    async def GetNode(self, request: pb.GetNodeRequest, context: Ctx) -> pb.GetNodeResponse:
+        return pb.GetNodeResponse(
+            node=convert.node_to_pb(await self.state.get_node(request.node_id))
+        )
+
+    async def Designate(self, request: pb.DesignateRequest, context: Ctx) -> pb.DesignateResponse:
+        designation, warnings = await self.state.designate(
+            request.node_id, _role(request.role), request.force
+        )
+        return pb.DesignateResponse(
+            designation=convert.designation_to_pb(designation), warnings=warnings
+        )
+
+    async def SetServing(
+        self, request: pb.SetServingRequest, context: Ctx
+    ) -> pb.SetServingResponse:
+        weight = request.weight if request.HasField("weight") else None
+        designation = await self.state.set_serving(
+            request.node_id, _serving(request.serving), weight
+        )
+        return pb.SetServingResponse(designation=convert.designation_to_pb(designation))
+
+    async def ApplyService(
+        self, request: pb.ApplyServiceRequest, context: Ctx
+    ) -> pb.ApplyServiceResponse:
+        result = await self.state.apply_service(convert.service_from_pb(request.service))
+        return pb.ApplyServiceResponse(
+            service=convert.service_to_pb(result.service),
+            result=result.result,
+            warnings=result.warnings,
+            revision=result.revision,
+        )
+
+    async def ListServices(
+        self, request: pb.ListServicesRequest, context: Ctx
+    ) -> pb.ListServicesResponse:
+        return pb.ListServicesResponse(
+            services=[convert.service_to_pb(s) for s in await self.state.list_services()]
+        )
+
+    async def GetService(
+        self, request: pb.GetServiceRequest, context: Ctx
+    ) -> pb.GetServiceResponse:
+        return pb.GetServiceResponse(
+            service=convert.service_to_pb(await self.state.get_service(request.name))
+        )
+
+    async def DeleteService(
+        self, request: pb.DeleteServiceRequest, context: Ctx
+    ) -> pb.DeleteServiceResponse:
+        return pb.DeleteServiceResponse(revision=await self.state.delete_service(request.name))
+
+    async def GetStatus(self, request: pb.GetStatusRequest, context: Ctx) -> pb.GetStatusResponse:
+        return convert.status_to_pb(await self.state.status())
+
+    async def WatchEvents(
+        self, request: pb.WatchEventsRequest, context: Ctx
+    ) -> AsyncIterator[pb.Event]:
+        if request.from_revision < 0:
+            raise ValidationError([f"from_revision: {request.from_revision} must be >= 0"])
+        async for event in self.state.events(request.from_revision):
+            yield convert.event_to_pb(event)

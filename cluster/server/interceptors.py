@@ -1,0 +1,72 @@
+"""One interceptor for every RPC: bind log context, map domain errors to status codes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
+
+import grpc
+import structlog
+
+from cluster.errors import ClusterError
+from cluster.server.status import status_for
+
+log = structlog.get_logger()
+Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        rpc = details.method.rsplit("/", 1)[-1]
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            async def unary(request: Any, context: Ctx) -> Any:
+                _bind(rpc, context)
+                try:
+                    return await inner(request, context)
+                except ClusterError as e:
+                    await _abort(context, e)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream is not None:
+            inner_stream = handler.unary_stream
+
+            async def stream(request: Any, context: Ctx) -> AsyncIterator[Any]:
+                _bind(rpc, context)
+                try:
+                    async for item in inner_stream(request, context):
+                        yield item
+                except ClusterError as e:
+                    await _abort(context, e)
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream, handler.request_deserializer, handler.response_serializer
+            )
+        return handler
+
+
+def _bind(rpc: str, context: Ctx) -> None:
+    # grpc.aio runs each RPC in a task of its own, so the binding ends with the call.
+    structlog.contextvars.bind_contextvars(
+        rpc=rpc, peer=context.peer(), request_id=uuid.uuid4().hex[:12]
+    )
+
+
+async def _abort(context: Ctx, error: ClusterError) -> None:
+    code = status_for(error)
+    if code == grpc.StatusCode.INTERNAL:
+        log.error("rpc_failed", exc_info=error)
+    else:
+        log.info("rpc_rejected", code=code.name, reason=str(error))
+    await context.abort(code, str(error))

@@ -1,0 +1,267 @@
+"""EtcdStore: the Store protocol on etcd v3. The only module that imports aetcd.
+
+It speaks etcd's gRPC API through the stubs aetcd generates (`aetcd.rpc`) on grpc.aio channels
+of its own, one per endpoint, rather than through `aetcd.Client`: the client hides the response
+header (the revision a transaction committed at) and its shared watcher cannot tell a caller
+where to resume after a broken stream. With several endpoints, a call that finds one unavailable
+moves on to the next within the same deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import grpc
+from aetcd import rpc
+
+from cluster.errors import LeaseExpired, RevisionCompacted, StoreError, StoreUnavailable
+from cluster.store.base import (
+    Compare,
+    Delete,
+    EventKind,
+    KeyValue,
+    LeaseId,
+    Put,
+    Revision,
+    TxnResult,
+    WatchEvent,
+)
+
+_T = TypeVar("_T")
+_TARGETS = {
+    "create": rpc.Compare.CREATE,
+    "mod": rpc.Compare.MOD,
+    "version": rpc.Compare.VERSION,
+    "value": rpc.Compare.VALUE,
+}
+_OPS = {
+    "==": rpc.Compare.EQUAL,
+    "!=": rpc.Compare.NOT_EQUAL,
+    "<": rpc.Compare.LESS,
+    ">": rpc.Compare.GREATER,
+}
+_UNAVAILABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+}
+
+
+def parse_endpoints(urls: str | Sequence[str]) -> tuple[str, ...]:
+    """`http://h:p,http://h2:p2` (or a list) -> ("h:p", "h2:p2"); ValueError when malformed."""
+    items = urls.split(",") if isinstance(urls, str) else list(urls)
+    targets = []
+    for item in (i.strip() for i in items):
+        parts = urlsplit(item if "://" in item else f"http://{item}")
+        if (
+            parts.scheme != "http"
+            or not parts.hostname
+            or not parts.port
+            or parts.path not in ("", "/")
+        ):
+            raise ValueError(f"etcd endpoint {item!r} is not of the form http://host:port")
+        targets.append(f"{parts.hostname}:{parts.port}")
+    if not targets:
+        raise ValueError("no etcd endpoint given")
+    return tuple(targets)
+
+
+def _range_end(prefix: bytes) -> bytes:
+    end = bytearray(prefix)
+    for i in reversed(range(len(end))):
+        if end[i] < 0xFF:
+            end[i] += 1
+            return bytes(end[: i + 1])
+    return b"\0"
+
+
+def _kv(kv: rpc.KeyValue) -> KeyValue:
+    return KeyValue(kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease)
+
+
+def _translate(e: grpc.aio.AioRpcError, target: str) -> StoreError:
+    code, details = e.code(), e.details() or ""
+    if code in _UNAVAILABLE:
+        return StoreUnavailable(f"etcd at {target} is unavailable: {details or code.name}")
+    if code == grpc.StatusCode.NOT_FOUND and "lease" in details:
+        return LeaseExpired(details)
+    return StoreError(f"etcd at {target} failed: {code.name}: {details}")
+
+
+class _Endpoint:
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.channel = grpc.aio.insecure_channel(target)
+        self.kv = rpc.KVStub(self.channel)
+        self.lease = rpc.LeaseStub(self.channel)
+        self.watch = rpc.WatchStub(self.channel)
+
+
+class EtcdStore:
+    """Store on etcd v3. Every call is bounded by `timeout_s`."""
+
+    def __init__(self, endpoints: str | Sequence[str], timeout_s: float = 2.0) -> None:
+        self.endpoints = parse_endpoints(endpoints)
+        self.timeout_s = timeout_s
+        self._conns = [_Endpoint(t) for t in self.endpoints]
+        self._current = 0
+
+    async def _call(self, op: Callable[[_Endpoint], Awaitable[_T]]) -> _T:
+        last: StoreError | None = None
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                for _ in self._conns:
+                    conn = self._conns[self._current]
+                    try:
+                        return await op(conn)
+                    except grpc.aio.AioRpcError as e:
+                        last = _translate(e, conn.target)
+                        if not isinstance(last, StoreUnavailable):
+                            raise last from e
+                        self._current = (self._current + 1) % len(self._conns)
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"etcd at {self._conns[self._current].target} did not answer within "
+                f"{self.timeout_s} s"
+            ) from None
+        assert last is not None
+        raise last
+
+    async def get(self, key: bytes) -> KeyValue | None:
+        resp = await self._call(lambda c: c.kv.Range(rpc.RangeRequest(key=key)))
+        return _kv(resp.kvs[0]) if resp.kvs else None
+
+    async def get_prefix(self, prefix: bytes) -> tuple[list[KeyValue], Revision]:
+        req = rpc.RangeRequest(
+            key=prefix,
+            range_end=_range_end(prefix),
+            sort_order=rpc.RangeRequest.ASCEND,
+            sort_target=rpc.RangeRequest.KEY,
+        )
+        resp = await self._call(lambda c: c.kv.Range(req))
+        return [_kv(kv) for kv in resp.kvs], Revision(resp.header.revision)
+
+    async def put(self, key: bytes, value: bytes, lease: LeaseId | None = None) -> Revision:
+        req = rpc.PutRequest(key=key, value=value, lease=lease or 0)
+        resp = await self._call(lambda c: c.kv.Put(req))
+        return Revision(resp.header.revision)
+
+    async def delete(self, key: bytes) -> bool:
+        resp = await self._call(lambda c: c.kv.DeleteRange(rpc.DeleteRangeRequest(key=key)))
+        return bool(resp.deleted)
+
+    async def txn(
+        self,
+        compares: Sequence[Compare],
+        success: Sequence[Put | Delete],
+        failure: Sequence[Put | Delete] = (),
+    ) -> TxnResult:
+        reads = [
+            rpc.RequestOp(request_range=rpc.RangeRequest(key=k))
+            for k in dict.fromkeys(c.key for c in compares)
+        ]
+        req = rpc.TxnRequest(
+            compare=[_compare(c) for c in compares],
+            success=[_op(o) for o in success],
+            failure=[_op(o) for o in failure] + reads,
+        )
+        resp = await self._call(lambda c: c.kv.Txn(req))
+        current: dict[bytes, KeyValue | None] = {}
+        if not resp.succeeded:
+            for read, r in zip(reads, resp.responses[len(failure) :], strict=True):
+                kvs = r.response_range.kvs
+                current[read.request_range.key] = _kv(kvs[0]) if kvs else None
+        return TxnResult(resp.succeeded, Revision(resp.header.revision), current)
+
+    async def create(self, key: bytes, value: bytes, lease: LeaseId | None = None) -> TxnResult:
+        return await self.txn([Compare(key, "create", "==", 0)], [Put(key, value, lease)])
+
+    async def grant_lease(self, ttl_s: int) -> tuple[LeaseId, int]:
+        resp = await self._call(lambda c: c.lease.LeaseGrant(rpc.LeaseGrantRequest(TTL=ttl_s)))
+        if resp.error:
+            raise StoreError(f"lease grant failed: {resp.error}")
+        return LeaseId(resp.ID), int(resp.TTL)
+
+    async def keepalive(self, lease: LeaseId) -> int:
+        async def once(c: _Endpoint) -> int:
+            async for reply in c.lease.LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=lease)])):
+                return int(reply.TTL)
+            return 0
+
+        ttl = await self._call(once)
+        if ttl <= 0:
+            raise LeaseExpired(f"lease {lease:x} has expired")
+        return ttl
+
+    async def revoke(self, lease: LeaseId) -> None:
+        with contextlib.suppress(LeaseExpired):
+            await self._call(lambda c: c.lease.LeaseRevoke(rpc.LeaseRevokeRequest(ID=lease)))
+
+    async def compact(self, revision: int) -> None:
+        await self._call(
+            lambda c: c.kv.Compact(rpc.CompactionRequest(revision=revision, physical=True))
+        )
+
+    async def watch_prefix(self, prefix: bytes, start_revision: int) -> AsyncIterator[WatchEvent]:
+        conn = self._conns[self._current]
+        create = rpc.WatchCreateRequest(
+            key=prefix, range_end=_range_end(prefix), start_revision=start_revision
+        )
+        requests: asyncio.Queue[rpc.WatchRequest | None] = asyncio.Queue()
+        await requests.put(rpc.WatchRequest(create_request=create))
+
+        async def outgoing() -> AsyncIterator[rpc.WatchRequest]:
+            while (req := await requests.get()) is not None:
+                yield req
+
+        call = conn.watch.Watch(outgoing())
+        try:
+            async for resp in call:
+                if resp.compact_revision:
+                    raise RevisionCompacted(resp.compact_revision)
+                if resp.canceled:
+                    raise StoreUnavailable(
+                        f"etcd at {conn.target} cancelled the watch: "
+                        f"{resp.cancel_reason or 'no reason given'}"
+                    )
+                for ev in resp.events:
+                    kind = EventKind.DELETE if ev.type == rpc.Event.DELETE else EventKind.PUT
+                    yield WatchEvent(kind, _kv(ev.kv))
+            raise StoreUnavailable(f"etcd at {conn.target} closed the watch stream")
+        except grpc.aio.AioRpcError as e:
+            if e.code() in _UNAVAILABLE:
+                self._current = (self._current + 1) % len(self._conns)
+            raise _translate(e, conn.target) from e
+        finally:
+            await requests.put(None)
+            call.cancel()
+
+    async def close(self) -> None:
+        for conn in self._conns:
+            await conn.channel.close()
+
+
+def _compare(c: Compare) -> rpc.Compare:
+    msg = rpc.Compare(key=c.key, target=_TARGETS[c.target], result=_OPS[c.op])
+    if c.target == "value":
+        assert isinstance(c.value, bytes)
+        msg.value = c.value
+    elif c.target == "create":
+        msg.create_revision = int(c.value)
+    elif c.target == "mod":
+        msg.mod_revision = int(c.value)
+    else:
+        msg.version = int(c.value)
+    return msg
+
+
+def _op(o: Put | Delete) -> rpc.RequestOp:
+    if isinstance(o, Put):
+        return rpc.RequestOp(
+            request_put=rpc.PutRequest(key=o.key, value=o.value, lease=o.lease or 0)
+        )
+    return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=o.key))

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# tcphop's two commands on a fresh Debian 12 machine, as root:
+#   ./run.sh demo    bring up a 3-node lab (embedded etcd + tcphopd) and show it working
+#   ./run.sh test    run every test (real etcd, real tcphopd processes)
+# Also: ./run.sh setup (install only), ./run.sh check (lint, types, generated code), ./run.sh down
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=.venv
+
+setup() {
+  local need=()
+  python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+  command -v curl >/dev/null || need+=(curl)
+  if ((${#need[@]})); then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  fi
+  local stamp="$VENV/.tcphop-installed" want
+  want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+  if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then return; fi
+  [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade 'pip>=25.1'
+  "$VENV/bin/python" -m pip install -q -e . --group dev
+  echo "$want" >"$stamp"
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  demo)
+    setup
+    "$VENV/bin/clusterctl" lab down >/dev/null
+    "$VENV/bin/clusterctl" lab up --nodes "${NODES:-3}"
+    "$VENV/bin/clusterctl" lab demo
+    echo -e "\nThe lab keeps running: try $VENV/bin/clusterctl status; stop it with ./run.sh down"
+    ;;
+  down) setup; "$VENV/bin/clusterctl" lab down ;;
+  test) setup; shift; exec "$VENV/bin/python" -m pytest "$@" ;;
+  check)
+    setup
+    "$VENV/bin/python" proto/generate.py --check
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check .
+    "$VENV/bin/mypy"
+    ;;
+  *) echo "usage: $0 demo|test|setup|check|down" >&2; exit 64 ;;
+esac
