@@ -57,14 +57,13 @@ def parse_endpoints(urls: str | Sequence[str]) -> tuple[str, ...]:
     targets = []
     for item in (i.strip() for i in items):
         parts = urlsplit(item if "://" in item else f"http://{item}")
-        if (
-            parts.scheme != "http"
-            or not parts.hostname
-            or not parts.port
-            or parts.path not in ("", "/")
-        ):
+        try:
+            port = parts.port
+        except ValueError:  # not a number
+            port = None
+        if parts.scheme != "http" or not parts.hostname or not port or parts.path not in ("", "/"):
             raise ValueError(f"etcd endpoint {item!r} is not of the form http://host:port")
-        targets.append(f"{parts.hostname}:{parts.port}")
+        targets.append(f"{parts.hostname}:{port}")
     if not targets:
         raise ValueError("no etcd endpoint given")
     return tuple(targets)

@@ -1,0 +1,147 @@
+"""Shared fixtures: a real etcd, unique key roots, real tcphopd processes, honest gating.
+
+Capabilities are probed once. Locally a missing one skips with a reason; with CI=true or
+TCPHOP_REQUIRE=etcd,root,... it fails the test instead, so CI cannot pass by skipping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from cluster.keys import Keys
+from cluster.store.embedded import EmbeddedEtcd, etcd_binary, free_port
+from cluster.store.etcd import EtcdStore
+
+TIMEOUT_MULTIPLIER = float(os.environ.get("TCPHOP_TIMEOUT_MULTIPLIER", "1"))
+
+
+def _required() -> set[str]:
+    listed = {c.strip() for c in os.environ.get("TCPHOP_REQUIRE", "").split(",") if c.strip()}
+    return listed | ({"etcd"} if os.environ.get("CI") == "true" else set())
+
+
+def need(capability: str, available: bool, why: str) -> None:
+    """Skip (locally) or fail (in CI) when a capability is missing."""
+    if available:
+        return
+    if capability in _required():
+        pytest.fail(f"required capability {capability!r} is missing: {why}")
+    pytest.skip(f"{capability} unavailable: {why}")
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> float:
+    """Poll predicate until true; return the seconds it took. Fail after timeout_s."""
+    start = time.monotonic()
+    deadline = start + timeout_s * TIMEOUT_MULTIPLIER
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+async def async_wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> float:
+    start = time.monotonic()
+    deadline = start + timeout_s * TIMEOUT_MULTIPLIER
+    while not await predicate():  # type: ignore[misc]
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start
+
+
+@pytest.fixture(scope="session")
+def etcd_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real etcd for the whole session (or TCPHOP_TEST_ETCD)."""
+    if url := os.environ.get("TCPHOP_TEST_ETCD"):
+        yield url
+        return
+    try:
+        etcd_binary()
+    except FileNotFoundError as e:
+        need("etcd", False, str(e))
+    server = EmbeddedEtcd(tmp_path_factory.mktemp("etcd"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def private_etcd(tmp_path: Path) -> Iterator[EmbeddedEtcd]:
+    """An etcd of the test's own, for tests that stop or pause it."""
+    try:
+        etcd_binary()
+    except FileNotFoundError as e:
+        need("etcd", False, str(e))
+    server = EmbeddedEtcd(tmp_path / "etcd")
+    server.start()
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        server.process.send_signal(signal.SIGCONT)
+    server.stop()
+
+
+@pytest.fixture
+def keys() -> Keys:
+    """A key root of the test's own, so tests sharing one etcd never see each other."""
+    return Keys(f"/t-{uuid.uuid4().hex[:10]}/tcphop/v1/")
+
+
+@pytest.fixture
+async def store(etcd_url: str) -> AsyncIterator[EtcdStore]:
+    s = EtcdStore(etcd_url)
+    yield s
+    await s.close()
+
+
+@dataclass
+class Daemon:
+    node_id: str
+    endpoint: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    args: list[str] = field(default_factory=list)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def start_daemon(etcd_url: str, keys: Keys, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    """Start real tcphopd processes (python -m cluster); each is killed at teardown."""
+    started: list[Daemon] = []
+
+    def start(node_id: str, etcd: str | None = None, lease_ttl_s: int = 2,
+              wait: bool = True) -> Daemon:
+        endpoint = f"127.0.0.1:{free_port()}"
+        log = tmp_path / f"{node_id}-{len(started)}.log"
+        args = [sys.executable, "-m", "cluster", "--node-id", node_id, "--etcd",
+                etcd or etcd_url, "--listen", endpoint, "--lease-ttl", str(lease_ttl_s),
+                "--etcd-prefix", keys.root, "--log-json"]
+        with log.open("wb") as out:
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        daemon = Daemon(node_id, endpoint, proc, log, args)
+        started.append(daemon)
+        if wait:
+            wait_for(lambda: "daemon_started" in daemon.output() or proc.poll() is not None,
+                     15, f"{node_id} to start")
+            assert proc.poll() is None, daemon.output()
+        return daemon
+
+    yield start
+    for d in started:
+        if d.process.poll() is None:
+            d.process.send_signal(signal.SIGCONT)
+            d.process.kill()
+            d.process.wait()
