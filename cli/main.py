@@ -6,64 +6,13 @@ message; 2 the cluster cannot be reached. A traceback only with --debug.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TypeVar
 
 import click
 
-from cli import lab
-from cluster.sdk import ClusterClient, SdkError, Unavailable
-
-_T = TypeVar("_T")
-EXIT_USER = 1
-EXIT_UNREACHABLE = 2
-DEFAULT_ENDPOINT = "127.0.0.1:7700"
-
-
-class CliError(click.ClickException):
-    exit_code = EXIT_USER
-
-
-class Unreachable(click.ClickException):
-    exit_code = EXIT_UNREACHABLE
-
-
-@dataclass
-class Context:
-    endpoint: str | None
-    timeout_s: float
-    debug: bool
-
-    def endpoints(self) -> list[str]:
-        """--endpoint / TCPHOP_ENDPOINT, else the running lab's nodes, else the default."""
-        if self.endpoint:
-            return [e.strip() for e in self.endpoint.split(",") if e.strip()]
-        return lab.running_endpoints(lab.default_dir()) or [DEFAULT_ENDPOINT]
-
-    def run(self, call: Callable[[ClusterClient], Awaitable[_T]]) -> _T:
-        """Run one SDK call; turn SDK errors into clusterctl's exit codes."""
-
-        async def go() -> _T:
-            async with ClusterClient(self.endpoints(), timeout_s=self.timeout_s) as client:
-                return await call(client)
-
-        try:
-            return asyncio.run(go())
-        except Unavailable as e:
-            if self.debug:
-                raise
-            raise Unreachable(f"cannot reach the cluster: {e}") from None
-        except SdkError as e:
-            if self.debug:
-                raise
-            raise CliError(str(e)) from None
-
-
-pass_ctx = click.make_pass_decorator(Context)
+from cli.commands import cluster, lab_cmd, service
+from cli.context import EXIT_UNREACHABLE, EXIT_USER, Context, Unreachable
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,14 +33,8 @@ def cli(ctx: click.Context, endpoint: str | None, timeout_s: float, debug: bool)
     ctx.obj = Context(endpoint, timeout_s, debug)
 
 
-def _register() -> None:
-    from cli.commands import cluster, lab_cmd, service
-
-    for command in (*cluster.COMMANDS, service.service, lab_cmd.lab_group):
-        cli.add_command(command)
-
-
-_register()
+for command in (*cluster.COMMANDS, service.service, lab_cmd.lab_group):
+    cli.add_command(command)
 
 
 def main() -> None:
@@ -103,6 +46,10 @@ def main() -> None:
         sys.exit(130)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except click.UsageError as e:
+        hint = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
+        click.echo(f"Error: {e.format_message()}{hint}", err=True)
+        sys.exit(EXIT_USER)
     except click.ClickException as e:
         e.show()
         sys.exit(EXIT_UNREACHABLE if isinstance(e, Unreachable) else EXIT_USER)

@@ -579,9 +579,10 @@ def services_from_file_doc(data: object) -> list[ServiceSpec]:
     specs: list[ServiceSpec] = []
     problems: list[str] = []
     for i, item in enumerate(items):
+        named = isinstance(item, Mapping) and isinstance(item.get("name"), str) and item["name"]
         try:
             specs.append(
-                service_from_doc(item, "services" if len(items) == 1 else f"services[{i}]")
+                service_from_doc(item, "services" if named or len(items) == 1 else f"services[{i}]")
             )
         except ValidationError as e:
             problems += e.problems

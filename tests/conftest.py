@@ -122,20 +122,37 @@ def start_daemon(etcd_url: str, keys: Keys, tmp_path: Path) -> Iterator[Callable
     """Start real tcphopd processes (python -m cluster); each is killed at teardown."""
     started: list[Daemon] = []
 
-    def start(node_id: str, etcd: str | None = None, lease_ttl_s: int = 2,
-              wait: bool = True) -> Daemon:
+    def start(
+        node_id: str, etcd: str | None = None, lease_ttl_s: int = 2, wait: bool = True
+    ) -> Daemon:
         endpoint = f"127.0.0.1:{free_port()}"
         log = tmp_path / f"{node_id}-{len(started)}.log"
-        args = [sys.executable, "-m", "cluster", "--node-id", node_id, "--etcd",
-                etcd or etcd_url, "--listen", endpoint, "--lease-ttl", str(lease_ttl_s),
-                "--etcd-prefix", keys.root, "--log-json"]
+        args = [
+            sys.executable,
+            "-m",
+            "cluster",
+            "--node-id",
+            node_id,
+            "--etcd",
+            etcd or etcd_url,
+            "--listen",
+            endpoint,
+            "--lease-ttl",
+            str(lease_ttl_s),
+            "--etcd-prefix",
+            keys.root,
+            "--log-json",
+        ]
         with log.open("wb") as out:
             proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
         daemon = Daemon(node_id, endpoint, proc, log, args)
         started.append(daemon)
         if wait:
-            wait_for(lambda: "daemon_started" in daemon.output() or proc.poll() is not None,
-                     15, f"{node_id} to start")
+            wait_for(
+                lambda: "daemon_started" in daemon.output() or proc.poll() is not None,
+                15,
+                f"{node_id} to start",
+            )
             assert proc.poll() is None, daemon.output()
         return daemon
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import click
 
-from cli.main import Context, pass_ctx
+from cli.context import Context, pass_ctx
 from cli.output import dump, emit, output_option, plain, table
 from cluster.model import ClusterEvent, EventType, Node, Role, Serving
 from cluster.sdk import ClusterClient

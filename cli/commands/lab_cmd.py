@@ -14,7 +14,7 @@ import click
 from cli import lab
 from cli.commands.cluster import NODE_HEADER, describe, node_rows
 from cli.commands.service import load_specs
-from cli.main import CliError, Context, pass_ctx
+from cli.context import CliError, Context, pass_ctx
 from cli.output import table
 from cluster.model import ClusterEvent, Role, Serving
 from cluster.sdk import ClusterClient, Unavailable

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import yaml
 
-from cli.main import CliError, Context, pass_ctx
+from cli.context import CliError, Context, pass_ctx
 from cli.output import dump, emit, output_option
 from cluster.errors import ValidationError
 from cluster.model import ServiceSpec, service_to_doc, services_from_file_doc

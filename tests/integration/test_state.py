@@ -16,8 +16,8 @@ from cluster.model import (
     Pool,
     Registration,
     Role,
-    Serving,
     ServiceSpec,
+    Serving,
 )
 from cluster.state import ClusterState
 from cluster.store.etcd import EtcdStore
@@ -91,8 +91,10 @@ async def test_designating_an_unknown_node_needs_force(state: ClusterState) -> N
     assert (await state.list_nodes())[0] == []
     designation, warnings = await state.designate("ghost", Role.PRIMARY, force=True)
     assert designation.role is Role.PRIMARY
-    assert warnings == ["node 'ghost' has never registered; the designation is stored and "
-                        "takes effect when it joins"]
+    assert warnings == [
+        "node 'ghost' has never registered; the designation is stored and "
+        "takes effect when it joins"
+    ]
     node = await state.get_node("ghost")
     assert not node.alive and node.designation.role is Role.PRIMARY
 
@@ -107,8 +109,11 @@ async def test_designations_and_serving_states_round_trip(
     for serving in Serving:
         assert (await state.set_serving("n1", serving)).serving is serving
     d = await state.set_serving("n1", Serving.DRAINING, weight=7)
-    assert (await state.get_node("n1")).designation == d == Designation(
-        "n1", Role.NONE, Serving.DRAINING, 7)
+    assert (
+        (await state.get_node("n1")).designation
+        == d
+        == Designation("n1", Role.NONE, Serving.DRAINING, 7)
+    )
     assert (await state.set_serving("n1", Serving.ENABLED)).weight == 7  # weight kept
 
 
@@ -123,7 +128,11 @@ async def test_designations_and_serving_states_round_trip(
     ],
 )
 async def test_bad_designation_input_is_rejected_and_changes_nothing(
-    store: EtcdStore, keys: Keys, state: ClusterState, call, error: str  # type: ignore[no-untyped-def]
+    store: EtcdStore,
+    keys: Keys,
+    state: ClusterState,
+    call,
+    error: str,  # type: ignore[no-untyped-def]
 ) -> None:
     await join(store, keys, "n1")
     before = await store.get_prefix(keys.prefix())

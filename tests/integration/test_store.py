@@ -94,7 +94,10 @@ async def test_watch_delivers_changes_in_revision_order_from_a_revision(
         if len(seen) == 3:
             break
     assert [(k, key) for k, key, _ in seen] == [
-        (EventKind.PUT, root + b"a"), (EventKind.PUT, root + b"b"), (EventKind.DELETE, root + b"a")]
+        (EventKind.PUT, root + b"a"),
+        (EventKind.PUT, root + b"b"),
+        (EventKind.DELETE, root + b"a"),
+    ]
     revisions = [r for _, _, r in seen]
     assert revisions == sorted(revisions) and revisions[0] == first
 
@@ -155,4 +158,6 @@ def test_malformed_etcd_endpoints_are_rejected(bad: str) -> None:
 
 def test_endpoints_accept_urls_and_host_port() -> None:
     assert parse_endpoints("http://127.0.0.1:2379, 10.0.0.2:2379") == (
-        "127.0.0.1:2379", "10.0.0.2:2379")
+        "127.0.0.1:2379",
+        "10.0.0.2:2379",
+    )

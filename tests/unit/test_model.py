@@ -32,10 +32,21 @@ L7 = {
     "health_check": {"type": "http", "path": "/healthz", "interval_s": 2, "timeout_s": 1},
     "rules": [
         {"name": "static", "match": {"path_prefix": "/static"}, "pool": ["n1", "n2"]},
-        {"name": "blue", "match": {"header": {"name": "X-Tenant", "exact": "blue"}},
-         "pool": ["n3"], "policy": "least-loaded"},
-        {"name": "api", "match": {"path_regex": "^/api/v[0-9]+/", "host": "shop.example",
-                                  "cookie": {"name": "beta", "value": "1"}}, "pool": ["n1"]},
+        {
+            "name": "blue",
+            "match": {"header": {"name": "X-Tenant", "exact": "blue"}},
+            "pool": ["n3"],
+            "policy": "least-loaded",
+        },
+        {
+            "name": "api",
+            "match": {
+                "path_regex": "^/api/v[0-9]+/",
+                "host": "shop.example",
+                "cookie": {"name": "beta", "value": "1"},
+            },
+            "pool": ["n1"],
+        },
     ],
 }
 
@@ -107,10 +118,16 @@ def test_port_out_of_range_names_the_field_path() -> None:
         ("rules.0.match", {}, "services.shop.rules[0].match: needs at least one of"),
         ("rules.0.match", {"path_prefix": "static"}, "rules[0].match.path_prefix: 'static' must"),
         ("rules.0.match", {"path_regex": "(["}, "rules[0].match.path_regex: '([' is not a valid"),
-        ("rules.1.match", {"header": {"name": "X-Tenant"}},
-         "services.shop.rules[1].match.header: give exactly one of exact, regex"),
-        ("rules.1.match", {"header": {"name": "X Tenant", "exact": "a"}},
-         "services.shop.rules[1].match.header.name: 'X Tenant' is not a valid header name"),
+        (
+            "rules.1.match",
+            {"header": {"name": "X-Tenant"}},
+            "services.shop.rules[1].match.header: give exactly one of exact, regex",
+        ),
+        (
+            "rules.1.match",
+            {"header": {"name": "X Tenant", "exact": "a"}},
+            "services.shop.rules[1].match.header.name: 'X Tenant' is not a valid header name",
+        ),
         ("rules.1.name", "static", "services.shop.rules[1].name: 'static' is used by an earlier"),
         ("rules.1.policy", "fastest", "services.shop.rules[1].policy: 'fastest' is not one of"),
         ("rules.2.pool", [], "services.shop.rules[2].pool: must be 'all' or a non-empty list"),
@@ -139,7 +156,8 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_missing_required_fields_and_non_mapping() -> None:
     assert problems_of({"name": "a"}) == ("services.a.vip: required", "services.a.port: required")
     assert problems_of(["not", "a", "mapping"])[0] == (
-        "services: expected a mapping, got list ['not', 'a', 'mapping']")
+        "services: expected a mapping, got list ['not', 'a', 'mapping']"
+    )
 
 
 def test_file_with_two_services_on_one_vip_port_is_rejected() -> None:
@@ -147,7 +165,8 @@ def test_file_with_two_services_on_one_vip_port_is_rejected() -> None:
     with pytest.raises(ValidationError) as info:
         services_from_file_doc({"services": [L7, other]})
     assert info.value.problems == (
-        "services.web.port: 10.100.0.10:8080 is already used by service 'shop'",)
+        "services.web.port: 10.100.0.10:8080 is already used by service 'shop'",
+    )
 
 
 def test_file_may_hold_one_service_a_list_or_a_services_key() -> None:
@@ -164,12 +183,14 @@ specs = st.builds(
     ServiceSpec,
     name=names,
     vip=st.tuples(*[st.integers(1, 223)] + [st.integers(0, 255)] * 2 + [st.integers(1, 254)])
-    .filter(lambda t: t[0] not in (127, 169)).map(lambda t: ".".join(map(str, t))),
+    .filter(lambda t: t[0] not in (127, 169))
+    .map(lambda t: ".".join(map(str, t))),
     port=st.integers(1, 65535),
     mode=st.just(Mode.L4),
-    pool=st.one_of(st.just(Pool.everyone()),
-                   st.lists(names, min_size=1, max_size=4, unique=True).map(
-                       lambda n: Pool(nodes=tuple(n)))),
+    pool=st.one_of(
+        st.just(Pool.everyone()),
+        st.lists(names, min_size=1, max_size=4, unique=True).map(lambda n: Pool(nodes=tuple(n))),
+    ),
     policy=st.sampled_from(list(Policy)),
     persistence=st.sampled_from(["none", "source-ip"]),
 )
@@ -179,8 +200,10 @@ specs = st.builds(
 def test_valid_specs_round_trip_through_documents_and_protobuf(spec: ServiceSpec) -> None:
     validate_service(spec)
     assert service_from_doc(service_to_doc(spec)) == spec
-    assert service_from_doc(service_to_doc(convert.service_from_pb(convert.service_to_pb(spec)))
-                            ) == spec
+    assert (
+        service_from_doc(service_to_doc(convert.service_from_pb(convert.service_to_pb(spec))))
+        == spec
+    )
 
 
 def test_l7_spec_round_trips_through_protobuf() -> None:

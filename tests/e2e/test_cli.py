@@ -1,0 +1,195 @@
+"""clusterctl as a user runs it: real processes, exit codes 0/1/2, output formats, the lab."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cluster.store.embedded import free_port
+from tests.conftest import Daemon
+
+pytestmark = [pytest.mark.etcd, pytest.mark.e2e]
+StartDaemon = Callable[..., Daemon]
+SAMPLES = Path(__file__).resolve().parents[2] / "cli" / "samples" / "services.yaml"
+
+
+def clusterctl(
+    *args: str,
+    endpoint: str | None = None,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("TCPHOP_ENDPOINT", None)
+    if endpoint:
+        full_env["TCPHOP_ENDPOINT"] = endpoint
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        env=full_env,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def node(start_daemon: StartDaemon) -> Daemon:
+    return start_daemon("n1")
+
+
+def test_read_commands_render_table_json_and_yaml(node: Daemon) -> None:
+    table = clusterctl("nodes", "list", endpoint=node.endpoint)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].split()[:4] == ["NODE", "ALIVE", "ENDPOINT", "ROLE"]
+    assert "n1" in table.stdout
+    as_json = json.loads(clusterctl("nodes", "list", "-o", "json", endpoint=node.endpoint).stdout)
+    assert as_json[0]["node_id"] == "n1" and as_json[0]["registration"]["endpoint"]
+    as_yaml = yaml.safe_load(clusterctl("status", "-o", "yaml", endpoint=node.endpoint).stdout)
+    assert as_yaml["answered_by"] == "n1"
+
+
+def test_service_apply_get_list_delete(node: Daemon, tmp_path: Path) -> None:
+    applied = clusterctl("service", "apply", "-f", str(SAMPLES), endpoint=node.endpoint)
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.splitlines() == ["service/web created", "service/shop created"]
+    assert "pool names node 'n2', which has never registered" in applied.stderr
+    again = clusterctl("service", "apply", "-f", str(SAMPLES), endpoint=node.endpoint)
+    assert again.stdout.splitlines() == ["service/web unchanged", "service/shop unchanged"]
+    got = clusterctl("service", "get", "shop", "-o", "yaml", endpoint=node.endpoint)
+    exported = tmp_path / "shop.yaml"
+    exported.write_text(got.stdout)
+    reapplied = clusterctl("service", "apply", "-f", str(exported), endpoint=node.endpoint)
+    assert reapplied.stdout.strip() == "service/shop unchanged"  # get -o yaml round-trips
+    listed = json.loads(clusterctl("service", "list", "-o", "json", endpoint=node.endpoint).stdout)
+    assert sorted(s["name"] for s in listed) == ["shop", "web"]
+    deleted = clusterctl("service", "delete", "web", endpoint=node.endpoint)
+    assert deleted.returncode == 0 and deleted.stdout.strip() == "service/web deleted"
+
+
+def test_invalid_spec_file_exits_1_with_field_paths_and_stores_nothing(
+    node: Daemon, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "services:\n  - {name: ok, vip: 10.0.0.1, port: 80}\n"
+        "  - {name: web, vip: 10.0.0.1, port: 70000}\n"
+    )
+    result = clusterctl("service", "apply", "-f", str(bad), endpoint=node.endpoint)
+    assert result.returncode == 1
+    assert "services[1].web.port: 70000 is not in 1..65535" not in result.stderr
+    assert "port: 70000 is not in 1..65535" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    listed = clusterctl("service", "list", "-o", "json", endpoint=node.endpoint)
+    assert json.loads(listed.stdout) == []  # the valid one was not stored either
+    garbage = tmp_path / "garbage.yaml"
+    garbage.write_text("{unclosed: [")
+    result = clusterctl("service", "apply", "-f", str(garbage), endpoint=node.endpoint)
+    assert result.returncode == 1 and "not valid YAML or JSON" in result.stderr
+    missing = clusterctl(
+        "service", "apply", "-f", str(tmp_path / "none.yaml"), endpoint=node.endpoint
+    )
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+def test_user_errors_exit_1_with_one_line(node: Daemon) -> None:
+    for args, message in [
+        (("designate", "ghost", "--role", "primary"), "node 'ghost' is unknown"),
+        (("designate", "n1", "--role", "leader"), "Invalid value for '--role'"),
+        (("server", "drain", "ghost"), "node 'ghost' is unknown"),
+        (("server", "enable", "n1", "--weight", "-5"), "weight: -5 is not in 0..10000"),
+        (("service", "get", "nope"), "service 'nope' does not exist"),
+        (("nodes", "frobnicate"), "No such command 'frobnicate'"),
+    ]:
+        result = clusterctl(*args, endpoint=node.endpoint)
+        assert result.returncode == 1, (args, result.stderr)
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_designate_and_serving_commands(node: Daemon) -> None:
+    forced = clusterctl("designate", "n7", "--role", "backup", "--force", endpoint=node.endpoint)
+    assert forced.returncode == 0 and "warning: node 'n7' has never registered" in forced.stderr
+    ok = clusterctl("designate", "n1", "--role", "primary", endpoint=node.endpoint)
+    assert ok.returncode == 0 and ok.stdout.strip() == "n1: role primary"
+    drained = clusterctl("server", "drain", "n1", "--weight", "50", endpoint=node.endpoint)
+    assert drained.stdout.strip() == "n1: serving draining, weight 50"
+    nodes = json.loads(clusterctl("nodes", "list", "-o", "json", endpoint=node.endpoint).stdout)
+    assert [
+        (n["node_id"], n["designation"]["role"], n["designation"]["serving"]) for n in nodes
+    ] == [("n1", "primary", "draining"), ("n7", "backup", "enabled")]
+
+
+def test_events_prints_changes_in_order(node: Daemon) -> None:
+    status = json.loads(clusterctl("status", "-o", "json", endpoint=node.endpoint).stdout)
+    clusterctl("designate", "n1", "--role", "backup", endpoint=node.endpoint)
+    clusterctl("server", "disable", "n1", endpoint=node.endpoint)
+    out = clusterctl(
+        "events",
+        "--from-revision",
+        str(status["revision"] + 1),
+        "--count",
+        "2",
+        "-o",
+        "json",
+        endpoint=node.endpoint,
+    )
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [(e["type"], e["designation"]["role"], e["designation"]["serving"]) for e in events] == [
+        ("designation_changed", "backup", "enabled"),
+        ("designation_changed", "backup", "disabled"),
+    ]
+
+
+def test_unreachable_cluster_exits_2_and_debug_shows_the_traceback() -> None:
+    nowhere = f"127.0.0.1:{free_port()}"
+    result = clusterctl("--timeout", "1", "nodes", "list", endpoint=nowhere)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: cannot reach the cluster")
+    assert "Traceback" not in result.stderr
+    debug = clusterctl("--debug", "--timeout", "1", "status", endpoint=nowhere)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_lab_up_status_demo_down(tmp_path: Path) -> None:
+    lab_dir = tmp_path / "lab"
+    env = {"TCPHOP_LAB_DIR": str(lab_dir)}
+    up = clusterctl("lab", "up", "--nodes", "3", env=env)
+    try:
+        assert up.returncode == 0, up.stderr
+        state = json.loads((lab_dir / "lab.json").read_text())
+        pids = [state["etcd"]["pid"], *(n["pid"] for n in state["nodes"])]
+        again = clusterctl("lab", "up", env=env)
+        assert again.returncode == 1 and "a lab is already up" in again.stderr
+        nodes = json.loads(clusterctl("nodes", "list", "-o", "json", env=env).stdout)
+        assert [(n["node_id"], n["designation"]["role"]) for n in nodes] == [
+            ("n1", "primary"),
+            ("n2", "backup"),
+            ("n3", "none"),
+        ]
+        demo = clusterctl("lab", "demo", env=env)
+        assert demo.returncode == 0, demo.stderr
+        assert "n3 left the cluster" in demo.stdout and "node_joined" in demo.stdout
+        status = clusterctl("lab", "status", env=env)
+        assert status.returncode == 0 and status.stdout.count("running") == 4
+        state = json.loads((lab_dir / "lab.json").read_text())
+        pids += [n["pid"] for n in state["nodes"]]
+    finally:
+        down = clusterctl("lab", "down", env=env)
+    assert down.returncode == 0, down.stderr
+    assert not lab_dir.exists()
+    for pid in pids:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        )
+    assert clusterctl("lab", "down", env=env).stdout.startswith("no lab in")
