@@ -106,6 +106,8 @@ def node_command(node_id: str, etcd_url: str, endpoint: str, lease_ttl_s: int) -
         endpoint,
         "--lease-ttl",
         str(lease_ttl_s),
+        "--leader-ttl",
+        "1",
         "--log-json",
     ]
 

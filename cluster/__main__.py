@@ -38,6 +38,19 @@ from cluster.logs import configure_logging
     type=int,
     help="Seconds a dead node stays registered.",
 )
+@click.option(
+    "--leader-ttl",
+    default=2,
+    show_default=True,
+    type=int,
+    help="Seconds before a dead leader's lease expires and a backup takes over.",
+)
+@click.option(
+    "--uplink",
+    default=None,
+    help="Interface that receives VIP traffic; the leader "
+    "holds its VIPs there. Without it VIP ownership is only recorded in etcd.",
+)
 @click.option("--etcd-prefix", default=DEFAULT_ROOT, show_default=True, hidden=True)
 @click.option(
     "--log-level",
@@ -52,6 +65,8 @@ def main(
     listen: str,
     advertise: str | None,
     lease_ttl: int,
+    leader_ttl: int,
+    uplink: str | None,
     etcd_prefix: str,
     log_level: str,
     log_json: bool | None,
@@ -61,7 +76,9 @@ def main(
     from cluster import daemon
 
     try:
-        cfg = DaemonConfig.build(node_id, etcd, listen, advertise, lease_ttl, etcd_prefix)
+        cfg = DaemonConfig.build(
+            node_id, etcd, listen, advertise, lease_ttl, etcd_prefix, leader_ttl, uplink
+        )
     except ValidationError as e:
         raise click.UsageError(str(e)) from None
     sys.exit(asyncio.run(daemon.run(cfg)))

@@ -26,6 +26,8 @@ class DaemonConfig:
     lease_ttl_s: int = 2
     etcd_timeout_s: float = 1.0
     key_root: str = DEFAULT_ROOT
+    leader_ttl_s: int = 2
+    uplink: str | None = None
 
     @classmethod
     def build(
@@ -36,6 +38,8 @@ class DaemonConfig:
         advertise: str | None = None,
         lease_ttl_s: int = 2,
         key_root: str = DEFAULT_ROOT,
+        leader_ttl_s: int = 2,
+        uplink: str | None = None,
     ) -> DaemonConfig:
         validate_node_id(node_id, "--node-id")
         try:
@@ -55,4 +59,16 @@ class DaemonConfig:
         # Keepalive runs every ttl/4; each attempt may take etcd_timeout_s. Two attempts must
         # fit in the TTL, or one slow etcd answer loses the lease (Patroni's loop + 2*retry).
         timeout_s = min(1.0, lease_ttl_s / 4)
-        return cls(node_id, endpoints, listen, advertise, lease_ttl_s, timeout_s, key_root)
+        if leader_ttl_s < 1:
+            raise ValidationError([f"--leader-ttl: {leader_ttl_s} must be >= 1"])
+        return cls(
+            node_id,
+            endpoints,
+            listen,
+            advertise,
+            lease_ttl_s,
+            timeout_s,
+            key_root,
+            leader_ttl_s,
+            uplink,
+        )

@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 import structlog
 
 from cluster.config import DaemonConfig
+from cluster.election import ElectionConfig, RecordedVips, RoleManager
 from cluster.errors import AlreadyExists, StoreUnavailable
 from cluster.keys import Keys
 from cluster.membership import Membership
@@ -63,11 +64,20 @@ async def run(cfg: DaemonConfig) -> int:
                 return 0
             except TimeoutError:
                 pass
+    roles = RoleManager(
+        store,
+        keys,
+        registration,
+        ElectionConfig.for_ttl(cfg.leader_ttl_s),
+        RecordedVips(),
+        lambda: membership.lease,
+    )
     server, port = await start_server(state, cfg.listen)
     log.info("daemon_started", listen=cfg.listen, port=port, etcd=",".join(cfg.etcd))
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(membership.run(stop))
+            tg.create_task(roles.run(stop))
     finally:
         await server.stop(GRACE_S)
         await membership.deregister()

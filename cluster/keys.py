@@ -5,6 +5,11 @@ Every key lives under a root prefix, `/tcphop/v1/` by default (tests give each c
     nodes/<id>          Registration (JSON), under the node's lease
     designations/<id>   Designation (JSON), persistent; created when a node first registers
     services/<name>     ServiceSpec (JSON), persistent
+    candidates/<id>     a primary/backup node ready to lead (JSON), under the node's lease
+    leader              LeaderRecord (JSON), under the leader's lease
+    term                the last leader term (JSON int), persistent
+    vips/<address>      VIP owner (JSON), under the leader's lease
+    handover            the last planned handover (JSON), persistent
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ class Kind(StrEnum):
     NODE = "nodes"
     DESIGNATION = "designations"
     SERVICE = "services"
+    CANDIDATE = "candidates"
+    VIP = "vips"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +47,24 @@ class Keys:
 
     def service(self, name: str) -> bytes:
         return self.prefix(Kind.SERVICE) + name.encode()
+
+    def candidate(self, node_id: str) -> bytes:
+        return self.prefix(Kind.CANDIDATE) + node_id.encode()
+
+    def vip(self, address: str) -> bytes:
+        return self.prefix(Kind.VIP) + address.encode()
+
+    @property
+    def leader(self) -> bytes:
+        return self.prefix() + b"leader"
+
+    @property
+    def term(self) -> bytes:
+        return self.prefix() + b"term"
+
+    @property
+    def handover(self) -> bytes:
+        return self.prefix() + b"handover"
 
     def parse(self, key: bytes) -> tuple[Kind, str] | None:
         """Split a key into its kind and name; None for keys outside the layout."""

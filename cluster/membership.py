@@ -14,7 +14,7 @@ import structlog
 
 from cluster.errors import AlreadyExists, LeaseExpired, StoreError
 from cluster.keys import Keys
-from cluster.model import Designation, Registration, designation_to_doc, registration_to_doc
+from cluster.model import Designation, Registration, designation_to_doc, record_to_doc
 from cluster.state import decode, encode
 from cluster.store.base import LeaseId, Store
 
@@ -36,7 +36,7 @@ class Membership:
         """Take `nodes/<id>` under a fresh lease; raise AlreadyExists if another node holds it."""
         lease, granted = await self.store.grant_lease(self.ttl_s)
         key = self.keys.node(self.node_id)
-        result = await self.store.create(key, encode(registration_to_doc(self.registration)), lease)
+        result = await self.store.create(key, encode(record_to_doc(self.registration)), lease)
         if not result.succeeded:
             await self.store.revoke(lease)
             holder = result.current.get(key)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cluster.errors import ValidationError
 
@@ -61,6 +61,11 @@ class EventType(StrEnum):
     DESIGNATION_CHANGED = "designation_changed"
     SERVICE_APPLIED = "service_applied"
     SERVICE_DELETED = "service_deleted"
+    LEADER_ELECTED = "leader_elected"
+    LEADER_STEPPED_DOWN = "leader_stepped_down"
+    HANDOVER_STARTED = "handover_started"
+    HANDOVER_COMPLETED = "handover_completed"
+    HANDOVER_ABORTED = "handover_aborted"
 
 
 # --- nodes ---------------------------------------------------------------------------------
@@ -99,6 +104,37 @@ class Node:
     @property
     def alive(self) -> bool:
         return self.registration is not None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderRecord:
+    """The elected scheduler. `term` grows by one with every new leader."""
+
+    node_id: str
+    endpoint: str
+    term: int
+    since_unix_s: float
+    note: str = ""  # why the leader leads against its designation, when it does
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """A planned change of leader, from the leader of `term` to `to_node`."""
+
+    from_node: str
+    to_node: str
+    term: int
+    state: str  # started | completed | aborted
+    at_unix_s: float
+    new_term: int = 0
+    new_leader: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VipOwner:
+    vip: str
+    node_id: str
+    term: int
 
 
 def validate_node_id(node_id: str, where: str = "node_id") -> None:
@@ -203,6 +239,8 @@ class ClusterEvent:
     registration: Registration | None = None  # NODE_JOINED
     designation: Designation | None = None  # DESIGNATION_CHANGED
     service: ServiceSpec | None = None  # SERVICE_APPLIED
+    leader: LeaderRecord | None = None  # LEADER_ELECTED, LEADER_STEPPED_DOWN (the old one)
+    handover: Handover | None = None  # HANDOVER_*
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +250,10 @@ class ClusterStatus:
     services: int
     revision: int
     etcd_endpoints: tuple[str, ...]
+    leader: LeaderRecord | None = None
+    vip_owners: tuple[VipOwner, ...] = ()
+    candidates: tuple[str, ...] = ()  # alive primary/backup nodes ready to lead
+    handover: Handover | None = None  # the last planned handover
 
 
 def validate_service(spec: ServiceSpec, where: str | None = None) -> None:
@@ -611,24 +653,15 @@ def designation_from_doc(node_id: str, data: Mapping[str, object]) -> Designatio
     )
 
 
-def registration_to_doc(r: Registration) -> dict[str, object]:
-    return {
-        "node_id": r.node_id,
-        "endpoint": r.endpoint,
-        "hostname": r.hostname,
-        "pid": r.pid,
-        "version": r.version,
-        "started_at_unix_s": r.started_at_unix_s,
-    }
+_R = TypeVar("_R", Registration, LeaderRecord, Handover, VipOwner)
 
 
-def registration_from_doc(data: Mapping[str, object]) -> Registration:
-    pid, started = data.get("pid", 0), data.get("started_at_unix_s", 0.0)
-    return Registration(
-        str(data["node_id"]),
-        str(data.get("endpoint", "")),
-        str(data.get("hostname", "")),
-        pid if isinstance(pid, int) else 0,
-        str(data.get("version", "")),
-        float(started) if isinstance(started, int | float) else 0.0,
-    )
+def record_to_doc(record: Registration | LeaderRecord | Handover | VipOwner) -> dict[str, object]:
+    return asdict(record)
+
+
+def record_from_doc(cls: type[_R], data: Mapping[str, object]) -> _R:
+    """A flat record written by tcphop; unknown fields (from newer versions) are ignored."""
+    names = {f.name for f in fields(cls)}
+    known: dict[str, Any] = {k: v for k, v in data.items() if k in names}
+    return cls(**known)

@@ -1,15 +1,16 @@
-"""ClusterState: the admin operations on the shared state in etcd.
+"""ClusterState: reading and changing the shared state in etcd.
 
-Every node's API calls this; it holds nothing in memory. Writes are compare-and-swap on the
-key's mod revision, so two operators racing on the same node or service never lose an update
-silently: the loser re-reads and re-applies its change.
+`Snapshot` is one consistent read of the whole key space (one range request at one revision);
+the API and the election both decide from it. Writes are compare-and-swap on mod revisions, so
+two operators racing on the same node or service never lose an update silently: the loser
+re-reads and re-applies its change.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from cluster.errors import NotFound, ValidationError
 from cluster.keys import Keys, Kind
@@ -19,15 +20,19 @@ from cluster.model import (
     ClusterStatus,
     Designation,
     EventType,
+    Handover,
+    LeaderRecord,
     Node,
+    Registration,
     Role,
     ServiceSpec,
     Serving,
+    VipOwner,
     designation_from_doc,
     designation_to_doc,
     endpoint_problems,
     normalize_service,
-    registration_from_doc,
+    record_from_doc,
     service_from_doc,
     service_to_doc,
     validate_node_id,
@@ -50,37 +55,104 @@ def decode(value: bytes) -> dict[str, object]:
     return doc
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything under the key root at one revision."""
+
+    revision: int
+    registrations: dict[str, Registration]
+    designations: dict[str, Designation]
+    designation_revisions: dict[str, int]
+    ready: frozenset[str]  # alive candidates
+    services: dict[str, ServiceSpec]
+    service_revisions: dict[str, int]
+    leader: LeaderRecord | None
+    leader_revision: int  # the leader key's create revision (the fencing token); 0: none
+    term: int
+    term_mod_revision: int
+    owners: dict[str, VipOwner]
+    handover: Handover | None
+
+    @property
+    def alive(self) -> frozenset[str]:
+        return frozenset(self.registrations)
+
+    @property
+    def vips(self) -> frozenset[str]:
+        return frozenset(s.vip for s in self.services.values())
+
+    def role(self, node_id: str) -> Role:
+        return self.designations.get(node_id, Designation(node_id)).role
+
+    def nodes(self) -> list[Node]:
+        """Every node that ever registered (or was force-designated), sorted by id."""
+        ids = sorted(self.designations.keys() | self.registrations.keys())
+        return [
+            Node(n, self.designations.get(n, Designation(n)), self.registrations.get(n))
+            for n in ids
+        ]
+
+
+def read_snapshot(kvs: list[KeyValue], revision: int, keys: Keys) -> Snapshot:
+    registrations, designations, services, owners = {}, {}, {}, {}
+    designation_revs, service_revs = {}, {}
+    candidates: set[str] = set()
+    leader, leader_rev, term, term_rev, handover = None, 0, 0, 0, None
+    for kv in kvs:
+        if kv.key == keys.leader:
+            leader, leader_rev = record_from_doc(LeaderRecord, decode(kv.value)), kv.create_revision
+        elif kv.key == keys.term:
+            term, term_rev = int(kv.value), kv.mod_revision
+        elif kv.key == keys.handover:
+            handover = record_from_doc(Handover, decode(kv.value))
+        elif parsed := keys.parse(kv.key):
+            kind, name = parsed
+            if kind == Kind.NODE:
+                registrations[name] = record_from_doc(Registration, decode(kv.value))
+            elif kind == Kind.DESIGNATION:
+                designations[name] = designation_from_doc(name, decode(kv.value))
+                designation_revs[name] = kv.mod_revision
+            elif kind == Kind.SERVICE:
+                services[name] = service_from_doc(decode(kv.value))
+                service_revs[name] = kv.mod_revision
+            elif kind == Kind.CANDIDATE:
+                candidates.add(name)
+            elif kind == Kind.VIP:
+                owners[name] = record_from_doc(VipOwner, decode(kv.value))
+    return Snapshot(
+        revision,
+        registrations,
+        designations,
+        designation_revs,
+        frozenset(candidates & registrations.keys()),
+        services,
+        service_revs,
+        leader,
+        leader_rev,
+        term,
+        term_rev,
+        owners,
+        handover,
+    )
+
+
 class ClusterState:
     def __init__(self, store: Store, keys: Keys, answered_by: str = "") -> None:
         self.store, self.keys, self.answered_by = store, keys, answered_by
 
+    async def snapshot(self) -> Snapshot:
+        kvs, revision = await self.store.get_prefix(self.keys.prefix())
+        return read_snapshot(kvs, revision, self.keys)
+
     # --- nodes ---------------------------------------------------------------------------
 
     async def list_nodes(self) -> tuple[list[Node], Revision]:
-        """Every node that ever registered (or was force-designated), sorted by id."""
-        kvs, revision = await self.store.get_prefix(self.keys.prefix())
-        return self._nodes(kvs), revision
-
-    def _nodes(self, kvs: list[KeyValue]) -> list[Node]:
-        designations: dict[str, Designation] = {}
-        registrations = {}
-        for kv in kvs:
-            parsed = self.keys.parse(kv.key)
-            if parsed is None:
-                continue
-            kind, name = parsed
-            if kind == Kind.DESIGNATION:
-                designations[name] = designation_from_doc(name, decode(kv.value))
-            elif kind == Kind.NODE:
-                registrations[name] = registration_from_doc(decode(kv.value))
-        return [
-            Node(n, designations.get(n, Designation(n)), registrations.get(n))
-            for n in sorted(designations.keys() | registrations.keys())
-        ]
+        snap = await self.snapshot()
+        return snap.nodes(), Revision(snap.revision)
 
     async def get_node(self, node_id: str) -> Node:
         validate_node_id(node_id)
-        for node in (await self.list_nodes())[0]:
+        for node in (await self.snapshot()).nodes():
             if node.node_id == node_id:
                 return node
         raise NotFound(
@@ -90,18 +162,67 @@ class ClusterState:
     async def designate(
         self, node_id: str, role: Role, force: bool = False
     ) -> tuple[Designation, list[str]]:
-        """Set a node's scheduler role. Unknown nodes need force (and get a warning)."""
+        """Set a node's scheduler role.
+
+        There is one designated primary: designating a new one makes the old one a backup, in
+        the same transaction. A node that never registered needs force (and gets a warning).
+        """
         validate_node_id(node_id)
         _check_enum(role, Role, "role")
-        warnings: list[str] = []
-        if force:
-            known = await self.store.get(self.keys.designation(node_id))
-            if known is None:
-                warnings.append(
-                    f"node {node_id!r} has never registered; the designation is "
-                    "stored and takes effect when it joins"
+        role = Role(role)
+        for _ in range(CAS_ATTEMPTS):
+            snap = await self.snapshot()
+            if node_id not in snap.designations and not force:
+                raise NotFound(
+                    f"node {node_id!r} is unknown: it never registered; check the "
+                    "id, or use --force to designate it before it joins"
                 )
-        return await self._update(node_id, lambda d: replace(d, role=Role(role)), force), warnings
+            new = replace(snap.designations.get(node_id, Designation(node_id)), role=role)
+            changes = [new]
+            if role == Role.PRIMARY:
+                changes += [
+                    replace(d, role=Role.BACKUP)
+                    for n, d in snap.designations.items()
+                    if n != node_id and d.role == Role.PRIMARY
+                ]
+            if await self._write_designations(snap, changes):
+                return new, self._designate_warnings(snap, new, changes[1:])
+        raise RuntimeError(f"designations kept changing under us; try again ({node_id!r})")
+
+    def _designate_warnings(
+        self, snap: Snapshot, new: Designation, demoted: list[Designation]
+    ) -> list[str]:
+        warnings = [f"{d.node_id} was designated primary and is now backup" for d in demoted]
+        if new.node_id not in snap.designations:
+            warnings.append(
+                f"node {new.node_id!r} has never registered; the designation is "
+                "stored and takes effect when it joins"
+            )
+        leader = snap.leader
+        if leader and leader.node_id == new.node_id and new.role != Role.PRIMARY:
+            others = [
+                n
+                for n in snap.ready
+                if n != new.node_id
+                and (
+                    snap.role(n) == Role.PRIMARY
+                    or (new.role == Role.NONE and snap.role(n) == Role.BACKUP)
+                )
+            ]
+            if not others:
+                warnings.append(
+                    f"{new.node_id} leads and keeps leading: no other candidate is "
+                    "alive and ready to take over"
+                )
+        return warnings
+
+    async def _write_designations(self, snap: Snapshot, changes: list[Designation]) -> bool:
+        guards, ops = [], []
+        for d in changes:
+            key = self.keys.designation(d.node_id)
+            guards.append(Compare(key, "mod", "==", snap.designation_revisions.get(d.node_id, 0)))
+            ops.append(Put(key, encode(designation_to_doc(d))))
+        return (await self.store.txn(guards, ops)).succeeded
 
     async def set_serving(
         self, node_id: str, serving: Serving, weight: int | None = None
@@ -110,45 +231,32 @@ class ClusterState:
         _check_enum(serving, Serving, "serving")
         if weight is not None:
             validate_weight(weight)
-
-        def change(d: Designation) -> Designation:
-            return replace(
+        return await self._update(
+            node_id,
+            lambda d: replace(
                 d, serving=Serving(serving), weight=d.weight if weight is None else weight
-            )
-
-        return await self._update(node_id, change, create=False)
+            ),
+        )
 
     async def _update(
-        self, node_id: str, change: Callable[[Designation], Designation], create: bool
+        self, node_id: str, change: Callable[[Designation], Designation]
     ) -> Designation:
-        key = self.keys.designation(node_id)
         for _ in range(CAS_ATTEMPTS):
-            kv = await self.store.get(key)
-            if kv is None and not create:
+            snap = await self.snapshot()
+            if node_id not in snap.designations:
                 raise NotFound(
-                    f"node {node_id!r} is unknown: it never registered; designate "
-                    "it with --force first, or start its tcphopd"
+                    f"node {node_id!r} is unknown: it never registered; check the "
+                    "id, or start its tcphopd"
                 )
-            current = (
-                designation_from_doc(node_id, decode(kv.value)) if kv else Designation(node_id)
-            )
-            new = change(current)
-            guard = (
-                Compare(key, "mod", "==", kv.mod_revision)
-                if kv
-                else Compare(key, "create", "==", 0)
-            )
-            if (
-                await self.store.txn([guard], [Put(key, encode(designation_to_doc(new)))])
-            ).succeeded:
+            new = change(snap.designations[node_id])
+            if await self._write_designations(snap, [new]):
                 return new
         raise RuntimeError(f"designation of {node_id!r} kept changing under us; try again")
 
     # --- services ------------------------------------------------------------------------
 
     async def list_services(self) -> list[ServiceSpec]:
-        kvs, _ = await self.store.get_prefix(self.keys.prefix(Kind.SERVICE))
-        return [service_from_doc(decode(kv.value)) for kv in kvs]
+        return [s for _, s in sorted((await self.snapshot()).services.items())]
 
     async def get_service(self, name: str) -> ServiceSpec:
         kv = await self.store.get(self.keys.service(name))
@@ -161,39 +269,25 @@ class ClusterState:
         validate_service(spec)
         spec = normalize_service(spec)
         key = self.keys.service(spec.name)
-        value = encode(service_to_doc(spec))
         for _ in range(CAS_ATTEMPTS):
-            kvs, _ = await self.store.get_prefix(self.keys.prefix())
-            services = {
-                kv.key: kv for kv in kvs if kv.key.startswith(self.keys.prefix(Kind.SERVICE))
-            }
-            taken = endpoint_problems(
-                spec, [service_from_doc(decode(kv.value)) for k, kv in services.items() if k != key]
-            )
+            snap = await self.snapshot()
+            taken = endpoint_problems(spec, list(snap.services.values()))
             if taken:
                 raise ValidationError(taken)
-            existing = services.get(key)
-            if existing is not None and existing.value == value:
-                return ApplyResult(
-                    spec, "unchanged", existing.mod_revision, tuple(self._pool_warnings(spec, kvs))
-                )
-            guard = (
-                Compare(key, "mod", "==", existing.mod_revision)
-                if existing
-                else Compare(key, "create", "==", 0)
-            )
-            result = await self.store.txn([guard], [Put(key, value)])
+            warnings = tuple(self._pool_warnings(spec, snap))
+            existing = snap.services.get(spec.name)
+            if existing == spec:
+                return ApplyResult(spec, "unchanged", snap.service_revisions[spec.name], warnings)
+            guard = Compare(key, "mod", "==", snap.service_revisions.get(spec.name, 0))
+            result = await self.store.txn([guard], [Put(key, encode(service_to_doc(spec)))])
             if result.succeeded:
                 return ApplyResult(
-                    spec,
-                    "updated" if existing else "created",
-                    result.revision,
-                    tuple(self._pool_warnings(spec, kvs)),
+                    spec, "updated" if existing else "created", result.revision, warnings
                 )
         raise RuntimeError(f"service {spec.name!r} kept changing under us; try again")
 
-    def _pool_warnings(self, spec: ServiceSpec, kvs: list[KeyValue]) -> list[str]:
-        known = {n.node_id for n in self._nodes(kvs)}
+    def _pool_warnings(self, spec: ServiceSpec, snap: Snapshot) -> list[str]:
+        known = {n.node_id for n in snap.nodes()}
         named = set(spec.pool.nodes).union(*(r.pool.nodes for r in spec.rules))
         return [f"pool names node {n!r}, which has never registered" for n in sorted(named - known)]
 
@@ -207,10 +301,17 @@ class ClusterState:
     # --- status and events ---------------------------------------------------------------
 
     async def status(self) -> ClusterStatus:
-        kvs, revision = await self.store.get_prefix(self.keys.prefix())
-        services = sum(1 for kv in kvs if kv.key.startswith(self.keys.prefix(Kind.SERVICE)))
+        snap = await self.snapshot()
         return ClusterStatus(
-            self.answered_by, tuple(self._nodes(kvs)), services, revision, self.store.endpoints
+            self.answered_by,
+            tuple(snap.nodes()),
+            len(snap.services),
+            snap.revision,
+            self.store.endpoints,
+            leader=snap.leader,
+            vip_owners=tuple(o for _, o in sorted(snap.owners.items())),
+            candidates=tuple(sorted(snap.ready)),
+            handover=snap.handover,
         )
 
     async def events(self, from_revision: int = 0) -> AsyncIterator[ClusterEvent]:
@@ -221,36 +322,53 @@ class ClusterState:
                 yield event
 
     def _event(self, ev: WatchEvent) -> ClusterEvent | None:
+        rev, deleted = ev.kv.mod_revision, ev.kind == "delete"
+        if ev.kv.key == self.keys.leader:
+            if deleted:
+                old = record_from_doc(LeaderRecord, decode(ev.prev.value)) if ev.prev else None
+                return ClusterEvent(
+                    rev, EventType.LEADER_STEPPED_DOWN, old.node_id if old else "", leader=old
+                )
+            if ev.kv.version != 1:
+                return None  # a note update, not a new leader
+            new = record_from_doc(LeaderRecord, decode(ev.kv.value))
+            return ClusterEvent(rev, EventType.LEADER_ELECTED, new.node_id, leader=new)
+        if ev.kv.key == self.keys.handover and not deleted:
+            h = record_from_doc(Handover, decode(ev.kv.value))
+            kind = {
+                "started": EventType.HANDOVER_STARTED,
+                "completed": EventType.HANDOVER_COMPLETED,
+            }.get(h.state, EventType.HANDOVER_ABORTED)
+            return ClusterEvent(rev, kind, h.to_node, handover=h)
         parsed = self.keys.parse(ev.kv.key)
         if parsed is None:
             return None
-        kind, name = parsed
-        rev, deleted = ev.kv.mod_revision, ev.kind == "delete"
-        if kind == Kind.NODE:
+        kind_, name = parsed
+        if kind_ == Kind.NODE:
             if deleted:
                 return ClusterEvent(rev, EventType.NODE_LEFT, name)
-            if ev.kv.version == 1:
-                return ClusterEvent(
-                    rev,
-                    EventType.NODE_JOINED,
-                    name,
-                    registration=registration_from_doc(decode(ev.kv.value)),
-                )
-            return None
-        if kind == Kind.DESIGNATION:
-            if deleted:
+            if ev.kv.version != 1:
                 return None
+            return ClusterEvent(
+                rev,
+                EventType.NODE_JOINED,
+                name,
+                registration=record_from_doc(Registration, decode(ev.kv.value)),
+            )
+        if kind_ == Kind.DESIGNATION and not deleted:
             return ClusterEvent(
                 rev,
                 EventType.DESIGNATION_CHANGED,
                 name,
                 designation=designation_from_doc(name, decode(ev.kv.value)),
             )
-        if deleted:
-            return ClusterEvent(rev, EventType.SERVICE_DELETED, name)
-        return ClusterEvent(
-            rev, EventType.SERVICE_APPLIED, name, service=service_from_doc(decode(ev.kv.value))
-        )
+        if kind_ == Kind.SERVICE:
+            if deleted:
+                return ClusterEvent(rev, EventType.SERVICE_DELETED, name)
+            return ClusterEvent(
+                rev, EventType.SERVICE_APPLIED, name, service=service_from_doc(decode(ev.kv.value))
+            )
+        return None
 
 
 def _check_enum(value: object, enum: type[Role] | type[Serving], field: str) -> None:

@@ -12,7 +12,7 @@ import click
 
 from cli.context import Context, pass_ctx
 from cli.output import dump, emit, output_option, plain, table
-from cluster.model import ClusterEvent, EventType, Node, Role, Serving
+from cluster.model import ClusterEvent, ClusterStatus, EventType, Node, Role, Serving
 from cluster.sdk import ClusterClient
 
 NODE_HEADER = ("NODE", "ALIVE", "ENDPOINT", "ROLE", "SERVING", "WEIGHT", "HOST", "PID", "UP")
@@ -119,13 +119,42 @@ def status(ctx: Context, fmt: str) -> None:
     if fmt != "table":
         click.echo(dump(st, fmt))
         return
-    alive = sum(1 for n in st.nodes if n.alive)
-    click.echo(
-        f"answered by:  {st.answered_by}\netcd:         {', '.join(st.etcd_endpoints)} "
-        f"(revision {st.revision})\nnodes:        {alive} alive of {len(st.nodes)}\n"
-        f"services:     {st.services}\n"
-    )
+    click.echo(status_text(st))
     click.echo(table(node_rows(st.nodes), NODE_HEADER))
+
+
+def _ago(unix_s: float) -> str:
+    stamp = time.strftime("%H:%M:%S", time.localtime(unix_s))
+    return f"{stamp}, {max(0.0, time.time() - unix_s):.1f} s ago"
+
+
+def status_text(st: ClusterStatus) -> str:
+    alive = sum(1 for n in st.nodes if n.alive)
+    lines = [
+        f"answered by:  {st.answered_by}",
+        f"etcd:         {', '.join(st.etcd_endpoints)} (revision {st.revision})",
+    ]
+    if st.leader is None:
+        lines.append("leader:       none")
+    else:
+        lead = st.leader
+        lines.append(
+            f"leader:       {lead.node_id} (term {lead.term}, since {_ago(lead.since_unix_s)})"
+        )
+        if lead.note:
+            lines.append(f"              {lead.note}")
+    lines.append(f"candidates:   {', '.join(st.candidates) or 'none'}")
+    owners = ", ".join(f"{o.vip} on {o.node_id}" for o in st.vip_owners)
+    lines.append(f"VIPs:         {owners or 'none held'}")
+    if st.handover is not None:
+        h = st.handover
+        lines.append(
+            f"handover:     {h.from_node} -> {h.to_node} (term {h.term}) {h.state}, "
+            f"{_ago(h.at_unix_s)}"
+        )
+    lines.append(f"nodes:        {alive} alive of {len(st.nodes)}")
+    lines.append(f"services:     {st.services}\n")
+    return "\n".join(lines)
 
 
 def describe(event: ClusterEvent) -> str:
@@ -134,6 +163,13 @@ def describe(event: ClusterEvent) -> str:
     if event.type == EventType.DESIGNATION_CHANGED and event.designation:
         d = event.designation
         return f"role {d.role}, serving {d.serving}, weight {d.weight}"
+    if event.leader is not None:
+        return f"term {event.leader.term}, endpoint {event.leader.endpoint}"
+    if event.handover is not None:
+        h = event.handover
+        return f"{h.from_node} -> {h.to_node}, term {h.term}" + (
+            f" -> term {h.new_term} led by {h.new_leader}" if h.new_term else ""
+        )
     if event.type == EventType.SERVICE_APPLIED and event.service:
         s = event.service
         return f"{s.vip}:{s.port} {s.mode} policy {s.policy}"

@@ -14,8 +14,10 @@ from cluster.model import (
     CookieMatch,
     Designation,
     EventType,
+    Handover,
     HeaderMatch,
     HealthCheck,
+    LeaderRecord,
     Match,
     Node,
     Pool,
@@ -24,6 +26,7 @@ from cluster.model import (
     Rule,
     ServiceSpec,
     Serving,
+    VipOwner,
 )
 
 ROLE_TO_PB = {
@@ -44,6 +47,11 @@ EVENT_TO_PB = {
     EventType.DESIGNATION_CHANGED: pb.EVENT_TYPE_DESIGNATION_CHANGED,
     EventType.SERVICE_APPLIED: pb.EVENT_TYPE_SERVICE_APPLIED,
     EventType.SERVICE_DELETED: pb.EVENT_TYPE_SERVICE_DELETED,
+    EventType.LEADER_ELECTED: pb.EVENT_TYPE_LEADER_ELECTED,
+    EventType.LEADER_STEPPED_DOWN: pb.EVENT_TYPE_LEADER_STEPPED_DOWN,
+    EventType.HANDOVER_STARTED: pb.EVENT_TYPE_HANDOVER_STARTED,
+    EventType.HANDOVER_COMPLETED: pb.EVENT_TYPE_HANDOVER_COMPLETED,
+    EventType.HANDOVER_ABORTED: pb.EVENT_TYPE_HANDOVER_ABORTED,
 }
 EVENT_FROM_PB = {v: k for k, v in EVENT_TO_PB.items()}
 
@@ -178,14 +186,51 @@ def service_from_pb(m: pb.ServiceSpec) -> ServiceSpec:
     )
 
 
+def leader_to_pb(r: LeaderRecord) -> pb.Leader:
+    return pb.Leader(
+        node_id=r.node_id,
+        endpoint=r.endpoint,
+        term=r.term,
+        since_unix_s=r.since_unix_s,
+        note=r.note,
+    )
+
+
+def leader_from_pb(m: pb.Leader) -> LeaderRecord:
+    return LeaderRecord(m.node_id, m.endpoint, m.term, m.since_unix_s, m.note)
+
+
+def handover_to_pb(h: Handover) -> pb.Handover:
+    return pb.Handover(
+        from_node=h.from_node,
+        to_node=h.to_node,
+        term=h.term,
+        state=h.state,
+        at_unix_s=h.at_unix_s,
+        new_term=h.new_term,
+        new_leader=h.new_leader,
+    )
+
+
+def handover_from_pb(m: pb.Handover) -> Handover:
+    return Handover(m.from_node, m.to_node, m.term, m.state, m.at_unix_s, m.new_term, m.new_leader)
+
+
 def status_to_pb(s: ClusterStatus) -> pb.GetStatusResponse:
-    return pb.GetStatusResponse(
+    msg = pb.GetStatusResponse(
         answered_by=s.answered_by,
         nodes=[node_to_pb(n) for n in s.nodes],
         services=s.services,
         revision=s.revision,
         etcd_endpoints=list(s.etcd_endpoints),
+        vip_owners=[pb.VipOwner(vip=o.vip, node_id=o.node_id, term=o.term) for o in s.vip_owners],
+        candidates=list(s.candidates),
     )
+    if s.leader is not None:
+        msg.leader.CopyFrom(leader_to_pb(s.leader))
+    if s.handover is not None:
+        msg.handover.CopyFrom(handover_to_pb(s.handover))
+    return msg
 
 
 def status_from_pb(m: pb.GetStatusResponse) -> ClusterStatus:
@@ -195,6 +240,10 @@ def status_from_pb(m: pb.GetStatusResponse) -> ClusterStatus:
         m.services,
         m.revision,
         tuple(m.etcd_endpoints),
+        leader=leader_from_pb(m.leader) if m.HasField("leader") else None,
+        vip_owners=tuple(VipOwner(o.vip, o.node_id, o.term) for o in m.vip_owners),
+        candidates=tuple(m.candidates),
+        handover=handover_from_pb(m.handover) if m.HasField("handover") else None,
     )
 
 
@@ -206,6 +255,10 @@ def event_to_pb(e: ClusterEvent) -> pb.Event:
         msg.designation.CopyFrom(designation_to_pb(e.designation))
     if e.service is not None:
         msg.service.CopyFrom(service_to_pb(e.service))
+    if e.leader is not None:
+        msg.leader.CopyFrom(leader_to_pb(e.leader))
+    if e.handover is not None:
+        msg.handover.CopyFrom(handover_to_pb(e.handover))
     return msg
 
 
@@ -217,4 +270,6 @@ def event_from_pb(m: pb.Event) -> ClusterEvent:
         registration=registration_from_pb(m.node) if m.HasField("node") else None,
         designation=designation_from_pb(m.designation) if m.HasField("designation") else None,
         service=service_from_pb(m.service) if m.HasField("service") else None,
+        leader=leader_from_pb(m.leader) if m.HasField("leader") else None,
+        handover=handover_from_pb(m.handover) if m.HasField("handover") else None,
     )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
@@ -17,16 +17,16 @@ from cluster.state import ClusterState
 Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
-def _role(value: int) -> Role:
-    if value not in convert.ROLE_FROM_PB:
-        raise ValidationError([f"role: {value} is not one of PRIMARY, BACKUP, NONE"])
-    return convert.ROLE_FROM_PB[value]  # type: ignore[index]
+_E = TypeVar("_E", Role, Serving)
 
 
-def _serving(value: int) -> Serving:
-    if value not in convert.SERVING_FROM_PB:
-        raise ValidationError([f"serving: {value} is not one of ENABLED, DISABLED, DRAINING"])
-    return convert.SERVING_FROM_PB[value]  # type: ignore[index]
+def _enum_from_pb(table: Mapping[_E, int], value: int, field: str) -> _E:
+    """The member for a wire value; UNSPECIFIED or unknown numbers are invalid input."""
+    for member, number in table.items():
+        if number == value:
+            return member
+    allowed = ", ".join(str(m) for m in table)
+    raise ValidationError([f"{field}: {value} is not one of {allowed}"])
 
 
 class ClusterService(cluster_pb2_grpc.ClusterServicer):
@@ -44,7 +44,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
 
     async def Designate(self, request: pb.DesignateRequest, context: Ctx) -> pb.DesignateResponse:
         designation, warnings = await self.state.designate(
-            request.node_id, _role(request.role), request.force
+            request.node_id, _enum_from_pb(convert.ROLE_TO_PB, request.role, "role"), request.force
         )
         return pb.DesignateResponse(
             designation=convert.designation_to_pb(designation), warnings=warnings
@@ -55,7 +55,9 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
     ) -> pb.SetServingResponse:
         weight = request.weight if request.HasField("weight") else None
         designation = await self.state.set_serving(
-            request.node_id, _serving(request.serving), weight
+            request.node_id,
+            _enum_from_pb(convert.SERVING_TO_PB, request.serving, "serving"),
+            weight,
         )
         return pb.SetServingResponse(designation=convert.designation_to_pb(designation))
 

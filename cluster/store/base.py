@@ -36,6 +36,7 @@ class EventKind(StrEnum):
 class WatchEvent:
     kind: EventKind
     kv: KeyValue  # for DELETE: key and mod_revision only
+    prev: KeyValue | None = None  # the value before this change, when etcd still has it
 
 
 @dataclass(frozen=True, slots=True)

@@ -208,7 +208,10 @@ class EtcdStore:
     async def watch_prefix(self, prefix: bytes, start_revision: int) -> AsyncIterator[WatchEvent]:
         conn = self._conns[self._current]
         create = rpc.WatchCreateRequest(
-            key=prefix, range_end=_range_end(prefix), start_revision=start_revision
+            key=prefix,
+            range_end=_range_end(prefix),
+            start_revision=start_revision,
+            prev_kv=True,
         )
         requests: asyncio.Queue[rpc.WatchRequest | None] = asyncio.Queue()
         await requests.put(rpc.WatchRequest(create_request=create))
@@ -229,7 +232,9 @@ class EtcdStore:
                     )
                 for ev in resp.events:
                     kind = EventKind.DELETE if ev.type == rpc.Event.DELETE else EventKind.PUT
-                    yield WatchEvent(kind, _kv(ev.kv))
+                    yield WatchEvent(
+                        kind, _kv(ev.kv), _kv(ev.prev_kv) if ev.HasField("prev_kv") else None
+                    )
             raise StoreUnavailable(f"etcd at {conn.target} closed the watch stream")
         except grpc.aio.AioRpcError as e:
             if e.code() in _UNAVAILABLE:

@@ -137,13 +137,16 @@ def test_events_prints_changes_in_order(node: Daemon) -> None:
         "--from-revision",
         str(status["revision"] + 1),
         "--count",
-        "2",
+        "3",
         "-o",
         "json",
         endpoint=node.endpoint,
     )
     assert out.returncode == 0, out.stderr
     events = [json.loads(line) for line in out.stdout.splitlines()]
+    # designated backup and alone, n1 also gets elected: one leader_elected among them
+    assert [e["subject"] for e in events if e["type"] == "leader_elected"] == ["n1"]
+    events = [e for e in events if e["type"] == "designation_changed"]
     assert [(e["type"], e["designation"]["role"], e["designation"]["serving"]) for e in events] == [
         ("designation_changed", "backup", "enabled"),
         ("designation_changed", "backup", "disabled"),

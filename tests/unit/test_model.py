@@ -211,3 +211,15 @@ def test_l7_spec_round_trips_through_protobuf() -> None:
     back = convert.service_from_pb(convert.service_to_pb(spec))
     validate_service(back)
     assert service_from_doc(service_to_doc(back)) == spec
+
+
+def test_every_enum_member_has_a_protobuf_value_and_back() -> None:
+    from cluster.model import EventType, Role, Serving
+
+    for table, back, enum in [
+        (convert.ROLE_TO_PB, convert.ROLE_FROM_PB, Role),
+        (convert.SERVING_TO_PB, convert.SERVING_FROM_PB, Serving),
+        (convert.EVENT_TO_PB, convert.EVENT_FROM_PB, EventType),
+    ]:
+        assert set(table) == set(enum)
+        assert {back[v] for v in table.values()} == set(enum)

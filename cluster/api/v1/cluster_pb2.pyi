@@ -29,6 +29,11 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_DESIGNATION_CHANGED: _ClassVar[EventType]
     EVENT_TYPE_SERVICE_APPLIED: _ClassVar[EventType]
     EVENT_TYPE_SERVICE_DELETED: _ClassVar[EventType]
+    EVENT_TYPE_LEADER_ELECTED: _ClassVar[EventType]
+    EVENT_TYPE_LEADER_STEPPED_DOWN: _ClassVar[EventType]
+    EVENT_TYPE_HANDOVER_STARTED: _ClassVar[EventType]
+    EVENT_TYPE_HANDOVER_COMPLETED: _ClassVar[EventType]
+    EVENT_TYPE_HANDOVER_ABORTED: _ClassVar[EventType]
 SCHEDULER_ROLE_UNSPECIFIED: SchedulerRole
 SCHEDULER_ROLE_PRIMARY: SchedulerRole
 SCHEDULER_ROLE_BACKUP: SchedulerRole
@@ -43,6 +48,11 @@ EVENT_TYPE_NODE_LEFT: EventType
 EVENT_TYPE_DESIGNATION_CHANGED: EventType
 EVENT_TYPE_SERVICE_APPLIED: EventType
 EVENT_TYPE_SERVICE_DELETED: EventType
+EVENT_TYPE_LEADER_ELECTED: EventType
+EVENT_TYPE_LEADER_STEPPED_DOWN: EventType
+EVENT_TYPE_HANDOVER_STARTED: EventType
+EVENT_TYPE_HANDOVER_COMPLETED: EventType
+EVENT_TYPE_HANDOVER_ABORTED: EventType
 
 class Designation(_message.Message):
     __slots__ = ("node_id", "role", "serving", "weight")
@@ -282,23 +292,73 @@ class DeleteServiceResponse(_message.Message):
     revision: int
     def __init__(self, revision: _Optional[int] = ...) -> None: ...
 
+class Leader(_message.Message):
+    __slots__ = ("node_id", "endpoint", "term", "since_unix_s", "note")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    endpoint: str
+    term: int
+    since_unix_s: float
+    note: str
+    def __init__(self, node_id: _Optional[str] = ..., endpoint: _Optional[str] = ..., term: _Optional[int] = ..., since_unix_s: _Optional[float] = ..., note: _Optional[str] = ...) -> None: ...
+
+class Handover(_message.Message):
+    __slots__ = ("from_node", "to_node", "term", "state", "at_unix_s", "new_term", "new_leader")
+    FROM_NODE_FIELD_NUMBER: _ClassVar[int]
+    TO_NODE_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    AT_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    NEW_TERM_FIELD_NUMBER: _ClassVar[int]
+    NEW_LEADER_FIELD_NUMBER: _ClassVar[int]
+    from_node: str
+    to_node: str
+    term: int
+    state: str
+    at_unix_s: float
+    new_term: int
+    new_leader: str
+    def __init__(self, from_node: _Optional[str] = ..., to_node: _Optional[str] = ..., term: _Optional[int] = ..., state: _Optional[str] = ..., at_unix_s: _Optional[float] = ..., new_term: _Optional[int] = ..., new_leader: _Optional[str] = ...) -> None: ...
+
+class VipOwner(_message.Message):
+    __slots__ = ("vip", "node_id", "term")
+    VIP_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    vip: str
+    node_id: str
+    term: int
+    def __init__(self, vip: _Optional[str] = ..., node_id: _Optional[str] = ..., term: _Optional[int] = ...) -> None: ...
+
 class GetStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("answered_by", "nodes", "services", "revision", "etcd_endpoints")
+    __slots__ = ("answered_by", "nodes", "services", "revision", "etcd_endpoints", "leader", "vip_owners", "candidates", "handover")
     ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     SERVICES_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     ETCD_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    VIP_OWNERS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    HANDOVER_FIELD_NUMBER: _ClassVar[int]
     answered_by: str
     nodes: _containers.RepeatedCompositeFieldContainer[Node]
     services: int
     revision: int
     etcd_endpoints: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, answered_by: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., services: _Optional[int] = ..., revision: _Optional[int] = ..., etcd_endpoints: _Optional[_Iterable[str]] = ...) -> None: ...
+    leader: Leader
+    vip_owners: _containers.RepeatedCompositeFieldContainer[VipOwner]
+    candidates: _containers.RepeatedScalarFieldContainer[str]
+    handover: Handover
+    def __init__(self, answered_by: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., services: _Optional[int] = ..., revision: _Optional[int] = ..., etcd_endpoints: _Optional[_Iterable[str]] = ..., leader: _Optional[_Union[Leader, _Mapping]] = ..., vip_owners: _Optional[_Iterable[_Union[VipOwner, _Mapping]]] = ..., candidates: _Optional[_Iterable[str]] = ..., handover: _Optional[_Union[Handover, _Mapping]] = ...) -> None: ...
 
 class WatchEventsRequest(_message.Message):
     __slots__ = ("from_revision",)
@@ -307,17 +367,21 @@ class WatchEventsRequest(_message.Message):
     def __init__(self, from_revision: _Optional[int] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("revision", "type", "subject", "node", "service", "designation")
+    __slots__ = ("revision", "type", "subject", "node", "service", "designation", "leader", "handover")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     DESIGNATION_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    HANDOVER_FIELD_NUMBER: _ClassVar[int]
     revision: int
     type: EventType
     subject: str
     node: Node
     service: ServiceSpec
     designation: Designation
-    def __init__(self, revision: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., subject: _Optional[str] = ..., node: _Optional[_Union[Node, _Mapping]] = ..., service: _Optional[_Union[ServiceSpec, _Mapping]] = ..., designation: _Optional[_Union[Designation, _Mapping]] = ...) -> None: ...
+    leader: Leader
+    handover: Handover
+    def __init__(self, revision: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., subject: _Optional[str] = ..., node: _Optional[_Union[Node, _Mapping]] = ..., service: _Optional[_Union[ServiceSpec, _Mapping]] = ..., designation: _Optional[_Union[Designation, _Mapping]] = ..., leader: _Optional[_Union[Leader, _Mapping]] = ..., handover: _Optional[_Union[Handover, _Mapping]] = ...) -> None: ...
