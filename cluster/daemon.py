@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -47,23 +48,9 @@ async def run(cfg: DaemonConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    while True:
-        try:
-            await membership.register()
-            break
-        except AlreadyExists as e:
-            log.error("start_refused", reason=str(e))
-            await store.close()
-            return EXIT_DUPLICATE
-        except StoreUnavailable as e:
-            log.warning("etcd_unreachable", reason=str(e), retry_in_s=RETRY_S)
-            try:
-                async with asyncio.timeout(RETRY_S):
-                    await stop.wait()
-                await store.close()
-                return 0
-            except TimeoutError:
-                pass
+    if not await _register(membership, stop, cfg.lease_ttl_s):
+        await store.close()
+        return EXIT_DUPLICATE if not stop.is_set() else 0
     roles = RoleManager(
         store,
         keys,
@@ -84,3 +71,30 @@ async def run(cfg: DaemonConfig) -> int:
         await store.close()
         log.info("daemon_stopped")
     return 0
+
+
+async def _register(membership: Membership, stop: asyncio.Event, ttl_s: int) -> bool:
+    """Register, waiting out etcd outages and a crashed predecessor's lease.
+
+    A registration held by a dead process of this node (restarted after kill -9) goes when its
+    lease expires; one still held after TTL + 1 s belongs to a live daemon: refuse.
+    """
+    duplicate_deadline: float | None = None
+    while not stop.is_set():
+        try:
+            await membership.register()
+            return True
+        except AlreadyExists as e:
+            now = asyncio.get_running_loop().time()
+            if duplicate_deadline is None:
+                duplicate_deadline = now + ttl_s + 1
+                log.warning("registration_held", reason=str(e), wait_s=ttl_s + 1)
+            elif now > duplicate_deadline:
+                log.error("start_refused", reason=str(e))
+                return False
+        except StoreUnavailable as e:
+            log.warning("etcd_unreachable", reason=str(e), retry_in_s=RETRY_S)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(RETRY_S if duplicate_deadline is None else 0.2):
+                await stop.wait()
+    return False

@@ -115,10 +115,10 @@ class Decision:
     note: str = ""  # for KEEP: why the leader leads against its designation
 
 
-def handover_target(view: Snapshot, me: str) -> str | None:
+def handover_target(view: Snapshot, me: str, dead: frozenset[str] = frozenset()) -> str | None:
     """Who the leader should hand over to, by designation; None to keep leading."""
     role = view.role(me)
-    others = sorted(n for n in view.ready if n != me)
+    others = sorted(n for n in view.ready - dead if n != me)
     primaries = [n for n in others if view.role(n) == Role.PRIMARY]
     if role != Role.PRIMARY and primaries:
         return primaries[0]
@@ -135,15 +135,17 @@ def decide(
     lease_valid: bool,
     absent_for_s: float,
     backup_delay_s: float,
+    dead: frozenset[str] = frozenset(),
 ) -> Decision:
-    """The whole election policy, without I/O."""
+    """The whole election policy, without I/O. `dead`: nodes known dead whose registration
+    has not expired yet; they are neither waited for nor handed over to."""
     role = view.role(me)
     if my_leader_revision:
         if not lease_valid:
             return Decision(Action.STEP_DOWN, "the leader lease was not refreshed in time")
         if view.leader_revision != my_leader_revision:
             return Decision(Action.STEP_DOWN, "the leader key is gone or belongs to another term")
-        target = handover_target(view, me)
+        target = handover_target(view, me, dead)
         if target:
             return Decision(
                 Action.HAND_OVER,
@@ -161,7 +163,7 @@ def decide(
         return Decision(Action.FOLLOW, f"{view.leader.node_id} leads (term {view.leader.term})")
     if role == Role.PRIMARY:
         return Decision(Action.CAMPAIGN, "designated primary and no leader")
-    primary = [n for n in view.ready if n != me and view.role(n) == Role.PRIMARY]
+    primary = [n for n in view.ready - dead if n != me and view.role(n) == Role.PRIMARY]
     if primary and absent_for_s < backup_delay_s:
         return Decision(Action.WAIT, f"designated primary {primary[0]} is ready; it goes first")
     return Decision(Action.CAMPAIGN, "designated backup and no leader")
@@ -188,6 +190,9 @@ class RoleManager:
         self.last: Decision | None = None
         self.wake = asyncio.Event()
         self.held: frozenset[str] = frozenset()
+        self.seen_alive_term = 0  # the last leader term whose API this node reached
+        # node id -> start time of its registration that outlived its dead process
+        self.dead: dict[str, float] = {}
 
     @property
     def leading(self) -> bool:
@@ -231,6 +236,11 @@ class RoleManager:
             self.absent_since = self.absent_since or now
         else:
             self.absent_since = None
+        self.dead = {
+            n: started
+            for n, started in self.dead.items()
+            if (r := view.registrations.get(n)) and r.started_at_unix_s == started
+        }
         decision = decide(
             view,
             self.me.node_id,
@@ -238,6 +248,7 @@ class RoleManager:
             self.lease_valid(),
             now - (self.absent_since or now),
             self.cfg.backup_delay_s,
+            frozenset(self.dead),
         )
         self._log(decision, view)
         try:
@@ -258,6 +269,51 @@ class RoleManager:
             await self._release_vips()
         if not self.leading:
             await self._candidacy(view)
+            await self._probe_leader(view)
+
+    async def _probe_leader(self, view: Snapshot) -> None:
+        """Revoke a dead leader's lease rather than wait up to TTL + 0.5 s for etcd to expire it.
+
+        Evidence of death: the leader's API port, which this node reached before in this term,
+        refuses connections twice 50 ms apart. The API serves for a leader's whole term, so a
+        live leader never refuses; a paused or cut-off one times out instead, and then only its
+        lease expiry frees the key. (So a firewall must DROP, not REJECT, the API port.)
+        """
+        leader = view.leader
+        if (
+            leader is None
+            or leader.node_id == self.me.node_id
+            or not view.leader_lease
+            or view.role(self.me.node_id) == Role.NONE
+        ):
+            return
+        host, _, port = leader.endpoint.rpartition(":")
+        for attempt in range(2):
+            if attempt:
+                await asyncio.sleep(0.05)
+            try:
+                async with asyncio.timeout(self.cfg.loop_s):
+                    _, writer = await asyncio.open_connection(host, int(port))
+                writer.close()
+                self.seen_alive_term = leader.term
+                return
+            except ConnectionRefusedError:
+                continue
+            except (OSError, TimeoutError, ValueError):
+                return  # no proof either way
+        if self.seen_alive_term != leader.term:
+            return
+        log.warning(
+            "leader_dead",
+            leader=leader.node_id,
+            term=leader.term,
+            reason="its API port refuses connections",
+            lease_id=f"{view.leader_lease:x}",
+        )
+        if (registration := view.registrations.get(leader.node_id)) is not None:
+            self.dead[leader.node_id] = registration.started_at_unix_s
+        await self.store.revoke(LeaseId(view.leader_lease))
+        self.wake.set()
 
     async def _candidacy(self, view: Snapshot) -> None:
         """Keep `candidates/<me>` (ready to lead) exactly while designated primary or backup."""

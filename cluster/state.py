@@ -68,6 +68,7 @@ class Snapshot:
     service_revisions: dict[str, int]
     leader: LeaderRecord | None
     leader_revision: int  # the leader key's create revision (the fencing token); 0: none
+    leader_lease: int
     term: int
     term_mod_revision: int
     owners: dict[str, VipOwner]
@@ -97,10 +98,11 @@ def read_snapshot(kvs: list[KeyValue], revision: int, keys: Keys) -> Snapshot:
     registrations, designations, services, owners = {}, {}, {}, {}
     designation_revs, service_revs = {}, {}
     candidates: set[str] = set()
-    leader, leader_rev, term, term_rev, handover = None, 0, 0, 0, None
+    leader, leader_rev, leader_lease, term, term_rev, handover = None, 0, 0, 0, 0, None
     for kv in kvs:
         if kv.key == keys.leader:
-            leader, leader_rev = record_from_doc(LeaderRecord, decode(kv.value)), kv.create_revision
+            leader = record_from_doc(LeaderRecord, decode(kv.value))
+            leader_rev, leader_lease = kv.create_revision, kv.lease
         elif kv.key == keys.term:
             term, term_rev = int(kv.value), kv.mod_revision
         elif kv.key == keys.handover:
@@ -129,6 +131,7 @@ def read_snapshot(kvs: list[KeyValue], revision: int, keys: Keys) -> Snapshot:
         service_revs,
         leader,
         leader_rev,
+        leader_lease,
         term,
         term_rev,
         owners,
