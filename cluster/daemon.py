@@ -13,7 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 import structlog
 
 from cluster.config import DaemonConfig
-from cluster.election import ElectionConfig, RecordedVips, RoleManager
+from cluster.election import ElectionConfig, RecordedVips, RoleManager, VipHolder
 from cluster.errors import AlreadyExists, StoreUnavailable
 from cluster.keys import Keys
 from cluster.membership import Membership
@@ -21,9 +21,12 @@ from cluster.model import Registration
 from cluster.server import start_server
 from cluster.state import ClusterState
 from cluster.store.etcd import EtcdStore
+from datapath.errors import DatapathError
+from datapath.vip import TunVipHolder
 
 log = structlog.get_logger()
 EXIT_DUPLICATE = 3
+EXIT_CONFIG = 2
 GRACE_S = 2.0
 RETRY_S = 1.0
 
@@ -48,26 +51,38 @@ async def run(cfg: DaemonConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if not await _register(membership, stop, cfg.lease_ttl_s):
-        await store.close()
-        return EXIT_DUPLICATE if not stop.is_set() else 0
+    vips: VipHolder = RecordedVips()
+    if cfg.uplink:
+        vips = TunVipHolder(cfg.uplink, lambda: roles.lease_valid())
     roles = RoleManager(
         store,
         keys,
         registration,
         ElectionConfig.for_ttl(cfg.leader_ttl_s),
-        RecordedVips(),
+        vips,
         lambda: membership.lease,
     )
-    server, port = await start_server(state, cfg.listen)
-    log.info("daemon_started", listen=cfg.listen, port=port, etcd=",".join(cfg.etcd))
     try:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(membership.run(stop))
-            tg.create_task(roles.run(stop))
+        if isinstance(vips, TunVipHolder):
+            try:
+                await vips.start()
+            except DatapathError as e:
+                log.error("start_refused", reason=f"--uplink {cfg.uplink}: {e}")
+                return EXIT_CONFIG
+        if not await _register(membership, stop, cfg.lease_ttl_s):
+            return 0 if stop.is_set() else EXIT_DUPLICATE
+        server, port = await start_server(state, cfg.listen)
+        log.info("daemon_started", listen=cfg.listen, port=port, etcd=",".join(cfg.etcd))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(membership.run(stop))
+                tg.create_task(roles.run(stop))
+        finally:
+            await server.stop(GRACE_S)
+            await membership.deregister()
     finally:
-        await server.stop(GRACE_S)
-        await membership.deregister()
+        if isinstance(vips, TunVipHolder):
+            await vips.close()
         await store.close()
         log.info("daemon_stopped")
     return 0

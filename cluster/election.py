@@ -48,6 +48,7 @@ class ElectionConfig:
     loop_s: float = 0.2
     retry_s: float = 0.3
     backup_delay_s: float = 0.3
+    preempt_delay_s: float = 2.0  # after an unplanned takeover, keep leading at least this long
     margin_s: float = 0.1  # withdraw this long before the lease could expire
 
     @classmethod
@@ -59,6 +60,7 @@ class ElectionConfig:
             loop_s=ttl_s / 5,
             retry_s=0.3 * ttl_s,
             backup_delay_s=0.3 * ttl_s,
+            preempt_delay_s=2.0 * ttl_s,
             margin_s=0.1 * ttl_s,
         )
 
@@ -115,7 +117,7 @@ class Decision:
     note: str = ""  # for KEEP: why the leader leads against its designation
 
 
-def handover_target(view: Snapshot, me: str, dead: frozenset[str] = frozenset()) -> str | None:
+def handover_target(view: Snapshot, me: str, dead: frozenset[str]) -> str | None:
     """Who the leader should hand over to, by designation; None to keep leading."""
     role = view.role(me)
     others = sorted(n for n in view.ready - dead if n != me)
@@ -136,6 +138,7 @@ def decide(
     absent_for_s: float,
     backup_delay_s: float,
     dead: frozenset[str] = frozenset(),
+    may_hand_over: bool = True,
 ) -> Decision:
     """The whole election policy, without I/O. `dead`: nodes known dead whose registration
     has not expired yet; they are neither waited for nor handed over to."""
@@ -145,7 +148,7 @@ def decide(
             return Decision(Action.STEP_DOWN, "the leader lease was not refreshed in time")
         if view.leader_revision != my_leader_revision:
             return Decision(Action.STEP_DOWN, "the leader key is gone or belongs to another term")
-        target = handover_target(view, me, dead)
+        target = handover_target(view, me, dead) if may_hand_over else None
         if target:
             return Decision(
                 Action.HAND_OVER,
@@ -191,6 +194,9 @@ class RoleManager:
         self.wake = asyncio.Event()
         self.held: frozenset[str] = frozenset()
         self.seen_alive_term = 0  # the last leader term whose API this node reached
+        # After an unplanned takeover no handover before this (keepalived's preempt delay), so a
+        # primary that just came back does not take the VIPs while it may still be flapping.
+        self.no_handover_until = 0.0
         # node id -> start time of its registration that outlived its dead process
         self.dead: dict[str, float] = {}
 
@@ -227,8 +233,8 @@ class RoleManager:
                 kvs, revision = await self.store.get_prefix(self.keys.prefix())
         except (StoreError, TimeoutError) as e:
             if self.leading and not self.lease_valid():
-                await self._resign(f"etcd unreachable and the lease ran out ({e})")
-            self._log(Decision(Action.WAIT, f"etcd unreachable: {e}"))
+                await self._resign("etcd unreachable and the lease ran out")
+            self._log(Decision(Action.WAIT, f"etcd unreachable: {e or type(e).__name__}"))
             return
         view = read_snapshot(kvs, revision, self.keys)
         now = time.monotonic()
@@ -249,6 +255,7 @@ class RoleManager:
             now - (self.absent_since or now),
             self.cfg.backup_delay_s,
             frozenset(self.dead),
+            now >= self.no_handover_until,
         )
         self._log(decision, view)
         try:
@@ -382,6 +389,11 @@ class RoleManager:
             Put(self.keys.term, str(term).encode()),
         ]
         handover = view.handover
+        planned = (
+            handover is not None
+            and handover.state == "started"
+            and (handover.to_node == self.me.node_id)
+        )
         if handover is not None and handover.state == "started":
             done = "completed" if handover.to_node == self.me.node_id else "aborted"
             ops.append(
@@ -409,6 +421,8 @@ class RoleManager:
             await self.store.revoke(lease)
             return
         self.lease, self.leader_revision = lease, result.revision
+        if not planned:
+            self.no_handover_until = granted_at + self.cfg.preempt_delay_s
         self.valid_until = granted_at + min(ttl_s, self.cfg.ttl_s)
         log.info("leader_acquired", term=term, lease_id=f"{lease:x}")
         leading = replace(view, leader=record, leader_revision=result.revision, term=term)
@@ -447,10 +461,10 @@ class RoleManager:
         self.held = vips
 
     async def _release_vips(self) -> None:
-        if self.held:
+        held, self.held = self.held, frozenset()  # first, so a concurrent caller sees it done
+        if held:
             await self.vips.release()
-            log.info("vips_released", vips=sorted(self.held))
-            self.held = frozenset()
+            log.info("vips_released", vips=sorted(held))
 
     async def _watchdog(self) -> None:
         """Withdraw the VIPs before the lease could expire, whatever the loop is doing."""

@@ -51,6 +51,7 @@ class EmbeddedEtcd:
     client_port: int = 0
     peer_port: int = 0
     name: str = "tcphop-etcd"
+    netns: str | None = None  # run inside this network namespace
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -60,6 +61,7 @@ class EmbeddedEtcd:
     def command(self) -> list[str]:
         peer = f"http://{self.host}:{self.peer_port}"
         return [
+            *(["ip", "netns", "exec", self.netns] if self.netns else []),
             str(etcd_binary()),
             "--name",
             self.name,

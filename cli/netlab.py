@@ -1,0 +1,129 @@
+"""A LAN of network namespaces on one machine, for tests and benchmarks.
+
+    root ns --veth-- [ <p>l: bridge br0, 10.A.B.1/24, etcd ] --veth-- <p>n1 (eth0 10.A.B.11)
+                                                           --veth-- <p>n2 (eth0 10.A.B.12) ...
+
+Every name starts with a per-run prefix (`th` + PID digits + a counter) and every namespace and
+interface is deleted by name by the run that made it. The root side (10.A.B.254) lets the
+test process reach the nodes' APIs and the VIPs; all traffic stays inside these namespaces.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+from dataclasses import dataclass, field
+
+_counter = itertools.count()
+
+
+def ip(*args: str, netns: str | None = None) -> str:
+    cmd = ["ip", *(["-n", netns] if netns else []), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd)}` failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def netns_available() -> tuple[bool, str]:
+    """Whether this process may create network namespaces (root, iproute2, kernel support)."""
+    if os.geteuid() != 0:
+        return False, "not root"
+    probe = f"thp{os.getpid() % 100000}"
+    try:
+        ip("netns", "add", probe)
+    except (RuntimeError, FileNotFoundError) as e:
+        return False, str(e)
+    ip("netns", "del", probe)
+    return True, ""
+
+
+@dataclass
+class NetLab:
+    """The LAN; `create()` builds it, `destroy()` removes exactly what it built."""
+
+    nodes: int
+    prefix: str = field(default_factory=lambda: f"th{os.getpid() % 10000}{next(_counter)}")
+    created: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = os.getpid() % 4000 + next(_counter)
+        self.net = f"10.{200 + n // 250 % 50}.{n % 250}"
+
+    @property
+    def lan(self) -> str:
+        return f"{self.prefix}l"
+
+    def node_ns(self, i: int) -> str:
+        return f"{self.prefix}n{i}"
+
+    def node_ip(self, i: int) -> str:
+        return f"{self.net}.{10 + i}"
+
+    @property
+    def hub_ip(self) -> str:
+        return f"{self.net}.1"
+
+    @property
+    def root_if(self) -> str:
+        return f"{self.prefix}h"
+
+    def vip(self, n: int = 100) -> str:
+        return f"{self.net}.{n}"
+
+    def create(self) -> NetLab:
+        try:
+            self._create()
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def _create(self) -> None:
+        ip("netns", "add", self.lan)
+        self.created.append(self.lan)
+        ip("link", "set", "lo", "up", netns=self.lan)
+        ip("link", "add", "br0", "type", "bridge", netns=self.lan)
+        ip("addr", "add", f"{self.hub_ip}/24", "dev", "br0", netns=self.lan)
+        ip("link", "set", "br0", "up", netns=self.lan)
+        self._plug(self.root_if, None)
+        ip("addr", "add", f"{self.net}.254/24", "dev", self.root_if)
+        for i in range(1, self.nodes + 1):
+            ns = self.node_ns(i)
+            ip("netns", "add", ns)
+            self.created.append(ns)
+            ip("link", "set", "lo", "up", netns=ns)
+            self._plug(f"{self.prefix}v{i}", ns)
+            ip("addr", "add", f"{self.node_ip(i)}/24", "dev", "eth0", netns=ns)
+
+    def _plug(self, name: str, ns: str | None) -> None:
+        """A veth from ns (None: the root namespace) into the LAN bridge; eth0 inside ns."""
+        peer = f"{name}p"
+        ip("link", "add", name, "type", "veth", "peer", "name", peer)
+        if ns is None:
+            self.created.append(f"link:{name}")
+        else:
+            ip("link", "set", name, "netns", ns)
+            ip("link", "set", name, "name", "eth0", netns=ns)
+        ip("link", "set", peer, "netns", self.lan)
+        ip("link", "set", peer, "master", "br0", "up", netns=self.lan)
+        ip("link", "set", "eth0" if ns else name, "up", netns=ns)
+
+    def exec(self, ns: str, *cmd: str) -> list[str]:
+        return ["ip", "netns", "exec", ns, *cmd]
+
+    def mac(self, i: int) -> bytes:
+        out = ip("-br", "link", "show", "eth0", netns=self.node_ns(i)).split()
+        return bytes.fromhex(out[2].replace(":", ""))
+
+    def destroy(self) -> None:
+        for name in reversed(self.created):
+            try:
+                if name.startswith("link:"):
+                    ip("link", "del", name.removeprefix("link:"))
+                else:
+                    ip("netns", "del", name)
+            except RuntimeError:
+                pass  # already gone
+        self.created.clear()

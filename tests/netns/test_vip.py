@@ -1,0 +1,131 @@
+"""VIP ownership on real interfaces: only the leader answers for a VIP, at every moment."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+
+import pytest
+
+from cluster.sdk import ClusterClient, Role, ServiceSpec
+from tests.conftest import async_wait_for, wait_for
+from tests.netns.conftest import Cluster
+
+pytestmark = [pytest.mark.netns, pytest.mark.etcd, pytest.mark.e2e]
+
+
+async def setup(cluster: Cluster) -> tuple[ClusterClient, str]:
+    for i in (1, 2, 3):
+        cluster.start(i)
+    client = ClusterClient(cluster.endpoints, timeout_s=3)
+    await client.designate("n1", Role.PRIMARY)
+    await client.designate("n2", Role.BACKUP)
+    vip = cluster.lab.vip()
+    await client.apply_service(ServiceSpec("web", vip, 80))
+    await async_wait_for(lambda: owned_by(client, "n1"), 10, "n1 to own the VIP")
+    return client, vip
+
+
+async def owned_by(client: ClusterClient, node: str) -> bool:
+    st = await client.status()
+    return [o.node_id for o in st.vip_owners] == [node]
+
+
+async def test_only_the_leader_holds_and_answers_for_the_vip(cluster: Cluster) -> None:
+    client, vip = await setup(cluster)
+    async with client:
+        assert cluster.holders(vip) == {"n1"}
+        assert cluster.served_by(vip) == "n1"
+        assert vip in cluster.vip_addresses(1)
+        for i in (2, 3):
+            assert vip not in cluster.vip_addresses(i)
+
+
+async def test_planned_handover_moves_the_vip_with_never_two_holders(cluster: Cluster) -> None:
+    client, vip = await setup(cluster)
+    async with client:
+        for target, other in (("n2", "n1"), ("n1", "n2")):
+            start = time.monotonic()
+            await client.designate(target, Role.PRIMARY)
+            seen: list[set[str]] = []
+            while cluster.served_by(vip) != target:
+                seen.append(cluster.holders(vip))
+                assert time.monotonic() - start < 5, seen
+            assert all(len(h) <= 1 for h in seen), seen
+            assert cluster.holders(vip) == {target}
+            assert vip not in cluster.vip_addresses(int(other[1]))
+            st = await client.status()
+            assert st.leader is not None and st.leader.node_id == target
+            assert st.handover is not None and st.handover.state == "completed"
+
+
+async def test_killed_leader_releases_the_vip_and_the_backup_takes_it(cluster: Cluster) -> None:
+    client, vip = await setup(cluster)
+    async with client:
+        start = time.monotonic()
+        cluster.daemons["n1"].kill()
+        cluster.daemons["n1"].wait()
+        wait_for(lambda: vip not in cluster.vip_addresses(1), 1, "n1's TUN device to die with it")
+        while cluster.served_by(vip) != "n2":
+            assert len(cluster.holders(vip)) <= 1
+            assert time.monotonic() - start < 3
+        assert cluster.holders(vip) == {"n2"}
+
+
+async def test_paused_leader_is_replaced_and_withdraws_silently_on_resume(
+    cluster: Cluster,
+) -> None:
+    client, vip = await setup(cluster)
+    async with client:
+        cluster.daemons["n1"].send_signal(signal.SIGSTOP)
+        start = time.monotonic()
+        while cluster.served_by(vip) != "n2":
+            assert len(cluster.holders(vip)) <= 1
+            assert time.monotonic() - start < 5
+        before = cluster.log("n1").count("\n")
+        cluster.daemons["n1"].send_signal(signal.SIGCONT)
+        for _ in range(5):  # n2 keeps the VIP (preempt delay 2 s); n1 never answers for it
+            assert cluster.holders(vip) == {"n2"}
+            await asyncio.sleep(0.05)
+        assert vip not in cluster.vip_addresses(1)
+        while cluster.served_by(vip) != "n1":  # then, after the preempt delay, it fails back
+            assert len(cluster.holders(vip)) <= 1
+            assert time.monotonic() - start < 10
+        resumed = cluster.log("n1").splitlines()[before:]
+        assert any('"leader_stepped_down"' in line for line in resumed)
+        stepped = next(i for i, line in enumerate(resumed) if '"leader_stepped_down"' in line)
+        assert not any('"vips_held"' in line for line in resumed[:stepped])
+        st = await client.status()
+        assert st.handover is not None and (st.handover.from_node, st.handover.to_node) == (
+            "n2",
+            "n1",
+        )
+
+
+async def test_etcd_outage_makes_the_leader_withdraw_before_its_lease_can_expire(
+    cluster: Cluster,
+) -> None:
+    client, vip = await setup(cluster)
+    async with client:
+        assert cluster.etcd.process is not None
+        cluster.etcd.process.send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        while cluster.holders(vip):
+            assert time.monotonic() - stopped < 1.0 + 0.2  # TTL + one ARP probe
+        cluster.etcd.process.send_signal(signal.SIGCONT)
+        await async_wait_for(lambda: owned_by(client, "n1"), 10, "n1 to lead again")
+        assert cluster.served_by(vip) == "n1"
+    # Same machine, same clock: n1 let go before any other node could take the lease.
+    released = first_event(cluster.log("n1"), "vips_released")
+    acquired = [first_event(cluster.log(n), "leader_acquired") for n in ("n2", "n3")]
+    assert all(released < t for t in acquired if t)
+
+
+def first_event(log: str, event: str) -> str:
+    """The timestamp of the first line with this event ('' if none); ISO text sorts by time."""
+    for line in log.splitlines():
+        if f'"event": "{event}"' in line:
+            return str(json.loads(line)["timestamp"])
+    return ""
