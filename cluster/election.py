@@ -234,7 +234,7 @@ class RoleManager:
         except (StoreError, TimeoutError) as e:
             if self.leading and not self.lease_valid():
                 await self._resign("etcd unreachable and the lease ran out")
-            self._log(Decision(Action.WAIT, f"etcd unreachable: {e or type(e).__name__}"))
+            self._log(Decision(Action.WAIT, f"etcd unreachable: {str(e) or type(e).__name__}"))
             return
         view = read_snapshot(kvs, revision, self.keys)
         now = time.monotonic()
