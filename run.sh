@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tcphop's two commands on a fresh Debian 12 machine, as root:
 #   ./run.sh demo    bring up a 3-node lab (embedded etcd + tcphopd) and show it working
-#   ./run.sh test    run every test (real etcd, real tcphopd processes)
+#   ./run.sh test    run every test (real etcd, real tcphopd processes, network namespaces)
 # Also: ./run.sh setup (install only), ./run.sh check (lint, types, generated code), ./run.sh down
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -11,6 +11,7 @@ setup() {
   local need=()
   python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
   command -v curl >/dev/null || need+=(curl)
+  command -v ip >/dev/null || need+=(iproute2)
   if ((${#need[@]})); then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
   fi

@@ -194,9 +194,11 @@ class RoleManager:
         self.wake = asyncio.Event()
         self.held: frozenset[str] = frozenset()
         self.seen_alive_term = 0  # the last leader term whose API this node reached
-        # After an unplanned takeover no handover before this (keepalived's preempt delay), so a
-        # primary that just came back does not take the VIPs while it may still be flapping.
+        # After an unplanned takeover no automatic handover before this (keepalived's preempt
+        # delay), so a primary that just came back does not take the VIPs while it may still be
+        # flapping. An operator's designation change after the takeover is obeyed at once.
         self.no_handover_until = 0.0
+        self.takeover_revision = 0
         # node id -> start time of its registration that outlived its dead process
         self.dead: dict[str, float] = {}
 
@@ -255,7 +257,8 @@ class RoleManager:
             now - (self.absent_since or now),
             self.cfg.backup_delay_s,
             frozenset(self.dead),
-            now >= self.no_handover_until,
+            now >= self.no_handover_until
+            or max(view.designation_revisions.values(), default=0) > self.takeover_revision,
         )
         self._log(decision, view)
         try:
@@ -423,6 +426,7 @@ class RoleManager:
         self.lease, self.leader_revision = lease, result.revision
         if not planned:
             self.no_handover_until = granted_at + self.cfg.preempt_delay_s
+            self.takeover_revision = result.revision
         self.valid_until = granted_at + min(ttl_s, self.cfg.ttl_s)
         log.info("leader_acquired", term=term, lease_id=f"{lease:x}")
         leading = replace(view, leader=record, leader_revision=result.revision, term=term)

@@ -73,6 +73,7 @@ class Snapshot:
     term_mod_revision: int
     owners: dict[str, VipOwner]
     handover: Handover | None
+    malformed: tuple[str, ...] = ()  # keys whose values could not be read; they are ignored
 
     @property
     def alive(self) -> frozenset[str]:
@@ -98,29 +99,33 @@ def read_snapshot(kvs: list[KeyValue], revision: int, keys: Keys) -> Snapshot:
     registrations, designations, services, owners = {}, {}, {}, {}
     designation_revs, service_revs = {}, {}
     candidates: set[str] = set()
+    malformed: list[str] = []
     leader, leader_rev, leader_lease, term, term_rev, handover = None, 0, 0, 0, 0, None
     for kv in kvs:
-        if kv.key == keys.leader:
-            leader = record_from_doc(LeaderRecord, decode(kv.value))
-            leader_rev, leader_lease = kv.create_revision, kv.lease
-        elif kv.key == keys.term:
-            term, term_rev = int(kv.value), kv.mod_revision
-        elif kv.key == keys.handover:
-            handover = record_from_doc(Handover, decode(kv.value))
-        elif parsed := keys.parse(kv.key):
-            kind, name = parsed
-            if kind == Kind.NODE:
-                registrations[name] = record_from_doc(Registration, decode(kv.value))
-            elif kind == Kind.DESIGNATION:
-                designations[name] = designation_from_doc(name, decode(kv.value))
-                designation_revs[name] = kv.mod_revision
-            elif kind == Kind.SERVICE:
-                services[name] = service_from_doc(decode(kv.value))
-                service_revs[name] = kv.mod_revision
-            elif kind == Kind.CANDIDATE:
-                candidates.add(name)
-            elif kind == Kind.VIP:
-                owners[name] = record_from_doc(VipOwner, decode(kv.value))
+        try:
+            if kv.key == keys.leader:
+                leader = record_from_doc(LeaderRecord, decode(kv.value))
+                leader_rev, leader_lease = kv.create_revision, kv.lease
+            elif kv.key == keys.term:
+                term, term_rev = int(kv.value), kv.mod_revision
+            elif kv.key == keys.handover:
+                handover = record_from_doc(Handover, decode(kv.value))
+            elif parsed := keys.parse(kv.key):
+                kind, name = parsed
+                if kind == Kind.NODE:
+                    registrations[name] = record_from_doc(Registration, decode(kv.value))
+                elif kind == Kind.DESIGNATION:
+                    designations[name] = designation_from_doc(name, decode(kv.value))
+                    designation_revs[name] = kv.mod_revision
+                elif kind == Kind.SERVICE:
+                    services[name] = service_from_doc(decode(kv.value))
+                    service_revs[name] = kv.mod_revision
+                elif kind == Kind.CANDIDATE:
+                    candidates.add(name)
+                elif kind == Kind.VIP:
+                    owners[name] = record_from_doc(VipOwner, decode(kv.value))
+        except (ValueError, TypeError, KeyError, ValidationError):
+            malformed.append(kv.key.decode(errors="replace"))  # written by hand or a bug
     return Snapshot(
         revision,
         registrations,
@@ -136,6 +141,7 @@ def read_snapshot(kvs: list[KeyValue], revision: int, keys: Keys) -> Snapshot:
         term_rev,
         owners,
         handover,
+        tuple(malformed),
     )
 
 

@@ -28,7 +28,7 @@ TIMEOUT_MULTIPLIER = float(os.environ.get("TCPHOP_TIMEOUT_MULTIPLIER", "1"))
 
 def _required() -> set[str]:
     listed = {c.strip() for c in os.environ.get("TCPHOP_REQUIRE", "").split(",") if c.strip()}
-    return listed | ({"etcd"} if os.environ.get("CI") == "true" else set())
+    return listed | ({"etcd", "netns"} if os.environ.get("CI") == "true" else set())
 
 
 def need(capability: str, available: bool, why: str) -> None:
@@ -123,7 +123,11 @@ def start_daemon(etcd_url: str, keys: Keys, tmp_path: Path) -> Iterator[Callable
     started: list[Daemon] = []
 
     def start(
-        node_id: str, etcd: str | None = None, lease_ttl_s: int = 2, wait: bool = True
+        node_id: str,
+        etcd: str | None = None,
+        lease_ttl_s: int = 2,
+        wait: bool = True,
+        leader_ttl_s: int = 1,
     ) -> Daemon:
         endpoint = f"127.0.0.1:{free_port()}"
         log = tmp_path / f"{node_id}-{len(started)}.log"
@@ -139,6 +143,8 @@ def start_daemon(etcd_url: str, keys: Keys, tmp_path: Path) -> Iterator[Callable
             endpoint,
             "--lease-ttl",
             str(lease_ttl_s),
+            "--leader-ttl",
+            str(leader_ttl_s),
             "--etcd-prefix",
             keys.root,
             "--log-json",
