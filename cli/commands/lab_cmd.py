@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from cli import lab
-from cli.commands.cluster import NODE_HEADER, describe, node_rows
+from cli.commands.cluster import NODE_HEADER, describe, node_rows, status_text
 from cli.commands.service import load_specs
 from cli.context import CliError, Context, pass_ctx
 from cli.output import table
@@ -71,6 +71,7 @@ def up(ctx: Context, nodes: int, directory: Path | None) -> None:
         alive = await _wait_alive(client, nodes, 20.0)
         for node_id, role in (("n1", Role.PRIMARY), ("n2", Role.BACKUP))[:nodes]:
             await client.designate(node_id, role)
+        await _leader(client, None, want="n1")
         return alive
 
     alive = Context(",".join(state.endpoints), ctx.timeout_s, ctx.debug).run(settle)
@@ -129,7 +130,6 @@ def demo(ctx: Context, directory: Path | None) -> None:
     where = _dir(directory)
     state = _state(where)
     specs = load_specs(str(SAMPLES))
-    victim = state.nodes[-1]
 
     async def run(client: ClusterClient) -> None:
         start = (await client.status()).revision + 1
@@ -140,17 +140,31 @@ def demo(ctx: Context, directory: Path | None) -> None:
                 f"service/{spec.name} {result.result} ({spec.vip}:{spec.port} "
                 f"{spec.mode}, {len(spec.rules)} rules)"
             )
-        click.echo(f"\n== draining {victim.name}, then enabling it again")
-        await client.set_serving(victim.name, Serving.DRAINING)
-        await client.set_serving(victim.name, Serving.ENABLED)
-        click.echo(f"\n== killing {victim.name} (SIGKILL, pid {victim.pid}); its lease expires")
+        last = state.nodes[-1].name
+        click.echo(f"\n== draining {last}, then enabling it again")
+        await client.set_serving(last, Serving.DRAINING)
+        await client.set_serving(last, Serving.ENABLED)
+        old = await _leader(client, None)
+        target = next(n.name for n in state.nodes if n.name != old)
+        click.echo(f"\n== planned handover: designating {target} primary while {old} leads")
+        t0 = time.monotonic()
+        await client.designate(target, Role.PRIMARY)
+        await _leader(client, None, want=target)
+        click.echo(f"{target} leads after {time.monotonic() - t0:.3f} s")
+        victim = next(n for n in state.nodes if n.name == target)
+        await asyncio.sleep(1)  # steady state: the backup has seen the new leader's API up
+        click.echo(f"\n== killing the leader {victim.name} (SIGKILL, pid {victim.pid})")
         t0 = time.monotonic()
         os.kill(victim.pid, signal.SIGKILL)
+        new = await _leader(client, victim.name)
+        click.echo(f"{new} leads after {time.monotonic() - t0:.3f} s")
         while (await client.get_node(victim.name)).alive:
             await asyncio.sleep(0.05)
-        click.echo(f"{victim.name} left the cluster {time.monotonic() - t0:.2f} s after the kill")
+        click.echo(
+            f"{victim.name}'s registration expired {time.monotonic() - t0:.2f} s after the kill"
+        )
         restarted = lab.start_node(where, victim.name, state.etcd.endpoint)
-        state.nodes[-1] = restarted
+        state.nodes[state.nodes.index(victim)] = restarted
         state.save()
         t0 = time.monotonic()
         while not (await client.get_node(victim.name)).alive:
@@ -159,13 +173,26 @@ def demo(ctx: Context, directory: Path | None) -> None:
             f"{victim.name} restarted (pid {restarted.pid}) and rejoined in "
             f"{time.monotonic() - t0:.2f} s"
         )
+        await _leader(client, None, want=victim.name)  # the designated primary takes over again
         click.echo(f"\n== events since revision {start}")
         await _print_events(client, start)
-        click.echo("\n== nodes")
-        click.echo(table(node_rows(await client.list_nodes()), NODE_HEADER))
+        st = await client.status()
+        click.echo("\n== status\n" + status_text(st))
+        click.echo(table(node_rows(st.nodes), NODE_HEADER))
 
-    others = [n.endpoint for n in state.nodes if n is not victim]
-    Context(",".join(others), ctx.timeout_s, ctx.debug).run(run)
+    Context(",".join(state.endpoints), ctx.timeout_s, ctx.debug).run(run)
+
+
+async def _leader(client: ClusterClient, not_node: str | None, want: str | None = None) -> str:
+    """Wait (up to 10 s) for a leader other than not_node (and equal to want, if given)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Unavailable):
+            st = await client.status()
+            if st.leader and st.leader.node_id != not_node and want in (None, st.leader.node_id):
+                return st.leader.node_id
+        await asyncio.sleep(0.01)
+    raise CliError("no leader was elected within 10 s; see the lab's logs")
 
 
 async def _print_events(client: ClusterClient, start: int) -> None:

@@ -179,9 +179,13 @@ def test_lab_up_status_demo_down(tmp_path: Path) -> None:
             ("n2", "backup"),
             ("n3", "none"),
         ]
+        st = json.loads(clusterctl("status", "-o", "json", env=env).stdout)
+        assert st["leader"]["node_id"] == "n1"  # lab up returns once the primary leads
         demo = clusterctl("lab", "demo", env=env)
         assert demo.returncode == 0, demo.stderr
-        assert "n3 left the cluster" in demo.stdout and "node_joined" in demo.stdout
+        assert "n2 leads after" in demo.stdout  # planned handover
+        assert "n1 leads after" in demo.stdout  # the killed leader's backup took over
+        assert "node_joined" in demo.stdout
         status = clusterctl("lab", "status", env=env)
         assert status.returncode == 0 and status.stdout.count("running") == 4
         state = json.loads((lab_dir / "lab.json").read_text())

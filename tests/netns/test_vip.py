@@ -9,9 +9,9 @@ import time
 
 import pytest
 
+from cli.netlab import NetCluster as Cluster
 from cluster.sdk import ClusterClient, Role, ServiceSpec
 from tests.conftest import async_wait_for, wait_for
-from tests.netns.conftest import Cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.etcd, pytest.mark.e2e]
 
