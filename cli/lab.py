@@ -93,7 +93,17 @@ def running_endpoints(directory: Path) -> list[str]:
     return [n.endpoint for n in state.nodes if n.running()] if state else []
 
 
-def node_command(node_id: str, etcd_url: str, endpoint: str, lease_ttl_s: int) -> list[str]:
+def node_command(
+    node_id: str,
+    etcd_url: str,
+    listen: str,
+    *,
+    lease_ttl_s: int = 2,
+    leader_ttl_s: int = 1,
+    uplink: str | None = None,
+    key_root: str | None = None,
+) -> list[str]:
+    """The tcphopd command line the lab, the tests and the benchmarks start nodes with."""
     return [
         sys.executable,
         "-m",
@@ -103,11 +113,13 @@ def node_command(node_id: str, etcd_url: str, endpoint: str, lease_ttl_s: int) -
         "--etcd",
         etcd_url,
         "--listen",
-        endpoint,
+        listen,
         "--lease-ttl",
         str(lease_ttl_s),
         "--leader-ttl",
-        "1",
+        str(leader_ttl_s),
+        *(["--uplink", uplink] if uplink else []),
+        *(["--etcd-prefix", key_root] if key_root else []),
         "--log-json",
     ]
 
@@ -118,7 +130,7 @@ def start_node(directory: Path, node_id: str, etcd_url: str, lease_ttl_s: int = 
     logs.mkdir(parents=True, exist_ok=True)
     with (logs / f"{node_id}.log").open("ab") as log:
         proc = subprocess.Popen(
-            node_command(node_id, etcd_url, endpoint, lease_ttl_s),
+            node_command(node_id, etcd_url, endpoint, lease_ttl_s=lease_ttl_s),
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,

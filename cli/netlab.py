@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cli.lab import node_command
 from cluster.store.embedded import EmbeddedEtcd
 from datapath.arp import who_has
 
@@ -169,20 +170,7 @@ class NetCluster:
         proc = subprocess.Popen(
             self.lab.exec(
                 self.lab.node_ns(i),
-                sys.executable,
-                "-m",
-                "cluster",
-                "--node-id",
-                node,
-                "--etcd",
-                self.etcd.url,
-                "--listen",
-                f"{self.lab.node_ip(i)}:7700",
-                "--uplink",
-                "eth0",
-                "--leader-ttl",
-                "1",
-                "--log-json",
+                *node_command(node, self.etcd.url, f"{self.lab.node_ip(i)}:7700", uplink="eth0"),
             ),
             stdout=log,
             stderr=log,

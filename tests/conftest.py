@@ -10,7 +10,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.lab import node_command
 from cluster.keys import Keys
 from cluster.store.embedded import EmbeddedEtcd, etcd_binary, free_port
 from cluster.store.etcd import EtcdStore
@@ -131,24 +131,14 @@ def start_daemon(etcd_url: str, keys: Keys, tmp_path: Path) -> Iterator[Callable
     ) -> Daemon:
         endpoint = f"127.0.0.1:{free_port()}"
         log = tmp_path / f"{node_id}-{len(started)}.log"
-        args = [
-            sys.executable,
-            "-m",
-            "cluster",
-            "--node-id",
+        args = node_command(
             node_id,
-            "--etcd",
             etcd or etcd_url,
-            "--listen",
             endpoint,
-            "--lease-ttl",
-            str(lease_ttl_s),
-            "--leader-ttl",
-            str(leader_ttl_s),
-            "--etcd-prefix",
-            keys.root,
-            "--log-json",
-        ]
+            lease_ttl_s=lease_ttl_s,
+            leader_ttl_s=leader_ttl_s,
+            key_root=keys.root,
+        )
         with log.open("wb") as out:
             proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
         daemon = Daemon(node_id, endpoint, proc, log, args)

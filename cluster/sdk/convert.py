@@ -7,6 +7,11 @@ gets the same field-path error as one read from a file.
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
+from typing import TypeVar
+
+from google.protobuf.message import Message
+
 from cluster.api.v1 import cluster_pb2 as pb
 from cluster.model import (
     ClusterEvent,
@@ -70,19 +75,7 @@ def designation_from_pb(m: pb.Designation) -> Designation:
 
 
 def registration_to_pb(r: Registration) -> pb.Node:
-    return pb.Node(
-        node_id=r.node_id,
-        alive=True,
-        endpoint=r.endpoint,
-        hostname=r.hostname,
-        pid=r.pid,
-        version=r.version,
-        started_at_unix_s=r.started_at_unix_s,
-    )
-
-
-def registration_from_pb(m: pb.Node) -> Registration:
-    return Registration(m.node_id, m.endpoint, m.hostname, m.pid, m.version, m.started_at_unix_s)
+    return pb.Node(alive=True, **asdict(r))
 
 
 def node_to_pb(n: Node) -> pb.Node:
@@ -93,7 +86,9 @@ def node_to_pb(n: Node) -> pb.Node:
 
 def node_from_pb(m: pb.Node) -> Node:
     return Node(
-        m.node_id, designation_from_pb(m.designation), registration_from_pb(m) if m.alive else None
+        m.node_id,
+        designation_from_pb(m.designation),
+        flat_from_pb(m, Registration) if m.alive else None,
     )
 
 
@@ -186,34 +181,20 @@ def service_from_pb(m: pb.ServiceSpec) -> ServiceSpec:
     )
 
 
+_Flat = TypeVar("_Flat", LeaderRecord, Handover, VipOwner, Registration)
+
+
+def flat_from_pb(msg: Message, cls: type[_Flat]) -> _Flat:
+    """A flat record from a message that has a field of the same name for each of its fields."""
+    return cls(**{f.name: getattr(msg, f.name) for f in fields(cls)})
+
+
 def leader_to_pb(r: LeaderRecord) -> pb.Leader:
-    return pb.Leader(
-        node_id=r.node_id,
-        endpoint=r.endpoint,
-        term=r.term,
-        since_unix_s=r.since_unix_s,
-        note=r.note,
-    )
-
-
-def leader_from_pb(m: pb.Leader) -> LeaderRecord:
-    return LeaderRecord(m.node_id, m.endpoint, m.term, m.since_unix_s, m.note)
+    return pb.Leader(**asdict(r))
 
 
 def handover_to_pb(h: Handover) -> pb.Handover:
-    return pb.Handover(
-        from_node=h.from_node,
-        to_node=h.to_node,
-        term=h.term,
-        state=h.state,
-        at_unix_s=h.at_unix_s,
-        new_term=h.new_term,
-        new_leader=h.new_leader,
-    )
-
-
-def handover_from_pb(m: pb.Handover) -> Handover:
-    return Handover(m.from_node, m.to_node, m.term, m.state, m.at_unix_s, m.new_term, m.new_leader)
+    return pb.Handover(**asdict(h))
 
 
 def status_to_pb(s: ClusterStatus) -> pb.GetStatusResponse:
@@ -223,7 +204,7 @@ def status_to_pb(s: ClusterStatus) -> pb.GetStatusResponse:
         services=s.services,
         revision=s.revision,
         etcd_endpoints=list(s.etcd_endpoints),
-        vip_owners=[pb.VipOwner(vip=o.vip, node_id=o.node_id, term=o.term) for o in s.vip_owners],
+        vip_owners=[pb.VipOwner(**asdict(o)) for o in s.vip_owners],
         candidates=list(s.candidates),
     )
     if s.leader is not None:
@@ -240,10 +221,10 @@ def status_from_pb(m: pb.GetStatusResponse) -> ClusterStatus:
         m.services,
         m.revision,
         tuple(m.etcd_endpoints),
-        leader=leader_from_pb(m.leader) if m.HasField("leader") else None,
-        vip_owners=tuple(VipOwner(o.vip, o.node_id, o.term) for o in m.vip_owners),
+        leader=flat_from_pb(m.leader, LeaderRecord) if m.HasField("leader") else None,
+        vip_owners=tuple(flat_from_pb(o, VipOwner) for o in m.vip_owners),
         candidates=tuple(m.candidates),
-        handover=handover_from_pb(m.handover) if m.HasField("handover") else None,
+        handover=flat_from_pb(m.handover, Handover) if m.HasField("handover") else None,
     )
 
 
@@ -267,9 +248,9 @@ def event_from_pb(m: pb.Event) -> ClusterEvent:
         m.revision,
         EVENT_FROM_PB[m.type],
         m.subject,
-        registration=registration_from_pb(m.node) if m.HasField("node") else None,
+        registration=flat_from_pb(m.node, Registration) if m.HasField("node") else None,
         designation=designation_from_pb(m.designation) if m.HasField("designation") else None,
         service=service_from_pb(m.service) if m.HasField("service") else None,
-        leader=leader_from_pb(m.leader) if m.HasField("leader") else None,
-        handover=handover_from_pb(m.handover) if m.HasField("handover") else None,
+        leader=flat_from_pb(m.leader, LeaderRecord) if m.HasField("leader") else None,
+        handover=flat_from_pb(m.handover, Handover) if m.HasField("handover") else None,
     )
