@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from cluster.errors import ValidationError
 from cluster.keys import DEFAULT_ROOT
-from cluster.model import validate_node_id
 from cluster.store.etcd import parse_endpoints
+from cluster.validation import validate_node_id
 
 
 def parse_hostport(value: str, where: str) -> tuple[str, int]:

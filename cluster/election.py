@@ -26,16 +26,10 @@ from typing import Protocol
 
 import structlog
 
+from cluster.documents import record_to_doc
 from cluster.errors import LeaseExpired, StoreError, ValidationError
 from cluster.keys import Keys
-from cluster.model import (
-    Handover,
-    LeaderRecord,
-    Registration,
-    Role,
-    VipOwner,
-    record_to_doc,
-)
+from cluster.model import Handover, LeaderRecord, Registration, Role, VipOwner
 from cluster.state import Snapshot, encode, read_snapshot
 from cluster.store.base import Compare, Delete, LeaseId, Put, Store
 

@@ -12,9 +12,10 @@ import asyncio
 
 import structlog
 
+from cluster.documents import designation_to_doc, record_to_doc
 from cluster.errors import AlreadyExists, LeaseExpired, StoreError
 from cluster.keys import Keys
-from cluster.model import Designation, Registration, designation_to_doc, record_to_doc
+from cluster.model import Designation, Registration
 from cluster.state import decode, encode
 from cluster.store.base import LeaseId, Store
 

@@ -12,6 +12,14 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
+from cluster.documents import (
+    designation_from_doc,
+    designation_to_doc,
+    normalize_service,
+    record_from_doc,
+    service_from_doc,
+    service_to_doc,
+)
 from cluster.errors import NotFound, ValidationError
 from cluster.keys import Keys, Kind
 from cluster.model import (
@@ -28,18 +36,14 @@ from cluster.model import (
     ServiceSpec,
     Serving,
     VipOwner,
-    designation_from_doc,
-    designation_to_doc,
+)
+from cluster.store.base import Compare, Delete, KeyValue, Put, Revision, Store, WatchEvent
+from cluster.validation import (
     endpoint_problems,
-    normalize_service,
-    record_from_doc,
-    service_from_doc,
-    service_to_doc,
     validate_node_id,
     validate_service,
     validate_weight,
 )
-from cluster.store.base import Compare, Delete, KeyValue, Put, Revision, Store, WatchEvent
 
 CAS_ATTEMPTS = 5
 

@@ -10,8 +10,9 @@ import yaml
 
 from cli.context import CliError, Context, pass_ctx
 from cli.output import dump, emit, output_option
+from cluster.documents import service_to_doc, services_from_file_doc
 from cluster.errors import ValidationError
-from cluster.model import ServiceSpec, service_to_doc, services_from_file_doc
+from cluster.model import ServiceSpec
 
 HEADER = ("NAME", "VIP", "PORT", "MODE", "POLICY", "POOL", "PERSISTENCE", "CHECK", "RULES")
 

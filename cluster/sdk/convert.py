@@ -1,7 +1,7 @@
 """The one place where protobuf messages and tcphop's dataclasses are converted.
 
 Used by the SDK and by the server's servicers. Enumerated spec fields travel as strings and are
-validated by `cluster.model.validate_service` on the server, so a bad value sent by any client
+validated by `cluster.validation.validate_service` on the server, so a bad value sent by any client
 gets the same field-path error as one read from a file.
 """
 

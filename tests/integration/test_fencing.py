@@ -6,16 +6,10 @@ import time
 
 import pytest
 
+from cluster.documents import designation_to_doc, record_to_doc
 from cluster.election import ElectionConfig, RecordedVips, RoleManager
 from cluster.keys import Keys
-from cluster.model import (
-    Designation,
-    Registration,
-    Role,
-    VipOwner,
-    designation_to_doc,
-    record_to_doc,
-)
+from cluster.model import Designation, Registration, Role, VipOwner
 from cluster.state import encode
 from cluster.store.base import Put
 from cluster.store.etcd import EtcdStore

@@ -10,15 +10,7 @@ import pytest
 from cluster.errors import AlreadyExists, NotFound, ValidationError
 from cluster.keys import Keys, Kind
 from cluster.membership import Membership
-from cluster.model import (
-    Designation,
-    EventType,
-    Pool,
-    Registration,
-    Role,
-    ServiceSpec,
-    Serving,
-)
+from cluster.model import Designation, EventType, Pool, Registration, Role, ServiceSpec, Serving
 from cluster.state import ClusterState
 from cluster.store.etcd import EtcdStore
 

@@ -1,4 +1,4 @@
-"""ServiceSpec validation: every bad field is named with its path and nothing else passes."""
+"""Validation and documents: every bad field is named with its path; valid specs round-trip."""
 
 from __future__ import annotations
 
@@ -8,18 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cluster.documents import service_from_doc, service_to_doc, services_from_file_doc
 from cluster.errors import ValidationError
-from cluster.model import (
-    Mode,
-    Policy,
-    Pool,
-    ServiceSpec,
-    service_from_doc,
-    service_to_doc,
-    services_from_file_doc,
-    validate_service,
-)
+from cluster.model import Mode, Policy, Pool, ServiceSpec
 from cluster.sdk import convert
+from cluster.validation import validate_service
 
 L7 = {
     "name": "shop",
