@@ -17,7 +17,14 @@ CLUSTER_SERVICE = cluster_pb2.DESCRIPTOR.services_by_name["Cluster"].full_name
 
 async def start_server(state: ClusterState, listen: str) -> tuple[grpc.aio.Server, int]:
     """Start serving on listen (host:port, port 0 picks one); return the server and its port."""
-    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
+    # Accept the SDK's keepalive pings (every 10 s) instead of answering them with GOAWAY.
+    server = grpc.aio.server(
+        interceptors=[ErrorMappingInterceptor()],
+        options=[
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ],
+    )
     cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterService(state), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -50,6 +50,7 @@ async def test_backup_takes_over_from_a_killed_leader_within_ttl_plus_loop(
         await client.apply_service(ServiceSpec("web", "10.1.0.1", 80))
         await async_wait_for(lambda: leader_is(client, "n1"), 5, "n1 to lead")
         term = (await client.status()).leader.term  # type: ignore[union-attr]
+        await asyncio.sleep(0.5)  # steady state: n2 has reached n1's API in this term
         daemons["n1"].process.kill()
         took = await async_wait_for(lambda: leader_is(client, "n2"), 1.0 + 0.2, "n2 to lead")
         print(f"kill -9 of the leader -> new leader in {took:.3f} s")
