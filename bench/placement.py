@@ -16,6 +16,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 from cluster.model import Policy
 from cluster.placement import Candidate, NodeLoad, Placer
@@ -48,7 +49,7 @@ def main() -> None:
     baseline = rate(lambda: rng.choice(cands), count)
     rows = [("random.choice (baseline)", baseline)]
     for policy in Policy:
-        rows.append((policy.value, rate(lambda p=policy: placer.pick("s", p, cands, loads), count)))
+        rows.append((policy.value, rate(partial(placer.pick, "s", policy, cands, loads), count)))
     it = iter(range(10**12))
     rows.append(
         (
