@@ -102,8 +102,13 @@ def node_command(
     leader_ttl_s: int = 1,
     uplink: str | None = None,
     key_root: str | None = None,
+    check_host: str | None = None,
 ) -> list[str]:
-    """The tcphopd command line the lab, the tests and the benchmarks start nodes with."""
+    """The tcphopd command line the lab, the tests and the benchmarks start nodes with.
+
+    Nodes of a lab share one machine, so each reports its own process group's CPU.
+    """
+    optional = {"--uplink": uplink, "--etcd-prefix": key_root, "--check-host": check_host}
     return [
         sys.executable,
         "-m",
@@ -118,8 +123,9 @@ def node_command(
         str(lease_ttl_s),
         "--leader-ttl",
         str(leader_ttl_s),
-        *(["--uplink", uplink] if uplink else []),
-        *(["--etcd-prefix", key_root] if key_root else []),
+        "--cpu-scope",
+        "process-group",
+        *(part for flag, value in optional.items() if value for part in (flag, value)),
         "--log-json",
     ]
 

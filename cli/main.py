@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from cli.commands import cluster, lab_cmd, service
+from cli.commands import cluster, lab_cmd, service, top
 from cli.context import EXIT_UNREACHABLE, EXIT_USER, Context, Unreachable
 
 
@@ -33,7 +33,7 @@ def cli(ctx: click.Context, endpoint: str | None, timeout_s: float, debug: bool)
     ctx.obj = Context(endpoint, timeout_s, debug)
 
 
-for command in (*cluster.COMMANDS, service.service, lab_cmd.lab_group):
+for command in (*cluster.COMMANDS, service.service, top.top, lab_cmd.lab_group):
     cli.add_command(command)
 
 

@@ -51,6 +51,26 @@ from cluster.logs import configure_logging
     help="Interface that receives VIP traffic; the leader "
     "holds its VIPs there. Without it VIP ownership is only recorded in etcd.",
 )
+@click.option(
+    "--report-interval",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="Seconds between agent reports to the leader.",
+)
+@click.option(
+    "--check-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the health checks connect to (the local service).",
+)
+@click.option(
+    "--cpu-scope",
+    default="machine",
+    show_default=True,
+    type=click.Choice(["machine", "process-group"]),
+    help="Report the machine's CPU, or only this daemon's process group (labs).",
+)
 @click.option("--etcd-prefix", default=DEFAULT_ROOT, show_default=True, hidden=True)
 @click.option(
     "--log-level",
@@ -67,6 +87,9 @@ def main(
     lease_ttl: int,
     leader_ttl: int,
     uplink: str | None,
+    report_interval: float,
+    check_host: str,
+    cpu_scope: str,
     etcd_prefix: str,
     log_level: str,
     log_json: bool | None,
@@ -77,7 +100,17 @@ def main(
 
     try:
         cfg = DaemonConfig.build(
-            node_id, etcd, listen, advertise, lease_ttl, etcd_prefix, leader_ttl, uplink
+            node_id,
+            etcd,
+            listen,
+            advertise,
+            lease_ttl,
+            etcd_prefix,
+            leader_ttl,
+            uplink,
+            report_interval,
+            check_host,
+            cpu_scope,
         )
     except ValidationError as e:
         raise click.UsageError(str(e)) from None

@@ -28,6 +28,9 @@ class DaemonConfig:
     key_root: str = DEFAULT_ROOT
     leader_ttl_s: int = 2
     uplink: str | None = None
+    report_interval_s: float = 0.5
+    check_host: str = "127.0.0.1"
+    cpu_scope: str = "machine"
 
     @classmethod
     def build(
@@ -40,6 +43,9 @@ class DaemonConfig:
         key_root: str = DEFAULT_ROOT,
         leader_ttl_s: int = 2,
         uplink: str | None = None,
+        report_interval_s: float = 0.5,
+        check_host: str = "127.0.0.1",
+        cpu_scope: str = "machine",
     ) -> DaemonConfig:
         validate_node_id(node_id, "--node-id")
         try:
@@ -61,6 +67,8 @@ class DaemonConfig:
         timeout_s = min(1.0, lease_ttl_s / 4)
         if leader_ttl_s < 1:
             raise ValidationError([f"--leader-ttl: {leader_ttl_s} must be >= 1"])
+        if not 0.05 <= report_interval_s <= 60:
+            raise ValidationError([f"--report-interval: {report_interval_s} is not in 0.05..60"])
         return cls(
             node_id,
             endpoints,
@@ -71,4 +79,7 @@ class DaemonConfig:
             key_root,
             leader_ttl_s,
             uplink,
+            report_interval_s,
+            check_host,
+            cpu_scope,
         )

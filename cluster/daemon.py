@@ -12,12 +12,14 @@ from importlib.metadata import PackageNotFoundError, version
 
 import structlog
 
+from agent.reporter import Agent
 from cluster.config import DaemonConfig
 from cluster.election import ElectionConfig, RecordedVips, RoleManager, VipHolder
 from cluster.errors import AlreadyExists, StoreUnavailable
 from cluster.keys import Keys
 from cluster.membership import Membership
 from cluster.model import Registration
+from cluster.scheduler import Scheduler
 from cluster.server import start_server
 from cluster.state import ClusterState
 from cluster.store.etcd import EtcdStore
@@ -71,12 +73,22 @@ async def run(cfg: DaemonConfig) -> int:
                 return EXIT_CONFIG
         if not await _register(membership, stop, cfg.lease_ttl_s):
             return 0 if stop.is_set() else EXIT_DUPLICATE
-        server, port = await start_server(state, cfg.listen)
+        scheduler = Scheduler(state, lambda: roles.term)
+        agent = Agent(
+            state,
+            keys,
+            cfg.node_id,
+            lambda: membership.lease,
+            cfg.report_interval_s,
+            cfg.check_host,
+        )
+        server, port = await start_server(state, scheduler, cfg.listen)
         log.info("daemon_started", listen=cfg.listen, port=port, etcd=",".join(cfg.etcd))
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(membership.run(stop))
                 tg.create_task(roles.run(stop))
+                tg.create_task(agent.run(stop))
         finally:
             await server.stop(GRACE_S)
             await membership.deregister()

@@ -20,6 +20,7 @@ from cluster.model import (
     HeaderMatch,
     HealthCheck,
     LeaderRecord,
+    LoadReport,
     Match,
     Mode,
     Policy,
@@ -27,6 +28,7 @@ from cluster.model import (
     Registration,
     Role,
     Rule,
+    ServiceHealth,
     ServiceSpec,
     Serving,
     VipOwner,
@@ -283,7 +285,7 @@ def designation_from_doc(node_id: str, data: Mapping[str, object]) -> Designatio
     )
 
 
-_R = TypeVar("_R", Registration, LeaderRecord, Handover, VipOwner)
+_R = TypeVar("_R", Registration, LeaderRecord, Handover, VipOwner, LoadReport, ServiceHealth)
 
 
 def record_to_doc(record: Registration | LeaderRecord | Handover | VipOwner) -> dict[str, object]:
@@ -295,3 +297,20 @@ def record_from_doc(cls: type[_R], data: Mapping[str, object]) -> _R:
     names = {f.name for f in fields(cls)}
     known: dict[str, Any] = {k: v for k, v in data.items() if k in names}
     return cls(**known)
+
+
+def report_to_doc(r: LoadReport) -> dict[str, object]:
+    return asdict(r)
+
+
+def report_from_doc(data: Mapping[str, object]) -> LoadReport:
+    services = data.get("services", [])
+    if not isinstance(services, list):
+        raise ValueError("services must be a list")
+    doc = {k: v for k, v in data.items() if k != "services"}
+    return replace(
+        record_from_doc(LoadReport, doc),
+        services=tuple(
+            record_from_doc(ServiceHealth, s) for s in services if isinstance(s, Mapping)
+        ),
+    )

@@ -182,6 +182,7 @@ class RoleManager:
         self.node_lease = node_lease
         self.lease: LeaseId | None = None
         self.leader_revision = 0
+        self.term = 0  # the term this node leads, 0 when it does not
         self.valid_until = 0.0
         self.absent_since: float | None = None
         self.last: Decision | None = None
@@ -417,7 +418,7 @@ class RoleManager:
         if not result.succeeded:
             await self.store.revoke(lease)
             return
-        self.lease, self.leader_revision = lease, result.revision
+        self.lease, self.leader_revision, self.term = lease, result.revision, term
         if not planned:
             self.no_handover_until = granted_at + self.cfg.preempt_delay_s
             self.takeover_revision = result.revision
@@ -441,7 +442,7 @@ class RoleManager:
         await self._release_vips()
         if not self.leading:
             return
-        lease, self.lease, self.leader_revision = self.lease, None, 0
+        lease, self.lease, self.leader_revision, self.term = self.lease, None, 0, 0
         log.info("leader_stepped_down", reason=reason)
         if lease is not None:
             try:

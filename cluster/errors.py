@@ -4,6 +4,7 @@
     ├── ValidationError      bad input; nothing was changed       -> INVALID_ARGUMENT
     ├── NotFound             unknown node or service              -> NOT_FOUND
     ├── AlreadyExists        e.g. a node id registered twice      -> ALREADY_EXISTS
+    ├── NotLeader            a leader-only call reached a follower -> FAILED_PRECONDITION
     └── StoreError
         ├── StoreUnavailable etcd cannot be reached in time       -> UNAVAILABLE
         ├── LeaseExpired     a lease we held is gone
@@ -36,6 +37,10 @@ class NotFound(ClusterError):
 
 class AlreadyExists(ClusterError):
     """Something that must be unique is already there."""
+
+
+class NotLeader(ClusterError):
+    """Only the leader answers this call."""
 
 
 class StoreError(ClusterError):

@@ -10,6 +10,7 @@ Every key lives under a root prefix, `/tcphop/v1/` by default (tests give each c
     term                the last leader term (JSON int), persistent
     vips/<address>      VIP owner (JSON), under the leader's lease
     handover            the last planned handover (JSON), persistent
+    health/<id>         the agent's LoadReport summary (JSON), under the node's lease
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Kind(StrEnum):
     DESIGNATION = "designations"
     SERVICE = "services"
     CANDIDATE = "candidates"
+    HEALTH = "health"
     VIP = "vips"
 
 
@@ -50,6 +52,9 @@ class Keys:
 
     def candidate(self, node_id: str) -> bytes:
         return self.prefix(Kind.CANDIDATE) + node_id.encode()
+
+    def health(self, node_id: str) -> bytes:
+        return self.prefix(Kind.HEALTH) + node_id.encode()
 
     def vip(self, address: str) -> bytes:
         return self.prefix(Kind.VIP) + address.encode()

@@ -89,12 +89,36 @@ class Registration:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceHealth:
+    service: str
+    up: bool
+    latency_ms: float
+    connections: int  # established on the service's VIP:port
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """One agent report: the node's load and its services' health checks."""
+
+    node_id: str
+    cpu: float  # 0..1 over all cores
+    load1: float
+    memory_used: float  # 0..1
+    connections: int
+    services: tuple[ServiceHealth, ...] = ()
+    interval_s: float = 0.5
+    at_unix_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Node:
-    """A node as the cluster sees it: its designation and, while alive, its registration."""
+    """A node as the cluster sees it: designation; registration and health while alive."""
 
     node_id: str
     designation: Designation
     registration: Registration | None = None
+    health: LoadReport | None = None  # the agent's summary in etcd (every ~2 s)
 
     @property
     def alive(self) -> bool:

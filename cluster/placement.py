@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cluster.model import Designation, Policy, Pool, Serving
 from datapath import maglev
@@ -97,6 +97,13 @@ class Placer:
     _turn: dict[str, int] = field(default_factory=dict)
     _cycles: dict[str, tuple[tuple[Candidate, ...], list[str]]] = field(default_factory=dict)
     _tables: dict[str, tuple[tuple[Candidate, ...], list[str]]] = field(default_factory=dict)
+    # Connections placed on a node since its last load report: counted as its own, so a burst
+    # between two reports spreads instead of piling onto the node that looked idlest.
+    pending: dict[str, int] = field(default_factory=dict)
+
+    def reported(self, node_id: str) -> None:
+        """A fresh report includes what was placed before it."""
+        self.pending.pop(node_id, None)
 
     def pick(
         self,
@@ -126,9 +133,18 @@ class Placer:
 
     def _two_choices(self, candidates: Sequence[Candidate], loads: Mapping[str, NodeLoad]) -> str:
         if len(candidates) == 1:
-            return candidates[0].node_id
-        a, b = self.rng.sample(list(candidates), 2)
-        return min((a, b), key=lambda c: (score(loads[c.node_id], c.weight), c.node_id)).node_id
+            chosen = candidates[0].node_id
+        else:
+            a, b = self.rng.sample(list(candidates), 2)
+            chosen = min(
+                (a, b), key=lambda c: (self._score(loads[c.node_id], c.weight), c.node_id)
+            ).node_id
+        self.pending[chosen] = self.pending.get(chosen, 0) + 1
+        return chosen
+
+    def _score(self, load: NodeLoad, weight: int) -> float:
+        placed = self.pending.get(load.node_id, 0)
+        return score(replace(load, connections=load.connections + placed), weight)
 
     def _smooth_weighted(self, key: str, candidates: Sequence[Candidate]) -> str:
         """nginx's smooth weighted round-robin, precomputed as one cycle per candidate set."""

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from cluster.documents import (
     designation_from_doc,
     designation_to_doc,
     normalize_service,
     record_from_doc,
+    report_from_doc,
     service_from_doc,
     service_to_doc,
 )
@@ -30,6 +32,7 @@ from cluster.model import (
     EventType,
     Handover,
     LeaderRecord,
+    LoadReport,
     Node,
     Registration,
     Role,
@@ -78,6 +81,7 @@ class Snapshot:
     owners: dict[str, VipOwner]
     handover: Handover | None
     malformed: tuple[str, ...] = ()  # keys whose values could not be read; they are ignored
+    health: dict[str, LoadReport] = field(default_factory=dict)
 
     @property
     def alive(self) -> frozenset[str]:
@@ -94,59 +98,81 @@ class Snapshot:
         """Every node that ever registered (or was force-designated), sorted by id."""
         ids = sorted(self.designations.keys() | self.registrations.keys())
         return [
-            Node(n, self.designations.get(n, Designation(n)), self.registrations.get(n))
+            Node(
+                n,
+                self.designations.get(n, Designation(n)),
+                self.registrations.get(n),
+                self.health.get(n),
+            )
             for n in ids
         ]
 
 
+_READERS: dict[Kind, Callable[[str, bytes], object]] = {
+    Kind.NODE: lambda _, v: record_from_doc(Registration, decode(v)),
+    Kind.DESIGNATION: lambda name, v: designation_from_doc(name, decode(v)),
+    Kind.SERVICE: lambda _, v: service_from_doc(decode(v)),
+    Kind.CANDIDATE: lambda _, v: True,
+    Kind.VIP: lambda _, v: record_from_doc(VipOwner, decode(v)),
+    Kind.HEALTH: lambda _, v: report_from_doc(decode(v)),
+}
+_BAD_VALUE = (ValueError, TypeError, KeyError, ValidationError)
+
+
 def read_snapshot(kvs: list[KeyValue], revision: int, keys: Keys) -> Snapshot:
-    registrations, designations, services, owners = {}, {}, {}, {}
-    designation_revs, service_revs = {}, {}
-    candidates: set[str] = set()
+    """Parse one range read of the key root. Unreadable values are skipped and listed."""
+    values: dict[Kind, dict[str, Any]] = {kind: {} for kind in _READERS}
+    revs: dict[Kind, dict[str, int]] = {kind: {} for kind in _READERS}
+    singles: dict[bytes, KeyValue] = {}
     malformed: list[str] = []
-    leader, leader_rev, leader_lease, term, term_rev, handover = None, 0, 0, 0, 0, None
     for kv in kvs:
+        parsed = keys.parse(kv.key)
+        if parsed is None:
+            singles[kv.key] = kv
+            continue
+        kind, name = parsed
         try:
-            if kv.key == keys.leader:
-                leader = record_from_doc(LeaderRecord, decode(kv.value))
-                leader_rev, leader_lease = kv.create_revision, kv.lease
-            elif kv.key == keys.term:
-                term, term_rev = int(kv.value), kv.mod_revision
-            elif kv.key == keys.handover:
-                handover = record_from_doc(Handover, decode(kv.value))
-            elif parsed := keys.parse(kv.key):
-                kind, name = parsed
-                if kind == Kind.NODE:
-                    registrations[name] = record_from_doc(Registration, decode(kv.value))
-                elif kind == Kind.DESIGNATION:
-                    designations[name] = designation_from_doc(name, decode(kv.value))
-                    designation_revs[name] = kv.mod_revision
-                elif kind == Kind.SERVICE:
-                    services[name] = service_from_doc(decode(kv.value))
-                    service_revs[name] = kv.mod_revision
-                elif kind == Kind.CANDIDATE:
-                    candidates.add(name)
-                elif kind == Kind.VIP:
-                    owners[name] = record_from_doc(VipOwner, decode(kv.value))
-        except (ValueError, TypeError, KeyError, ValidationError):
+            values[kind][name] = _READERS[kind](name, kv.value)
+            revs[kind][name] = kv.mod_revision
+        except _BAD_VALUE:
             malformed.append(kv.key.decode(errors="replace"))  # written by hand or a bug
+    leader, leader_kv = _single(singles.get(keys.leader), LeaderRecord, malformed)
+    handover, _ = _single(singles.get(keys.handover), Handover, malformed)
+    term_kv = singles.get(keys.term)
+    registrations = values[Kind.NODE]
     return Snapshot(
         revision,
         registrations,
-        designations,
-        designation_revs,
-        frozenset(candidates & registrations.keys()),
-        services,
-        service_revs,
+        values[Kind.DESIGNATION],
+        revs[Kind.DESIGNATION],
+        frozenset(values[Kind.CANDIDATE].keys() & registrations.keys()),
+        values[Kind.SERVICE],
+        revs[Kind.SERVICE],
         leader,
-        leader_rev,
-        leader_lease,
-        term,
-        term_rev,
-        owners,
+        leader_kv.create_revision if leader_kv else 0,
+        leader_kv.lease if leader_kv else 0,
+        int(term_kv.value) if term_kv else 0,
+        term_kv.mod_revision if term_kv else 0,
+        values[Kind.VIP],
         handover,
         tuple(malformed),
+        values[Kind.HEALTH],
     )
+
+
+_S = TypeVar("_S", LeaderRecord, Handover)
+
+
+def _single(
+    kv: KeyValue | None, cls: type[_S], malformed: list[str]
+) -> tuple[_S | None, KeyValue | None]:
+    if kv is None:
+        return None, None
+    try:
+        return record_from_doc(cls, decode(kv.value)), kv
+    except _BAD_VALUE:
+        malformed.append(kv.key.decode(errors="replace"))
+        return None, None
 
 
 class ClusterState:

@@ -128,6 +128,7 @@ def start_daemon(etcd_url: str, keys: Keys, tmp_path: Path) -> Iterator[Callable
         lease_ttl_s: int = 2,
         wait: bool = True,
         leader_ttl_s: int = 1,
+        check_host: str | None = None,
     ) -> Daemon:
         endpoint = f"127.0.0.1:{free_port()}"
         log = tmp_path / f"{node_id}-{len(started)}.log"
@@ -138,9 +139,12 @@ def start_daemon(etcd_url: str, keys: Keys, tmp_path: Path) -> Iterator[Callable
             lease_ttl_s=lease_ttl_s,
             leader_ttl_s=leader_ttl_s,
             key_root=keys.root,
+            check_host=check_host,
         )
         with log.open("wb") as out:
-            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+            # The daemon leads a process group (its CPU scope) in the test's session, so a test
+            # can start a CPU burner in that group.
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, process_group=0)
         daemon = Daemon(node_id, endpoint, proc, log, args)
         started.append(daemon)
         if wait:

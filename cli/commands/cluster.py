@@ -10,12 +10,25 @@ from collections.abc import AsyncIterator
 
 import click
 
-from cli.context import Context, pass_ctx
+from cli.context import CliError, Context, pass_ctx
 from cli.output import dump, emit, output_option, plain, table
-from cluster.model import ClusterEvent, ClusterStatus, EventType, Node, Role, Serving
+from cluster.model import ClusterEvent, ClusterStatus, EventType, LoadReport, Node, Role, Serving
 from cluster.sdk import ClusterClient
 
-NODE_HEADER = ("NODE", "ALIVE", "ENDPOINT", "ROLE", "SERVING", "WEIGHT", "HOST", "PID", "UP")
+NODE_HEADER = (
+    "NODE",
+    "ALIVE",
+    "ENDPOINT",
+    "ROLE",
+    "SERVING",
+    "WEIGHT",
+    "CPU",
+    "CONNS",
+    "CHECKS",
+    "HOST",
+    "PID",
+    "UP",
+)
 
 
 def _uptime(node: Node) -> str:
@@ -27,6 +40,14 @@ def _uptime(node: Node) -> str:
         if seconds >= 3600
         else (f"{seconds // 60}m{seconds % 60:02d}s")
     )
+
+
+def health_cells(h: LoadReport | None) -> list[object]:
+    """CPU, connections and checks (up/total) from an agent's report."""
+    if h is None:
+        return ["", "", ""]
+    up = sum(1 for s in h.services if s.up)
+    return [f"{h.cpu:.0%}", h.connections, f"{up}/{len(h.services)} up"]
 
 
 def node_rows(nodes: list[Node] | tuple[Node, ...]) -> list[list[object]]:
@@ -41,6 +62,7 @@ def node_rows(nodes: list[Node] | tuple[Node, ...]) -> list[list[object]]:
                 d.role,
                 d.serving,
                 d.weight,
+                *health_cells(n.health),
                 r.hostname if r else "",
                 r.pid if r else "",
                 _uptime(n),
@@ -107,7 +129,34 @@ def _serving_command(name: str, state: Serving, doc: str) -> None:
 
 _serving_command("enable", Serving.ENABLED, "Let NODE_ID take new connections.")
 _serving_command("disable", Serving.DISABLED, "Give NODE_ID no new connections (maintenance).")
-_serving_command("drain", Serving.DRAINING, "Give NODE_ID no new connections; open ones finish.")
+
+
+@server.command("drain")
+@click.argument("node_id")
+@click.option("--weight", type=int, default=None, help="Also set the weight (0-10000).")
+@click.option("--wait", is_flag=True, help="Return when its connections reach 0.")
+@click.option("--wait-timeout", default=300.0, show_default=True, help="Seconds, with --wait.")
+@pass_ctx
+def drain(ctx: Context, node_id: str, weight: int | None, wait: bool, wait_timeout: float) -> None:
+    """Give NODE_ID no new connections; open ones finish."""
+    d = ctx.run(lambda c: c.set_serving(node_id, Serving.DRAINING, weight))
+    click.echo(f"{node_id}: serving {d.serving}, weight {d.weight}")
+    if not wait:
+        return
+
+    async def drained(client: ClusterClient) -> int:
+        deadline = time.monotonic() + wait_timeout
+        while True:
+            health = (await client.get_node(node_id)).health
+            left = health.connections if health is not None else 0
+            if left == 0 or time.monotonic() > deadline:
+                return left
+            await asyncio.sleep(0.5)
+
+    left = ctx.run(drained)
+    if left:
+        raise CliError(f"{node_id} still has {left} connections after {wait_timeout:g} s")
+    click.echo(f"{node_id}: drained (0 connections)")
 
 
 @click.command()

@@ -27,13 +27,14 @@ from cluster.model import (
     ServiceSpec,
     Serving,
 )
-from cluster.sdk.client import ClusterClient
+from cluster.sdk.client import ClusterClient, LoadsView, NodeLoadView
 from cluster.sdk.errors import (
     AlreadyExists,
     DeadlineExceeded,
     HistoryCompacted,
     InvalidArgument,
     NotFound,
+    NotLeader,
     SdkError,
     ServerError,
     Unavailable,
@@ -54,10 +55,13 @@ __all__ = [
     "HealthCheck",
     "HistoryCompacted",
     "InvalidArgument",
+    "LoadsView",
     "Match",
     "Mode",
     "Node",
+    "NodeLoadView",
     "NotFound",
+    "NotLeader",
     "Policy",
     "Pool",
     "Registration",

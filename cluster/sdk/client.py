@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TypeVar
 
@@ -24,6 +25,7 @@ from cluster.model import (
     ClusterEvent,
     ClusterStatus,
     Designation,
+    LoadReport,
     Node,
     Role,
     ServiceSpec,
@@ -32,10 +34,28 @@ from cluster.model import (
 from cluster.sdk import convert, errors
 
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLoadView:
+    report: LoadReport
+    age_s: float
+    fresh: bool  # reported within 3 of its intervals: eligible for new connections
+
+
+@dataclass(frozen=True, slots=True)
+class LoadsView:
+    leader: str
+    term: int
+    loads: tuple[NodeLoadView, ...]
+    weights: dict[str, dict[str, int]]  # service -> node -> kernel-datapath Maglev weight
+
+
 _ERRORS: dict[grpc.StatusCode, type[errors.SdkError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
     grpc.StatusCode.NOT_FOUND: errors.NotFound,
     grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.NotLeader,
     grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
     grpc.StatusCode.OUT_OF_RANGE: errors.HistoryCompacted,
@@ -83,10 +103,13 @@ class ClusterClient:
             await channel.close()
         self._channels.clear()
 
-    def _stub(self, endpoint: str) -> cluster_pb2_grpc.ClusterStub:
+    def _channel(self, endpoint: str) -> grpc.aio.Channel:
         if endpoint not in self._channels:
             self._channels[endpoint] = grpc.aio.insecure_channel(endpoint, options=KEEPALIVE)
-        return cluster_pb2_grpc.ClusterStub(self._channels[endpoint])
+        return self._channels[endpoint]
+
+    def _stub(self, endpoint: str) -> cluster_pb2_grpc.ClusterStub:
+        return cluster_pb2_grpc.ClusterStub(self._channel(endpoint))
 
     def _order(self) -> list[int]:
         n = len(self.endpoints)
@@ -183,6 +206,47 @@ class ClusterClient:
             lambda s, t: s.DeleteService(pb.DeleteServiceRequest(name=name), timeout=t), timeout_s
         )
         return int(resp.revision)
+
+    # --- placement and load (answered by the leader) -----------------------------------------
+
+    async def place(
+        self, service: str, count: int = 1, client: str = "", timeout_s: float | None = None
+    ) -> tuple[dict[str, int], list[str]]:
+        """Where `count` new connections to a service would go now, and the eligible servers.
+
+        Any endpoint may be given; the call goes to the leader (read from status).
+        """
+        req = pb.PlaceRequest(service=service, count=count, client=client)
+        resp = await self._leader_call(lambda s, t: s.Place(req, timeout=t), timeout_s)
+        return dict(resp.counts), list(resp.eligible)
+
+    async def loads(self, timeout_s: float | None = None) -> LoadsView:
+        """The leader's in-memory load table and the kernel-datapath weights per service."""
+        resp = await self._leader_call(
+            lambda s, t: s.GetLoads(pb.GetLoadsRequest(), timeout=t), timeout_s
+        )
+        return LoadsView(
+            resp.leader,
+            resp.term,
+            tuple(
+                NodeLoadView(convert.report_from_pb(n.report), n.age_s, n.fresh) for n in resp.loads
+            ),
+            {w.service: dict(w.weights) for w in resp.weights},
+        )
+
+    async def _leader_call(
+        self,
+        op: Callable[[cluster_pb2_grpc.SchedulerStub, float], Awaitable[_T]],
+        timeout_s: float | None,
+    ) -> _T:
+        leader = (await self.status(timeout_s)).leader
+        if leader is None:
+            raise errors.NotLeader("the cluster has no leader right now; try again")
+        channel = self._channel(leader.endpoint)
+        try:
+            return await op(cluster_pb2_grpc.SchedulerStub(channel), timeout_s or self.timeout_s)
+        except grpc.aio.AioRpcError as e:
+            raise _error(e, leader.endpoint) from None
 
     # --- status and events ---------------------------------------------------------------
 

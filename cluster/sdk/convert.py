@@ -7,7 +7,7 @@ gets the same field-path error as one read from a file.
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from typing import TypeVar
 
 from google.protobuf.message import Message
@@ -23,12 +23,14 @@ from cluster.model import (
     HeaderMatch,
     HealthCheck,
     LeaderRecord,
+    LoadReport,
     Match,
     Node,
     Pool,
     Registration,
     Role,
     Rule,
+    ServiceHealth,
     ServiceSpec,
     Serving,
     VipOwner,
@@ -81,15 +83,15 @@ def registration_to_pb(r: Registration) -> pb.Node:
 def node_to_pb(n: Node) -> pb.Node:
     msg = registration_to_pb(n.registration) if n.registration else pb.Node(node_id=n.node_id)
     msg.designation.CopyFrom(designation_to_pb(n.designation))
+    if n.health is not None:
+        msg.health.CopyFrom(report_to_pb(n.health))
     return msg
 
 
 def node_from_pb(m: pb.Node) -> Node:
-    return Node(
-        m.node_id,
-        designation_from_pb(m.designation),
-        flat_from_pb(m, Registration) if m.alive else None,
-    )
+    registration = flat_from_pb(m, Registration) if m.alive else None
+    health = report_from_pb(m.health) if m.HasField("health") else None
+    return Node(m.node_id, designation_from_pb(m.designation), registration, health)
 
 
 def pool_to_pb(p: Pool) -> pb.Pool:
@@ -181,7 +183,7 @@ def service_from_pb(m: pb.ServiceSpec) -> ServiceSpec:
     )
 
 
-_Flat = TypeVar("_Flat", LeaderRecord, Handover, VipOwner, Registration)
+_Flat = TypeVar("_Flat", LeaderRecord, Handover, VipOwner, Registration, ServiceHealth, LoadReport)
 
 
 def flat_from_pb(msg: Message, cls: type[_Flat]) -> _Flat:
@@ -254,3 +256,14 @@ def event_from_pb(m: pb.Event) -> ClusterEvent:
         leader=flat_from_pb(m.leader, LeaderRecord) if m.HasField("leader") else None,
         handover=flat_from_pb(m.handover, Handover) if m.HasField("handover") else None,
     )
+
+
+def report_to_pb(r: LoadReport) -> pb.LoadReport:
+    doc = asdict(r)
+    doc["services"] = [pb.ServiceHealth(**s) for s in doc["services"]]
+    return pb.LoadReport(**doc)
+
+
+def report_from_pb(m: pb.LoadReport) -> LoadReport:
+    report = flat_from_pb(m, LoadReport)
+    return replace(report, services=tuple(flat_from_pb(s, ServiceHealth) for s in m.services))

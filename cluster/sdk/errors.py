@@ -29,6 +29,10 @@ class AlreadyExists(SdkError):
     pass
 
 
+class NotLeader(SdkError):
+    pass
+
+
 class Unavailable(SdkError):
     pass
 

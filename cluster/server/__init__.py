@@ -8,14 +8,18 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from cluster.api.v1 import cluster_pb2, cluster_pb2_grpc
+from cluster.scheduler import Scheduler
 from cluster.server.cluster_service import ClusterService
 from cluster.server.interceptors import ErrorMappingInterceptor
+from cluster.server.scheduler_service import SchedulerService, TelemetryService
 from cluster.state import ClusterState
 
 CLUSTER_SERVICE = cluster_pb2.DESCRIPTOR.services_by_name["Cluster"].full_name
 
 
-async def start_server(state: ClusterState, listen: str) -> tuple[grpc.aio.Server, int]:
+async def start_server(
+    state: ClusterState, scheduler: Scheduler, listen: str
+) -> tuple[grpc.aio.Server, int]:
     """Start serving on listen (host:port, port 0 picks one); return the server and its port."""
     # Accept the SDK's keepalive pings (every 10 s) instead of answering them with GOAWAY.
     server = grpc.aio.server(
@@ -26,11 +30,15 @@ async def start_server(state: ClusterState, listen: str) -> tuple[grpc.aio.Serve
         ],
     )
     cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterService(state), server)
+    cluster_pb2_grpc.add_TelemetryServicer_to_server(TelemetryService(scheduler), server)
+    cluster_pb2_grpc.add_SchedulerServicer_to_server(SchedulerService(scheduler), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         [
             CLUSTER_SERVICE,
+            cluster_pb2.DESCRIPTOR.services_by_name["Telemetry"].full_name,
+            cluster_pb2.DESCRIPTOR.services_by_name["Scheduler"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ],

@@ -26,34 +26,41 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         rpc = details.method.rsplit("/", 1)[-1]
+        codecs = (handler.request_deserializer, handler.response_serializer)
         if handler.unary_unary is not None:
-            inner = handler.unary_unary
-
-            async def unary(request: Any, context: Ctx) -> Any:
-                _bind(rpc, context)
-                try:
-                    return await inner(request, context)
-                except ClusterError as e:
-                    await _abort(context, e)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary, handler.request_deserializer, handler.response_serializer
-            )
+            return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, rpc), *codecs)
         if handler.unary_stream is not None:
-            inner_stream = handler.unary_stream
-
-            async def stream(request: Any, context: Ctx) -> AsyncIterator[Any]:
-                _bind(rpc, context)
-                try:
-                    async for item in inner_stream(request, context):
-                        yield item
-                except ClusterError as e:
-                    await _abort(context, e)
-
-            return grpc.unary_stream_rpc_method_handler(
-                stream, handler.request_deserializer, handler.response_serializer
+            return grpc.unary_stream_rpc_method_handler(_stream(handler.unary_stream, rpc), *codecs)
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                _stream(handler.stream_stream, rpc), *codecs
             )
         return handler
+
+
+def _unary(inner: Any, rpc: str) -> Any:
+    async def call(request: Any, context: Ctx) -> Any:
+        _bind(rpc, context)
+        try:
+            return await inner(request, context)
+        except ClusterError as e:
+            await _abort(context, e)
+
+    return call
+
+
+def _stream(inner: Any, rpc: str) -> Any:
+    """For calls that answer with a stream (the request may be one message or a stream)."""
+
+    async def call(request: Any, context: Ctx) -> AsyncIterator[Any]:
+        _bind(rpc, context)
+        try:
+            async for item in inner(request, context):
+                yield item
+        except ClusterError as e:
+            await _abort(context, e)
+
+    return call
 
 
 def _bind(rpc: str, context: Ctx) -> None:

@@ -8,6 +8,7 @@ from cluster.errors import (
     AlreadyExists,
     ClusterError,
     NotFound,
+    NotLeader,
     RevisionCompacted,
     StoreUnavailable,
     ValidationError,
@@ -17,6 +18,7 @@ STATUS_BY_ERROR: tuple[tuple[type[ClusterError], grpc.StatusCode], ...] = (
     (ValidationError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (NotLeader, grpc.StatusCode.FAILED_PRECONDITION),
     (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
     (RevisionCompacted, grpc.StatusCode.OUT_OF_RANGE),
 )

@@ -80,10 +80,23 @@ def test_least_loaded_prefers_idle_servers_without_herding() -> None:
         "d": load("d", cpu=0.15),
     }
     picks = collections.Counter(
-        placer.pick("s", Policy.LEAST_LOADED, cands, loads) for _ in range(4000)
+        placer.pick("s", Policy.LEAST_LOADED, cands, loads) for _ in range(400)
     )
     assert picks["a"] == 0  # the busiest never wins a pair
     assert picks["b"] > picks["c"] > picks["d"] > 0  # but the idlest does not take all
+
+
+def test_a_burst_between_reports_spreads_instead_of_herding() -> None:
+    placer = Placer(random.Random(9))
+    cands = [Candidate("a", 100), Candidate("b", 100)]
+    loads = {"a": load("a", cpu=0.10), "b": load("b", cpu=0.12)}
+    picks = collections.Counter(
+        placer.pick("s", Policy.LEAST_LOADED, cands, loads) for _ in range(200)
+    )
+    assert picks["b"] > 50  # placed connections count until the next report
+    placer.reported("a")
+    placer.reported("b")
+    assert placer.pending == {}
 
 
 def test_connections_count_per_weight() -> None:

@@ -216,3 +216,12 @@ def test_every_enum_member_has_a_protobuf_value_and_back() -> None:
     ]:
         assert set(table) == set(enum)
         assert {back[v] for v in table.values()} == set(enum)
+
+
+def test_nodes_with_health_round_trip_through_protobuf() -> None:
+    from cluster.model import Designation, LoadReport, Node, Registration, ServiceHealth
+
+    report = LoadReport("n1", 0.5, 1.0, 0.2, 3, (ServiceHealth("web", True, 1.5, 3),), 0.5, 9.0)
+    node = Node("n1", Designation("n1"), Registration("n1", "h:1", "h", 1, "v", 2.0), report)
+    assert convert.node_from_pb(convert.node_to_pb(node)) == node
+    assert convert.report_from_pb(convert.report_to_pb(report)) == report

@@ -67,7 +67,7 @@ class Designation(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[SchedulerRole, str]] = ..., serving: _Optional[_Union[ServingState, str]] = ..., weight: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("node_id", "alive", "endpoint", "hostname", "pid", "version", "started_at_unix_s", "designation")
+    __slots__ = ("node_id", "alive", "endpoint", "hostname", "pid", "version", "started_at_unix_s", "designation", "health")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ALIVE_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,7 @@ class Node(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_UNIX_S_FIELD_NUMBER: _ClassVar[int]
     DESIGNATION_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     alive: bool
     endpoint: str
@@ -84,7 +85,8 @@ class Node(_message.Message):
     version: str
     started_at_unix_s: float
     designation: Designation
-    def __init__(self, node_id: _Optional[str] = ..., alive: _Optional[bool] = ..., endpoint: _Optional[str] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., version: _Optional[str] = ..., started_at_unix_s: _Optional[float] = ..., designation: _Optional[_Union[Designation, _Mapping]] = ...) -> None: ...
+    health: LoadReport
+    def __init__(self, node_id: _Optional[str] = ..., alive: _Optional[bool] = ..., endpoint: _Optional[str] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., version: _Optional[str] = ..., started_at_unix_s: _Optional[float] = ..., designation: _Optional[_Union[Designation, _Mapping]] = ..., health: _Optional[_Union[LoadReport, _Mapping]] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ()
@@ -385,3 +387,109 @@ class Event(_message.Message):
     leader: Leader
     handover: Handover
     def __init__(self, revision: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., subject: _Optional[str] = ..., node: _Optional[_Union[Node, _Mapping]] = ..., service: _Optional[_Union[ServiceSpec, _Mapping]] = ..., designation: _Optional[_Union[Designation, _Mapping]] = ..., leader: _Optional[_Union[Leader, _Mapping]] = ..., handover: _Optional[_Union[Handover, _Mapping]] = ...) -> None: ...
+
+class ServiceHealth(_message.Message):
+    __slots__ = ("service", "up", "latency_ms", "connections", "error")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    UP_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    up: bool
+    latency_ms: float
+    connections: int
+    error: str
+    def __init__(self, service: _Optional[str] = ..., up: _Optional[bool] = ..., latency_ms: _Optional[float] = ..., connections: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class LoadReport(_message.Message):
+    __slots__ = ("node_id", "cpu", "load1", "memory_used", "connections", "services", "interval_s", "at_unix_s")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    LOAD1_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_FIELD_NUMBER: _ClassVar[int]
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    AT_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    cpu: float
+    load1: float
+    memory_used: float
+    connections: int
+    services: _containers.RepeatedCompositeFieldContainer[ServiceHealth]
+    interval_s: float
+    at_unix_s: float
+    def __init__(self, node_id: _Optional[str] = ..., cpu: _Optional[float] = ..., load1: _Optional[float] = ..., memory_used: _Optional[float] = ..., connections: _Optional[int] = ..., services: _Optional[_Iterable[_Union[ServiceHealth, _Mapping]]] = ..., interval_s: _Optional[float] = ..., at_unix_s: _Optional[float] = ...) -> None: ...
+
+class ReportAck(_message.Message):
+    __slots__ = ("term",)
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    term: int
+    def __init__(self, term: _Optional[int] = ...) -> None: ...
+
+class PlaceRequest(_message.Message):
+    __slots__ = ("service", "count", "client")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    count: int
+    client: str
+    def __init__(self, service: _Optional[str] = ..., count: _Optional[int] = ..., client: _Optional[str] = ...) -> None: ...
+
+class PlaceResponse(_message.Message):
+    __slots__ = ("counts", "eligible")
+    class CountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    ELIGIBLE_FIELD_NUMBER: _ClassVar[int]
+    counts: _containers.ScalarMap[str, int]
+    eligible: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, counts: _Optional[_Mapping[str, int]] = ..., eligible: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class NodeLoad(_message.Message):
+    __slots__ = ("report", "age_s", "fresh")
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    AGE_S_FIELD_NUMBER: _ClassVar[int]
+    FRESH_FIELD_NUMBER: _ClassVar[int]
+    report: LoadReport
+    age_s: float
+    fresh: bool
+    def __init__(self, report: _Optional[_Union[LoadReport, _Mapping]] = ..., age_s: _Optional[float] = ..., fresh: _Optional[bool] = ...) -> None: ...
+
+class ServiceWeights(_message.Message):
+    __slots__ = ("service", "weights")
+    class WeightsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    weights: _containers.ScalarMap[str, int]
+    def __init__(self, service: _Optional[str] = ..., weights: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class GetLoadsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetLoadsResponse(_message.Message):
+    __slots__ = ("leader", "term", "loads", "weights")
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    LOADS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    leader: str
+    term: int
+    loads: _containers.RepeatedCompositeFieldContainer[NodeLoad]
+    weights: _containers.RepeatedCompositeFieldContainer[ServiceWeights]
+    def __init__(self, leader: _Optional[str] = ..., term: _Optional[int] = ..., loads: _Optional[_Iterable[_Union[NodeLoad, _Mapping]]] = ..., weights: _Optional[_Iterable[_Union[ServiceWeights, _Mapping]]] = ...) -> None: ...

@@ -485,3 +485,200 @@ class Cluster:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class TelemetryStub:
+    """Agents stream load and health to the leader. The leader answers each report with its term;
+    a node that is not the leader fails the stream with FAILED_PRECONDITION.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Report = channel.stream_stream(
+                '/tcphop.v1.Telemetry/Report',
+                request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.LoadReport.SerializeToString,
+                response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ReportAck.FromString,
+                _registered_method=True)
+
+
+class TelemetryServicer:
+    """Agents stream load and health to the leader. The leader answers each report with its term;
+    a node that is not the leader fails the stream with FAILED_PRECONDITION.
+    """
+
+    def Report(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_TelemetryServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Report': grpc.stream_stream_rpc_method_handler(
+                    servicer.Report,
+                    request_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.LoadReport.FromString,
+                    response_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ReportAck.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'tcphop.v1.Telemetry', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('tcphop.v1.Telemetry', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Telemetry:
+    """Agents stream load and health to the leader. The leader answers each report with its term;
+    a node that is not the leader fails the stream with FAILED_PRECONDITION.
+    """
+
+    @staticmethod
+    def Report(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tcphop.v1.Telemetry/Report',
+            cluster_dot_api_dot_v1_dot_cluster__pb2.LoadReport.SerializeToString,
+            cluster_dot_api_dot_v1_dot_cluster__pb2.ReportAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class SchedulerStub:
+    """Placement, answered by the leader from the load reports it holds in memory.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Place = channel.unary_unary(
+                '/tcphop.v1.Scheduler/Place',
+                request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.PlaceRequest.SerializeToString,
+                response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.PlaceResponse.FromString,
+                _registered_method=True)
+        self.GetLoads = channel.unary_unary(
+                '/tcphop.v1.Scheduler/GetLoads',
+                request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.GetLoadsRequest.SerializeToString,
+                response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.GetLoadsResponse.FromString,
+                _registered_method=True)
+
+
+class SchedulerServicer:
+    """Placement, answered by the leader from the load reports it holds in memory.
+    """
+
+    def Place(self, request, context):
+        """Where `count` new connections to a service would go now (for operators and tests).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLoads(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SchedulerServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Place': grpc.unary_unary_rpc_method_handler(
+                    servicer.Place,
+                    request_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.PlaceRequest.FromString,
+                    response_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.PlaceResponse.SerializeToString,
+            ),
+            'GetLoads': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLoads,
+                    request_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.GetLoadsRequest.FromString,
+                    response_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.GetLoadsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'tcphop.v1.Scheduler', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('tcphop.v1.Scheduler', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Scheduler:
+    """Placement, answered by the leader from the load reports it holds in memory.
+    """
+
+    @staticmethod
+    def Place(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tcphop.v1.Scheduler/Place',
+            cluster_dot_api_dot_v1_dot_cluster__pb2.PlaceRequest.SerializeToString,
+            cluster_dot_api_dot_v1_dot_cluster__pb2.PlaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLoads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tcphop.v1.Scheduler/GetLoads',
+            cluster_dot_api_dot_v1_dot_cluster__pb2.GetLoadsRequest.SerializeToString,
+            cluster_dot_api_dot_v1_dot_cluster__pb2.GetLoadsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

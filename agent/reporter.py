@@ -1,0 +1,177 @@
+"""The agent loop: sample, check, stream to the leader, summarise in etcd.
+
+Every `interval_s` it samples the node and runs the health checks that are due (each service's
+own `interval_s`), for every service whose pool includes this node. Reports stream to the
+current leader (`Telemetry.Report`), found in etcd and followed across leader changes with
+backoff; every SUMMARY_S a summary goes to `health/<id>` under the node's lease, so the CLI and
+a new leader see a recent view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+import structlog
+
+from agent.checks import CheckState, probe
+from agent.sample import Sample, Sampler
+from cluster.api.v1 import cluster_pb2 as pb
+from cluster.api.v1 import cluster_pb2_grpc
+from cluster.documents import report_to_doc
+from cluster.errors import StoreError
+from cluster.keys import Keys
+from cluster.model import LoadReport, ServiceHealth, ServiceSpec
+from cluster.sdk import convert
+from cluster.state import ClusterState, encode
+from cluster.store.base import LeaseId
+
+log = structlog.get_logger()
+SUMMARY_S = 2.0
+
+
+class Agent:
+    def __init__(
+        self,
+        state: ClusterState,
+        keys: Keys,
+        node_id: str,
+        node_lease: Callable[[], LeaseId | None],
+        interval_s: float = 0.5,
+        check_host: str = "127.0.0.1",
+        cpu_scope: str = "machine",
+    ) -> None:
+        self.state, self.keys, self.node_id, self.node_lease = state, keys, node_id, node_lease
+        self.interval_s, self.check_host, self.cpu_scope = interval_s, check_host, cpu_scope
+        self.services: list[ServiceSpec] = []
+        self.checks: dict[str, CheckState] = {}
+        self.next_check: dict[str, float] = {}
+        self.latest: LoadReport | None = None
+        self.reported = asyncio.Event()
+        self.leader = ""  # the endpoint the stream should go to
+        self.term = 0  # the leader term that last acknowledged a report
+
+    async def run(self, stop: asyncio.Event) -> None:
+        sampler = Sampler(scope=self.cpu_scope)
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(self._sample_loop(sampler)),
+                tg.create_task(self._summary_loop()),
+                tg.create_task(self._stream_loop()),
+            ]
+            await stop.wait()
+            for task in tasks:
+                task.cancel()
+
+    # --- sampling and checks ---------------------------------------------------------------
+
+    async def _sample_loop(self, sampler: Sampler) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self._run_due_checks()
+                self.latest = self._report(await sampler.sample())
+                self.reported.set()
+            except Exception:
+                log.exception("agent_sample_failed")
+            await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+    async def _run_due_checks(self) -> None:
+        now = time.monotonic()
+        due = [s for s in self.services if self.next_check.get(s.name, 0.0) <= now]
+        results = await asyncio.gather(
+            *(probe(s.health_check, self.check_host, s.port) for s in due)
+        )
+        for spec, (ok, latency_ms, error) in zip(due, results, strict=True):
+            hc = spec.health_check
+            state = self.checks.setdefault(spec.name, CheckState(hc.rise, hc.fall))
+            was_up = state.up
+            state.record(ok, latency_ms, error)
+            if state.up != was_up:
+                log.info("check_changed", service=spec.name, up=state.up, reason=error or "ok")
+            self.next_check[spec.name] = now + hc.interval_s
+
+    def _report(self, sample: Sample) -> LoadReport:
+        health = []
+        for spec in self.services:
+            state = self.checks.get(spec.name)
+            health.append(
+                ServiceHealth(
+                    spec.name,
+                    bool(state and state.up),
+                    state.latency_ms if state else 0.0,
+                    sample.connections.get((spec.vip, spec.port), 0),
+                    state.last_error if state else "not checked yet",
+                )
+            )
+        vips = {(s.vip, s.port) for s in self.services}
+        total = sum(n for end, n in sample.connections.items() if end in vips)
+        return LoadReport(
+            self.node_id,
+            sample.cpu,
+            sample.load1,
+            sample.memory_used,
+            total,
+            tuple(health),
+            self.interval_s,
+            time.time(),
+        )
+
+    # --- etcd: services to check, leader to follow, summary ---------------------------------
+
+    async def _summary_loop(self) -> None:
+        while True:
+            try:
+                snap = await self.state.snapshot()
+                self.services = [
+                    s
+                    for _, s in sorted(snap.services.items())
+                    if s.pool.all or self.node_id in s.pool.nodes
+                ]
+                self.leader = snap.leader.endpoint if snap.leader else ""
+                lease = self.node_lease()
+                if self.latest is not None and lease is not None:
+                    await self.state.store.put(
+                        self.keys.health(self.node_id), encode(report_to_doc(self.latest)), lease
+                    )
+            except StoreError as e:
+                log.warning("health_summary_failed", reason=str(e))
+            await asyncio.sleep(SUMMARY_S if self.leader else self.interval_s)
+
+    # --- the stream to the leader -----------------------------------------------------------
+
+    async def _stream_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            target = self.leader
+            if not target:
+                await asyncio.sleep(self.interval_s)
+                continue
+            try:
+                async with grpc.aio.insecure_channel(target) as channel:
+                    call = cluster_pb2_grpc.TelemetryStub(channel).Report(self._reports(target))
+                    async for ack in call:
+                        backoff = 0.1
+                        self.term = ack.term
+                log.info("telemetry_stream_ended", leader=target, reason="leader changed")
+            except grpc.aio.AioRpcError as e:
+                log.info(
+                    "telemetry_stream_failed", leader=target, code=e.code().name, reason=e.details()
+                )
+                with contextlib.suppress(StoreError):  # look the leader up again now
+                    snap = await self.state.snapshot()
+                    self.leader = snap.leader.endpoint if snap.leader else ""
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+
+    async def _reports(self, target: str) -> AsyncIterator[pb.LoadReport]:
+        while self.leader == target:
+            self.reported.clear()
+            if self.latest is not None:
+                yield convert.report_to_pb(self.latest)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval_s * 2):
+                    await self.reported.wait()

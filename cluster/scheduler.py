@@ -1,0 +1,100 @@
+"""The leader's scheduler: live load from the agents, in memory, and placement from it.
+
+Agents stream reports (`Telemetry.Report`); only the leader accepts them. A node whose last
+report is older than STALE_INTERVALS of its own report interval counts as unknown and gets no
+new connections. Placement reads services and designations from one etcd snapshot per call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cluster.errors import NotFound, NotLeader, ValidationError
+from cluster.model import LoadReport, ServiceSpec
+from cluster.placement import Candidate, NodeLoad, Placer, eligible, maglev_weights
+from cluster.state import ClusterState, Snapshot
+
+STALE_INTERVALS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    report: LoadReport
+    at: float  # monotonic
+
+    @property
+    def age_s(self) -> float:
+        return time.monotonic() - self.at
+
+    @property
+    def fresh(self) -> bool:
+        return self.age_s <= STALE_INTERVALS * self.report.interval_s
+
+
+def node_load(r: Received) -> NodeLoad:
+    up = frozenset(s.service for s in r.report.services if s.up)
+    latency = max((s.latency_ms for s in r.report.services if s.up), default=0.0)
+    return NodeLoad(r.report.node_id, r.report.cpu, r.report.connections, latency, up, r.at)
+
+
+class Scheduler:
+    def __init__(self, state: ClusterState, term: Callable[[], int]) -> None:
+        """term() is the leader term this node holds, 0 when it does not lead."""
+        self.state, self.term = state, term
+        self.loads: dict[str, Received] = {}
+        self.placer = Placer()
+        self.weights: dict[str, dict[str, int]] = {}
+
+    def record(self, report: LoadReport) -> int:
+        """Keep an agent's report; return the leader term. Raises NotLeader."""
+        term = self.term()
+        if not term:
+            raise NotLeader(
+                "this node does not lead; send reports to the leader in `clusterctl status`"
+            )
+        self.loads[report.node_id] = Received(report, time.monotonic())
+        self.placer.reported(report.node_id)
+        return term
+
+    def _candidates(
+        self, snap: Snapshot, spec: ServiceSpec
+    ) -> tuple[list[Candidate], dict[str, NodeLoad]]:
+        loads = {n: node_load(r) for n, r in self.loads.items()}
+        now = time.monotonic()
+        stale = {n: STALE_INTERVALS * r.report.interval_s for n, r in self.loads.items()}
+        fresh = {n: load for n, load in loads.items() if now - load.received_at <= stale[n]}
+        return eligible(spec.pool, spec.name, snap.designations, fresh, now, float("inf")), fresh
+
+    async def place(
+        self, service: str, count: int, client: str = ""
+    ) -> tuple[dict[str, int], list[str]]:
+        """Where `count` new connections would go now, and which servers are eligible."""
+        if not self.term():
+            raise NotLeader(
+                "only the leader places connections; ask the leader in `clusterctl status`"
+            )
+        if not 1 <= count <= 100_000:
+            raise ValidationError([f"count: {count} is not in 1..100000"])
+        snap = await self.state.snapshot()
+        spec = snap.services.get(service)
+        if spec is None:
+            raise NotFound(f"service {service!r} does not exist (see `clusterctl service list`)")
+        candidates, loads = self._candidates(snap, spec)
+        counts: dict[str, int] = {}
+        for _ in range(count if candidates else 0):
+            node = self.placer.pick(
+                service, spec.policy, candidates, loads, client.encode() if client else None
+            )
+            if node is not None:
+                counts[node] = counts.get(node, 0) + 1
+        return counts, [c.node_id for c in candidates]
+
+    async def service_weights(self) -> dict[str, dict[str, int]]:
+        """Kernel-datapath Maglev weights per service, with hysteresis across calls."""
+        snap = await self.state.snapshot()
+        for name, spec in snap.services.items():
+            candidates, loads = self._candidates(snap, spec)
+            self.weights[name] = maglev_weights(candidates, loads, self.weights.get(name, {}))
+        return {n: self.weights[n] for n in sorted(snap.services)}
