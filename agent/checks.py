@@ -5,6 +5,7 @@ rise/fall counting (a server goes down after `fall` consecutive failures and com
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -57,6 +58,8 @@ async def probe(check: HealthCheck, host: str, port: int) -> tuple[bool, float, 
                         )
             finally:
                 writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
     except (OSError, TimeoutError) as e:
         return False, _ms(start), f"{type(e).__name__}: {e}".rstrip(": ")
     return True, _ms(start), ""
