@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from cluster.model import Designation, Policy, Pool, Serving
 from datapath import maglev
@@ -81,10 +81,11 @@ def eligible(
     return out
 
 
-def score(load: NodeLoad, weight: int) -> float:
+def score(load: NodeLoad, weight: int, placed: int = 0) -> float:
+    """Lower is better; `placed` counts connections placed since the node's last report."""
     return (
         load.cpu
-        + load.connections * 100 / (max(weight, 1) * CONNECTIONS_AT_FULL)
+        + (load.connections + placed) * 100 / (max(weight, 1) * CONNECTIONS_AT_FULL)
         + load.check_latency_ms / LATENCY_AT_FULL_MS
     )
 
@@ -143,8 +144,7 @@ class Placer:
         return chosen
 
     def _score(self, load: NodeLoad, weight: int) -> float:
-        placed = self.pending.get(load.node_id, 0)
-        return score(replace(load, connections=load.connections + placed), weight)
+        return score(load, weight, self.pending.get(load.node_id, 0))
 
     def _smooth_weighted(self, key: str, candidates: Sequence[Candidate]) -> str:
         """nginx's smooth weighted round-robin, precomputed as one cycle per candidate set."""
