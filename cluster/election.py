@@ -455,6 +455,12 @@ class RoleManager:
         if not self.lease_valid():
             return
         await self.vips.hold(vips)
+        if not self.lease_valid():
+            # Paused or slowed while plumbing: the lease may have expired meanwhile. The holder
+            # answered nothing without it; now take the addresses away too.
+            self.held = vips
+            await self._release_vips()
+            return
         if vips != self.held:
             log.info("vips_held", vips=sorted(vips))
         self.held = vips

@@ -25,6 +25,7 @@ async def setup(cluster: Cluster) -> tuple[ClusterClient, str]:
     vip = cluster.lab.vip()
     await client.apply_service(ServiceSpec("web", vip, 80))
     await async_wait_for(lambda: owned_by(client, "n1"), 10, "n1 to own the VIP")
+    wait_for(lambda: cluster.holders(vip) == {"n1"}, 5, "n1 to answer for the VIP")
     return client, vip
 
 
