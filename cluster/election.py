@@ -28,7 +28,7 @@ import structlog
 
 from cluster.documents import record_to_doc
 from cluster.errors import LeaseExpired, StoreError, ValidationError
-from cluster.keys import Keys
+from cluster.keys import Keys, Kind
 from cluster.model import Handover, LeaderRecord, Registration, Role, VipOwner
 from cluster.state import Snapshot, encode, read_snapshot
 from cluster.store.base import Compare, Delete, LeaseId, Put, Store
@@ -480,11 +480,17 @@ class RoleManager:
             await asyncio.sleep(self.cfg.margin_s / 2)
 
     async def _watch(self) -> None:
-        """Wake the loop on any change, so handovers and failovers do not wait for a tick."""
+        """Wake the loop on any change, so handovers and failovers do not wait for a tick.
+
+        Health summaries are skipped: every agent writes one every 2 s and the election does not
+        read them, so waking on them would make every node re-read everything N times a period.
+        """
+        health = self.keys.prefix(Kind.HEALTH)
         while True:
             try:
-                async for _ in self.store.watch_prefix(self.keys.prefix(), 0):
-                    self.wake.set()
+                async for event in self.store.watch_prefix(self.keys.prefix(), 0):
+                    if not event.kv.key.startswith(health):
+                        self.wake.set()
             except StoreError:
                 await asyncio.sleep(self.cfg.loop_s)
 
