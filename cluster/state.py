@@ -8,6 +8,7 @@ re-reads and re-applies its change.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
@@ -108,10 +109,17 @@ class Snapshot:
         ]
 
 
+@functools.lru_cache(maxsize=1024)
+def _service(value: bytes) -> ServiceSpec:
+    """Parsing and validating a spec is the costly part of a snapshot, and every node takes a
+    snapshot every TTL/5: parse each stored value once (specs are immutable)."""
+    return service_from_doc(decode(value))
+
+
 _READERS: dict[Kind, Callable[[str, bytes], object]] = {
     Kind.NODE: lambda _, v: record_from_doc(Registration, decode(v)),
     Kind.DESIGNATION: lambda name, v: designation_from_doc(name, decode(v)),
-    Kind.SERVICE: lambda _, v: service_from_doc(decode(v)),
+    Kind.SERVICE: lambda _, v: _service(v),
     Kind.CANDIDATE: lambda _, v: True,
     Kind.VIP: lambda _, v: record_from_doc(VipOwner, decode(v)),
     Kind.HEALTH: lambda _, v: report_from_doc(decode(v)),
