@@ -1,0 +1,187 @@
+"""A small ctypes binding of libbpf.so.1: build, load, maps, and BPF_PROG_TEST_RUN.
+
+The BPF C sources live in datapath/bpf/ and are compiled with clang when the object is missing or
+older than its source (no compiled object in git). libbpf failures become BpfError with the
+errno text; the verifier's log goes to stderr (libbpf's default printer).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from datapath.errors import DatapathError
+
+BPF_DIR = Path(__file__).resolve().parent / "bpf"
+BUILD_DIR = Path(os.environ.get("TCPHOP_BPF_BUILD", "/tmp/tcphop-bpf-build"))
+XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
+
+
+class BpfError(DatapathError):
+    pass
+
+
+class _TestRunOpts(ctypes.Structure):
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("data_in", ctypes.c_void_p),
+        ("data_out", ctypes.c_void_p),
+        ("data_size_in", ctypes.c_uint32),
+        ("data_size_out", ctypes.c_uint32),
+        ("ctx_in", ctypes.c_void_p),
+        ("ctx_out", ctypes.c_void_p),
+        ("ctx_size_in", ctypes.c_uint32),
+        ("ctx_size_out", ctypes.c_uint32),
+        ("retval", ctypes.c_uint32),
+        ("repeat", ctypes.c_int),
+        ("duration", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("cpu", ctypes.c_uint32),
+        ("batch_size", ctypes.c_uint32),
+    ]
+
+
+def _lib() -> ctypes.CDLL:
+    try:
+        lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
+    except OSError as e:
+        raise BpfError(f"libbpf.so.1 is missing (apt-get install libbpf1): {e}") from e
+    voidp = ctypes.c_void_p
+    lib.bpf_object__open_file.restype = voidp
+    lib.bpf_object__open_file.argtypes = [ctypes.c_char_p, voidp]
+    lib.bpf_object__load.argtypes = [voidp]
+    lib.bpf_object__close.argtypes = [voidp]
+    lib.bpf_object__find_program_by_name.restype = voidp
+    lib.bpf_object__find_program_by_name.argtypes = [voidp, ctypes.c_char_p]
+    lib.bpf_program__fd.argtypes = [voidp]
+    lib.bpf_object__find_map_by_name.restype = voidp
+    lib.bpf_object__find_map_by_name.argtypes = [voidp, ctypes.c_char_p]
+    lib.bpf_map__fd.argtypes = [voidp]
+    lib.bpf_map_update_elem.argtypes = [ctypes.c_int, voidp, voidp, ctypes.c_uint64]
+    lib.bpf_map_lookup_elem.argtypes = [ctypes.c_int, voidp, voidp]
+    lib.bpf_map_delete_elem.argtypes = [ctypes.c_int, voidp]
+    lib.bpf_prog_test_run_opts.argtypes = [ctypes.c_int, ctypes.POINTER(_TestRunOpts)]
+    lib.libbpf_num_possible_cpus.argtypes = []
+    return lib
+
+
+def _fail(what: str) -> BpfError:
+    err = ctypes.get_errno()
+    return BpfError(f"{what}: {os.strerror(err) if err else 'failed'}")
+
+
+def build(name: str = "tcphop") -> Path:
+    """Compile datapath/bpf/<name>.bpf.c into BUILD_DIR when the object is missing or stale."""
+    source = BPF_DIR / f"{name}.bpf.c"
+    target = BUILD_DIR / f"{name}.bpf.o"
+    if target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
+        return target
+    clang = shutil.which("clang")
+    if clang is None:
+        raise BpfError("clang is missing (apt-get install clang llvm libbpf-dev)")
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [
+            clang,
+            "-O2",
+            "-g",
+            "-Wall",
+            "-target",
+            "bpf",
+            f"-I/usr/include/{platform.machine()}-linux-gnu",
+            "-c",
+            str(source),
+            "-o",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BpfError(f"clang failed on {source.name}: {done.stderr.strip()}")
+    return target
+
+
+@dataclass
+class BpfObject:
+    """A loaded BPF object: its programs and maps by name. Close it to unload."""
+
+    path: Path
+    _obj: int = 0
+
+    def __post_init__(self) -> None:
+        self.lib = _lib()
+        obj = self.lib.bpf_object__open_file(str(self.path).encode(), None)
+        if not obj:
+            raise _fail(f"cannot open {self.path}")
+        if self.lib.bpf_object__load(obj) != 0:
+            self.lib.bpf_object__close(obj)
+            raise _fail(f"the kernel rejected {self.path.name} (verifier log on stderr)")
+        self._obj = obj
+
+    def prog_fd(self, name: str) -> int:
+        prog = self.lib.bpf_object__find_program_by_name(self._obj, name.encode())
+        if not prog:
+            raise BpfError(f"no program {name!r} in {self.path.name}")
+        return int(self.lib.bpf_program__fd(prog))
+
+    def map_fd(self, name: str) -> int:
+        found = self.lib.bpf_object__find_map_by_name(self._obj, name.encode())
+        if not found:
+            raise BpfError(f"no map {name!r} in {self.path.name}")
+        return int(self.lib.bpf_map__fd(found))
+
+    def update(self, map_name: str, key: bytes, value: bytes) -> None:
+        k, v = (
+            ctypes.create_string_buffer(key, len(key)),
+            ctypes.create_string_buffer(value, len(value)),
+        )
+        if self.lib.bpf_map_update_elem(self.map_fd(map_name), k, v, 0) != 0:
+            raise _fail(f"cannot update map {map_name}")
+
+    def delete(self, map_name: str, key: bytes) -> None:
+        k = ctypes.create_string_buffer(key, len(key))
+        if self.lib.bpf_map_delete_elem(self.map_fd(map_name), k) != 0:
+            raise _fail(f"cannot delete from map {map_name}")
+
+    def lookup(self, map_name: str, key: bytes, value_size: int) -> bytes | None:
+        k = ctypes.create_string_buffer(key, len(key))
+        v = ctypes.create_string_buffer(value_size)
+        if self.lib.bpf_map_lookup_elem(self.map_fd(map_name), k, v) != 0:
+            return None
+        return v.raw
+
+    def percpu_sum(self, map_name: str, key: bytes) -> int:
+        """The sum over CPUs of a per-CPU u64 counter."""
+        cpus = int(self.lib.libbpf_num_possible_cpus())
+        raw = self.lookup(map_name, key, 8 * cpus)
+        if raw is None:
+            raise BpfError(f"no key {key.hex()} in {map_name}")
+        return sum(int.from_bytes(raw[i : i + 8], "little") for i in range(0, 8 * cpus, 8))
+
+    def test_run(self, prog: str, packet: bytes) -> tuple[int, bytes]:
+        """Run one packet through a program (BPF_PROG_TEST_RUN): its verdict and output."""
+        data_in = ctypes.create_string_buffer(packet, len(packet))
+        data_out = ctypes.create_string_buffer(len(packet) + 256)
+        opts = _TestRunOpts(
+            sz=ctypes.sizeof(_TestRunOpts),
+            data_in=ctypes.cast(data_in, ctypes.c_void_p),
+            data_out=ctypes.cast(data_out, ctypes.c_void_p),
+            data_size_in=len(packet),
+            data_size_out=len(data_out),
+            repeat=1,
+        )
+        if self.lib.bpf_prog_test_run_opts(self.prog_fd(prog), ctypes.byref(opts)) != 0:
+            raise _fail(f"test run of {prog}")
+        return int(opts.retval), data_out.raw[: opts.data_size_out]
+
+    def close(self) -> None:
+        if self._obj:
+            self.lib.bpf_object__close(self._obj)
+            self._obj = 0
