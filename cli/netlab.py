@@ -10,6 +10,7 @@ test process reach the nodes' APIs and the VIPs; all traffic stays inside these 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -236,3 +237,115 @@ class NetCluster:
                 proc.wait()
         self.etcd.stop()
         self.lab.destroy()
+
+
+@dataclass
+class RoutedLab:
+    """Client, router, one scheduler and servers, each subnet behind the router:
+
+        client 10.A.1.2 -- router -- scheduler 10.A.2.2
+                                  -- server i 10.A.(10+i).2   (i = 1..servers)
+
+    The VIP (10.A.100.10) is routed by the router to the scheduler. Servers answer clients
+    directly through the router (rp_filter off there), never through the scheduler.
+    """
+
+    servers: int
+    prefix: str = field(default_factory=lambda: f"th{os.getpid() % 10000}r{next(_counter)}")
+    created: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = os.getpid() % 4000 + next(_counter)
+        self.net = f"10.{150 + n % 50}"
+
+    def ns(self, role: str) -> str:
+        return f"{self.prefix}{role}"
+
+    @property
+    def vip(self) -> str:
+        return f"{self.net}.100.10"
+
+    @property
+    def client_ip(self) -> str:
+        return f"{self.net}.1.2"
+
+    @property
+    def scheduler_ip(self) -> str:
+        return f"{self.net}.2.2"
+
+    def server_ip(self, i: int) -> str:
+        return f"{self.net}.{10 + i}.2"
+
+    def router_mac(self, toward: str) -> bytes:
+        out = ip("-br", "link", "show", toward, netns=self.ns("r")).split()
+        return bytes.fromhex(out[2].replace(":", ""))
+
+    def create(self) -> RoutedLab:
+        try:
+            self._create()
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def _create(self) -> None:
+        r = self.ns("r")
+        ip("netns", "add", r)
+        self.created.append(r)
+        ip("link", "set", "lo", "up", netns=r)
+        for path in (
+            "net/ipv4/ip_forward",
+            "net/ipv4/conf/all/rp_filter",
+            "net/ipv4/conf/default/rp_filter",
+        ):
+            subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    r,
+                    "sysctl",
+                    "-qw",
+                    f"{path.replace('/', '.')}={1 if 'forward' in path else 0}",
+                ],
+                check=True,
+            )
+        hosts = [
+            ("c", self.client_ip, f"{self.net}.1.1"),
+            ("s", self.scheduler_ip, f"{self.net}.2.1"),
+        ]
+        hosts += [
+            (f"v{i}", self.server_ip(i), f"{self.net}.{10 + i}.1")
+            for i in range(1, self.servers + 1)
+        ]
+        for role, addr, gateway in hosts:
+            ns = self.ns(role)
+            ip("netns", "add", ns)
+            self.created.append(ns)
+            ip("link", "set", "lo", "up", netns=ns)
+            ip(
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                f"to{role}",
+                "netns",
+                r,
+            )
+            ip("addr", "add", f"{addr}/24", "dev", "eth0", netns=ns)
+            ip("link", "set", "eth0", "up", netns=ns)
+            ip("addr", "add", f"{gateway}/24", "dev", f"to{role}", netns=r)
+            ip("link", "set", f"to{role}", "up", netns=r)
+            ip("route", "add", "default", "via", gateway, netns=ns)
+        ip("route", "add", f"{self.vip}/32", "via", self.scheduler_ip, netns=r)
+
+    def destroy(self) -> None:
+        for name in reversed(self.created):
+            with contextlib.suppress(RuntimeError):  # already gone
+                ip("netns", "del", name)
+        self.created.clear()
