@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -22,6 +23,7 @@ from cli.lab import node_command
 from cluster.keys import Keys
 from cluster.store.embedded import EmbeddedEtcd, etcd_binary, free_port
 from cluster.store.etcd import EtcdStore
+from datapath.libbpf import BpfError, BpfObject, build
 
 TIMEOUT_MULTIPLIER = float(os.environ.get("TCPHOP_TIMEOUT_MULTIPLIER", "1"))
 
@@ -59,6 +61,20 @@ async def async_wait_for(predicate: Callable[[], object], timeout_s: float, what
             pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
         await asyncio.sleep(0.02)
     return time.monotonic() - start
+
+
+def load_bpf() -> BpfObject:
+    """Build and load datapath/bpf (root, clang and libbpf), or skip/fail as `need` says."""
+    need(
+        "bpf",
+        os.geteuid() == 0 and shutil.which("clang") is not None,
+        "needs root, clang and libbpf (apt-get install clang llvm libbpf-dev)",
+    )
+    try:
+        return BpfObject(build())
+    except BpfError as e:
+        need("bpf", False, str(e))
+        raise
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import struct
 from collections.abc import Iterator
@@ -12,8 +10,8 @@ import pytest
 
 from datapath import layout
 from datapath.layout import DecapStat
-from datapath.libbpf import XDP_DROP, XDP_PASS, BpfError, BpfObject, build
-from tests.conftest import need
+from datapath.libbpf import XDP_DROP, XDP_PASS, BpfObject
+from tests.conftest import load_bpf
 
 pytestmark = pytest.mark.bpf
 SCHEDULER, STRANGER = "10.0.1.1", "10.0.9.9"
@@ -58,16 +56,7 @@ INNER = ipv4(CLIENT, VIP, socket.IPPROTO_TCP, TCP_SYN)
 
 @pytest.fixture(scope="module")
 def prog() -> Iterator[BpfObject]:
-    need(
-        "bpf",
-        os.geteuid() == 0 and shutil.which("clang") is not None,
-        "needs root, clang and libbpf (apt-get install clang llvm libbpf-dev)",
-    )
-    try:
-        obj = BpfObject(build())
-    except BpfError as e:
-        need("bpf", False, str(e))
-        raise
+    obj = load_bpf()
     obj.update(layout.TRUSTED_MAP, socket.inet_aton(SCHEDULER), b"\x01")
     yield obj
     obj.close()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import struct
 from collections.abc import Iterator
@@ -12,9 +10,9 @@ import pytest
 
 from datapath import layout, maglev
 from datapath.layout import SchedStat
-from datapath.libbpf import XDP_DROP, XDP_PASS, XDP_TX, BpfError, BpfObject, build
+from datapath.libbpf import XDP_DROP, XDP_PASS, XDP_TX, BpfObject
 from tests.bpf.test_decap import ETH, TCP_SYN, checksum, ipv4
-from tests.conftest import need
+from tests.conftest import load_bpf
 
 pytestmark = pytest.mark.bpf
 SCHEDULER, VIP, CLIENT = "10.0.1.1", "10.100.0.10", "192.0.2.7"
@@ -34,16 +32,7 @@ def fill_ring(obj: BpfObject, service: int, table: list[str] | None) -> None:
 
 @pytest.fixture(scope="module")
 def prog() -> Iterator[BpfObject]:
-    need(
-        "bpf",
-        os.geteuid() == 0 and shutil.which("clang") is not None,
-        "needs root, clang and libbpf (apt-get install clang llvm libbpf-dev)",
-    )
-    try:
-        obj = BpfObject(build())
-    except BpfError as e:
-        need("bpf", False, str(e))
-        raise
+    obj = load_bpf()
     obj.update(layout.SCHED_CONFIG_MAP, layout.u32(0), socket.inet_aton(SCHEDULER))
     for name, (addr, mac) in SERVERS.items():
         obj.update(layout.BACKENDS_MAP, layout.u32(INDEX[name]), layout.backend(addr, mac))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,8 +21,8 @@ from pyroute2 import IPRoute
 
 from cli.netlab import RoutedLab, ip, netns_available
 from datapath import layout, maglev
-from datapath.libbpf import BpfObject, build
-from tests.conftest import need, wait_for
+from datapath.libbpf import BpfObject
+from tests.conftest import load_bpf, need, wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.bpf]
 XDP_FLAGS_SKB_MODE = 2  # generic XDP: veth native XDP_TX needs a program on the peer
@@ -75,11 +74,10 @@ def sysctl(ns: str, *settings: str) -> None:
 def hop() -> Iterator[tuple[RoutedLab, BpfObject]]:
     ok, why = netns_available()
     need("netns", ok, why)
-    need("bpf", shutil.which("clang") is not None, "clang is missing")
+    sched = load_bpf()
     lab = RoutedLab(2).create()
     helpers: list[subprocess.Popen[bytes]] = []
     try:
-        sched = BpfObject(build())
         servers = {f"v{i}": i for i in (1, 2)}
         for name, i in servers.items():
             ns = lab.ns(name)
@@ -102,7 +100,7 @@ def hop() -> Iterator[tuple[RoutedLab, BpfObject]]:
                 "1400",
                 netns=ns,
             )
-            decap = BpfObject(build())
+            decap = load_bpf()
             decap.update(layout.TRUSTED_MAP, socket.inet_aton(lab.scheduler_ip), b"\x01")
             attach(ns, decap.prog_fd(layout.DECAP_PROG))
             helpers.append(
