@@ -31,6 +31,7 @@ from cluster.store.base import LeaseId
 
 log = structlog.get_logger()
 SUMMARY_S = 2.0
+CHECK_VIP = "vip"  # --check-host value: check each service on its own VIP
 
 
 class Agent:
@@ -83,7 +84,7 @@ class Agent:
         now = time.monotonic()
         due = [s for s in self.services if self.next_check.get(s.name, 0.0) <= now]
         results = await asyncio.gather(
-            *(probe(s.health_check, self.check_host, s.port) for s in due)
+            *(probe(s.health_check, self._check_host(s), s.port) for s in due)
         )
         for spec, (ok, latency_ms, error) in zip(due, results, strict=True):
             hc = spec.health_check
@@ -93,6 +94,10 @@ class Agent:
             if state.up != was_up:
                 log.info("check_changed", service=spec.name, up=state.up, reason=error or "ok")
             self.next_check[spec.name] = now + hc.interval_s
+
+    def _check_host(self, spec: ServiceSpec) -> str:
+        """Where a service's check connects: its VIP (bound on lo by the datapath) or a host."""
+        return spec.vip if self.check_host == CHECK_VIP else self.check_host
 
     def _report(self, sample: Sample) -> LoadReport:
         health = []

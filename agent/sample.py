@@ -66,12 +66,21 @@ def count_connections(local_ends: Iterable[tuple[str, int]]) -> dict[tuple[str, 
     return dict(Counter(local_ends))
 
 
-def established_local_ends() -> list[tuple[str, int]]:
-    """(local address, local port) of every established IPv4 TCP socket in this netns."""
+def established_connections() -> list[tuple[str, int, str, int]]:
+    """(local address, local port, peer address, peer port) of every established IPv4 TCP
+    socket in this network namespace."""
     with DiagSocket() as ds:
         ds.bind()
         messages = ds.get_sock_stats(family=socket.AF_INET, states=1 << TCP_ESTABLISHED)
-    return [(str(m["idiag_src"]), int(m["idiag_sport"])) for m in messages]
+    return [
+        (str(m["idiag_src"]), int(m["idiag_sport"]), str(m["idiag_dst"]), int(m["idiag_dport"]))
+        for m in messages
+    ]
+
+
+def established_local_ends() -> list[tuple[str, int]]:
+    """(local address, local port) of every established IPv4 TCP socket in this netns."""
+    return [(addr, port) for addr, port, _, _ in established_connections()]
 
 
 def parse_pid_stat(text: str) -> tuple[int, int]:

@@ -60,9 +60,28 @@ from cluster.logs import configure_logging
 )
 @click.option(
     "--check-host",
-    default="127.0.0.1",
+    default=None,
+    help="Address the health checks connect to: `vip` (each service's VIP on lo; the default "
+    "with --datapath xdp) or a host (default 127.0.0.1).",
+)
+@click.option(
+    "--datapath",
+    default="none",
     show_default=True,
-    help="Address the health checks connect to (the local service).",
+    type=click.Choice(["none", "xdp"]),
+    help="xdp: the connection hop in the kernel on --uplink (needs root, clang, libbpf).",
+)
+@click.option(
+    "--xdp-mode",
+    default="native",
+    show_default=True,
+    type=click.Choice(["native", "generic"]),
+    help="generic works on any interface (veth labs); native is the NIC driver's fast path.",
+)
+@click.option(
+    "--bpf-pin-dir",
+    default=None,
+    help="Where the datapath pins its maps (a bpf filesystem) [default /sys/fs/bpf/tcphop/ID].",
 )
 @click.option(
     "--cpu-scope",
@@ -88,7 +107,10 @@ def main(
     leader_ttl: int,
     uplink: str | None,
     report_interval: float,
-    check_host: str,
+    check_host: str | None,
+    datapath: str,
+    xdp_mode: str,
+    bpf_pin_dir: str | None,
     cpu_scope: str,
     etcd_prefix: str,
     log_level: str,
@@ -111,6 +133,9 @@ def main(
             report_interval,
             check_host,
             cpu_scope,
+            datapath,
+            xdp_mode,
+            bpf_pin_dir,
         )
     except ValidationError as e:
         raise click.UsageError(str(e)) from None

@@ -31,6 +31,14 @@ class DaemonConfig:
     report_interval_s: float = 0.5
     check_host: str = "127.0.0.1"
     cpu_scope: str = "machine"
+    datapath: str = "none"
+    xdp_generic: bool = False
+    bpf_pin_dir: str = ""
+
+    @property
+    def datapath_address(self) -> str:
+        """The address other nodes encapsulate to: the advertised API host."""
+        return parse_hostport(self.advertise, "--advertise")[0]
 
     @classmethod
     def build(
@@ -44,8 +52,11 @@ class DaemonConfig:
         leader_ttl_s: int = 2,
         uplink: str | None = None,
         report_interval_s: float = 0.5,
-        check_host: str = "127.0.0.1",
+        check_host: str | None = None,
         cpu_scope: str = "machine",
+        datapath: str = "none",
+        xdp_mode: str = "native",
+        bpf_pin_dir: str | None = None,
     ) -> DaemonConfig:
         validate_node_id(node_id, "--node-id")
         try:
@@ -67,6 +78,21 @@ class DaemonConfig:
         timeout_s = min(1.0, lease_ttl_s / 4)
         if leader_ttl_s < 1:
             raise ValidationError([f"--leader-ttl: {leader_ttl_s} must be >= 1"])
+        if datapath not in ("none", "xdp"):
+            raise ValidationError([f"--datapath: {datapath!r} is not one of none, xdp"])
+        if datapath == "xdp" and not uplink:
+            raise ValidationError(["--datapath xdp: needs --uplink (where VIP traffic arrives)"])
+        if xdp_mode not in ("native", "generic"):
+            raise ValidationError([f"--xdp-mode: {xdp_mode!r} is not one of native, generic"])
+        if datapath == "xdp" and parse_hostport(advertise, "--advertise")[0].startswith("127."):
+            raise ValidationError(
+                [
+                    "--advertise: with --datapath xdp the advertised host is where other nodes "
+                    "send encapsulated traffic: give the uplink's address, not loopback"
+                ]
+            )
+        if check_host is None:
+            check_host = "vip" if datapath == "xdp" else "127.0.0.1"
         if not 0.05 <= report_interval_s <= 60:
             raise ValidationError([f"--report-interval: {report_interval_s} is not in 0.05..60"])
         return cls(
@@ -82,4 +108,7 @@ class DaemonConfig:
             report_interval_s,
             check_host,
             cpu_scope,
+            datapath,
+            xdp_mode == "generic",
+            bpf_pin_dir or f"/sys/fs/bpf/tcphop/{node_id}",
         )

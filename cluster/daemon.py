@@ -9,6 +9,7 @@ import signal
 import socket
 import time
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import structlog
 
@@ -16,6 +17,7 @@ from agent.reporter import Agent
 from cluster.config import DaemonConfig
 from cluster.election import ElectionConfig, RecordedVips, RoleManager, VipHolder
 from cluster.errors import AlreadyExists, StoreUnavailable
+from cluster.forwarding import Forwarder
 from cluster.keys import Keys
 from cluster.membership import Membership
 from cluster.model import Registration
@@ -23,8 +25,10 @@ from cluster.scheduler import Scheduler
 from cluster.server import start_server
 from cluster.state import ClusterState
 from cluster.store.etcd import EtcdStore
+from datapath import netlink
 from datapath.errors import DatapathError
 from datapath.vip import TunVipHolder
+from datapath.xdp import XdpDatapath
 
 log = structlog.get_logger()
 EXIT_DUPLICATE = 3
@@ -56,24 +60,34 @@ async def run(cfg: DaemonConfig) -> int:
     vips: VipHolder = RecordedVips()
     if cfg.uplink:
         vips = TunVipHolder(cfg.uplink, lambda: roles.lease_valid())
+    scheduler = Scheduler(state, lambda: roles.term)
+    datapath: XdpDatapath | None = None
+    forwarder: Forwarder | None = None
+    if cfg.datapath == "xdp":
+        assert cfg.uplink is not None
+        datapath = XdpDatapath(
+            cfg.uplink, cfg.datapath_address, Path(cfg.bpf_pin_dir), cfg.xdp_generic
+        )
+        forwarder = Forwarder(datapath, state, scheduler, vips, cfg.node_id)
     roles = RoleManager(
         store,
         keys,
         registration,
         ElectionConfig.for_ttl(cfg.leader_ttl_s),
-        vips,
+        forwarder or vips,
         lambda: membership.lease,
     )
     try:
-        if isinstance(vips, TunVipHolder):
-            try:
+        try:
+            if isinstance(vips, TunVipHolder):
                 await vips.start()
-            except DatapathError as e:
-                log.error("start_refused", reason=f"--uplink {cfg.uplink}: {e}")
-                return EXIT_CONFIG
+            if datapath is not None:
+                await _start_datapath(datapath)
+        except DatapathError as e:
+            log.error("start_refused", reason=f"--uplink {cfg.uplink}: {e}")
+            return EXIT_CONFIG
         if not await _register(membership, stop, cfg.lease_ttl_s):
             return 0 if stop.is_set() else EXIT_DUPLICATE
-        scheduler = Scheduler(state, lambda: roles.term)
         agent = Agent(
             state,
             keys,
@@ -82,22 +96,35 @@ async def run(cfg: DaemonConfig) -> int:
             cfg.report_interval_s,
             cfg.check_host,
         )
-        server, port = await start_server(state, scheduler, cfg.listen)
+        server, port = await start_server(state, scheduler, cfg.listen, datapath)
         log.info("daemon_started", listen=cfg.listen, port=port, etcd=",".join(cfg.etcd))
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(membership.run(stop))
                 tg.create_task(roles.run(stop))
                 tg.create_task(agent.run(stop))
+                if forwarder is not None:
+                    tg.create_task(forwarder.run(stop))
         finally:
             await server.stop(GRACE_S)
             await membership.deregister()
     finally:
         if isinstance(vips, TunVipHolder):
             await vips.close()
+        if datapath is not None:
+            await datapath.close()  # stays attached, maps pinned: a restart keeps every flow
         await store.close()
         log.info("daemon_stopped")
     return 0
+
+
+async def _start_datapath(datapath: XdpDatapath) -> None:
+    if datapath.address not in await netlink.addresses(datapath.uplink):
+        raise DatapathError(
+            f"the advertised host {datapath.address} is not an address of {datapath.uplink}; "
+            "other nodes send encapsulated traffic there"
+        )
+    await datapath.start()
 
 
 async def _register(membership: Membership, stop: asyncio.Event, ttl_s: int) -> bool:

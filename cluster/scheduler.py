@@ -2,7 +2,8 @@
 
 Agents stream reports (`Telemetry.Report`); only the leader accepts them. A node whose last
 report is older than STALE_INTERVALS of its own report interval counts as unknown and gets no
-new connections. Placement reads services and designations from one etcd snapshot per call.
+new connections; a node that has not reported to this leader yet is judged by its health summary
+in etcd. Placement reads services and designations from one etcd snapshot per call.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from cluster.placement import Candidate, NodeLoad, Placer, eligible, maglev_weig
 from cluster.state import ClusterState, Snapshot
 
 STALE_INTERVALS = 3
+SUMMARY_STALE_S = 6.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +63,14 @@ class Scheduler:
     def _candidates(
         self, snap: Snapshot, spec: ServiceSpec
     ) -> tuple[list[Candidate], dict[str, NodeLoad]]:
-        loads = {n: node_load(r) for n, r in self.loads.items()}
-        now = time.monotonic()
-        stale = {n: STALE_INTERVALS * r.report.interval_s for n, r in self.loads.items()}
-        fresh = {n: load for n, load in loads.items() if now - load.received_at <= stale[n]}
+        now, wall = time.monotonic(), time.time()
+        fresh = {n: node_load(r) for n, r in self.loads.items() if r.fresh}
+        # A new leader has no streamed report yet: until one arrives, a node's summary in etcd
+        # stands in for it (written every SUMMARY_STALE_S / 3), so placement does not stall.
+        for n, report in snap.health.items():
+            age = wall - report.at_unix_s
+            if n not in self.loads and age <= SUMMARY_STALE_S:
+                fresh[n] = node_load(Received(report, now - max(age, 0.0)))
         return eligible(spec.pool, spec.name, snap.designations, fresh, now, float("inf")), fresh
 
     async def place(

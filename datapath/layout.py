@@ -6,40 +6,34 @@ import socket
 import struct
 from enum import IntEnum
 
-DECAP_PROG = "tcphop_decap"
+PROG = "tcphop_xdp"
 TRUSTED_MAP = "trusted"  # u32 scheduler address (network order) -> u8
-DECAP_STATS_MAP = "decap_stats"  # per-CPU u64 counters indexed by DecapStat
-
-
-class DecapStat(IntEnum):
-    PASSED = 0
-    DECAPSULATED = 1
-    UNTRUSTED = 2
-    FRAGMENT = 3
-    MALFORMED = 4
-
-
-SCHED_PROG = "tcphop_sched"
 VIPS_MAP = "vips"  # VipKey -> VipMeta
 RINGS_MAP = "rings"  # service * RING_SIZE + slot -> backend index + 1 (0: none)
 BACKENDS_MAP = "backends"  # backend index -> Backend
 FLOWS_MAP = "flows"  # FlowKey -> backend index (LRU)
-SCHED_CONFIG_MAP = "sched_config"  # [0] -> this scheduler's address
-SCHED_STATS_MAP = "sched_stats"  # per-CPU u64 counters indexed by SchedStat
+CONFIG_MAP = "config"  # [0] -> this node's address
+STATS_MAP = "stats"  # per-CPU u64 counters indexed by Stat
+MAPS = (TRUSTED_MAP, VIPS_MAP, RINGS_MAP, BACKENDS_MAP, FLOWS_MAP, CONFIG_MAP, STATS_MAP)
 RING_SIZE = 65_537
 MAX_SERVICES = 16
+MAX_BACKENDS = 1024
 VIP_L7 = 1
 
 
-class SchedStat(IntEnum):
+class Stat(IntEnum):
     PASSED = 0
-    ENCAPSULATED = 1
-    NEW_FLOWS = 2
-    TO_LISTENER = 3
-    NO_BACKEND = 4
-    FRAGMENT = 5
-    MALFORMED = 6
-    ENCAP_FAILED = 7
+    DECAPSULATED = 1
+    UNTRUSTED = 2
+    DECAP_FRAGMENT = 3
+    DECAP_MALFORMED = 4
+    ENCAPSULATED = 5
+    NEW_FLOWS = 6
+    TO_LISTENER = 7
+    NO_BACKEND = 8
+    VIP_FRAGMENT = 9
+    ENCAP_FAILED = 10
+    LOCAL = 11
 
 
 def vip_key(addr: str, port: int) -> bytes:
@@ -60,3 +54,9 @@ def backend(addr: str, next_hop_mac: bytes) -> bytes:
 
 def u32(value: int) -> bytes:
     return struct.pack("<I", value)
+
+
+def parse_flow_key(key: bytes) -> tuple[str, str, int, int]:
+    """(client address, VIP, client port, VIP port) from a FlowKey."""
+    sport, dport = struct.unpack("!HH", key[8:12])
+    return socket.inet_ntoa(key[:4]), socket.inet_ntoa(key[4:8]), sport, dport

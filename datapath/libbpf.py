@@ -65,6 +65,15 @@ def _lib() -> ctypes.CDLL:
     lib.bpf_map_update_elem.argtypes = [ctypes.c_int, voidp, voidp, ctypes.c_uint64]
     lib.bpf_map_lookup_elem.argtypes = [ctypes.c_int, voidp, voidp]
     lib.bpf_map_delete_elem.argtypes = [ctypes.c_int, voidp]
+    lib.bpf_map_get_next_key.argtypes = [ctypes.c_int, voidp, voidp]
+    lib.bpf_map_update_batch.argtypes = [
+        ctypes.c_int,
+        voidp,
+        voidp,
+        ctypes.POINTER(ctypes.c_uint32),
+        voidp,
+    ]
+    lib.bpf_map__set_pin_path.argtypes = [voidp, ctypes.c_char_p]
     lib.bpf_prog_test_run_opts.argtypes = [ctypes.c_int, ctypes.POINTER(_TestRunOpts)]
     lib.libbpf_num_possible_cpus.argtypes = []
     return lib
@@ -110,20 +119,43 @@ def build(name: str = "tcphop") -> Path:
 
 @dataclass
 class BpfObject:
-    """A loaded BPF object: its programs and maps by name. Close it to unload."""
+    """A loaded BPF object: its programs and maps by name. Close it to unload.
+
+    With `pin_dir` (a directory on a bpf filesystem), the maps named in `pinned` are pinned
+    there: a later load reuses them (same contents, so flows survive a restart) or, when a
+    pinned map no longer matches its definition, fails with the path to remove.
+    """
 
     path: Path
+    pin_dir: Path | None = None
+    pinned: tuple[str, ...] = ()
     _obj: int = 0
 
     def __post_init__(self) -> None:
         self.lib = _lib()
+        self._fds: dict[str, int] = {}
         obj = self.lib.bpf_object__open_file(str(self.path).encode(), None)
         if not obj:
             raise _fail(f"cannot open {self.path}")
-        if self.lib.bpf_object__load(obj) != 0:
-            self.lib.bpf_object__close(obj)
-            raise _fail(f"the kernel rejected {self.path.name} (verifier log on stderr)")
         self._obj = obj
+        try:
+            for name in self.pinned if self.pin_dir else ():
+                assert self.pin_dir is not None
+                found = self.lib.bpf_object__find_map_by_name(obj, name.encode())
+                if not found:
+                    raise BpfError(f"no map {name!r} in {self.path.name}")
+                if self.lib.bpf_map__set_pin_path(found, str(self.pin_dir / name).encode()):
+                    raise _fail(f"cannot pin map {name} at {self.pin_dir}")
+            if self.lib.bpf_object__load(obj) != 0:
+                hint = (
+                    f"; if maps pinned in {self.pin_dir} are stale, remove them"
+                    if (self.pin_dir and self.pinned)
+                    else ""
+                )
+                raise _fail(f"the kernel rejected {self.path.name} (verifier log on stderr){hint}")
+        except BaseException:
+            self.close()
+            raise
 
     def prog_fd(self, name: str) -> int:
         prog = self.lib.bpf_object__find_program_by_name(self._obj, name.encode())
@@ -132,10 +164,29 @@ class BpfObject:
         return int(self.lib.bpf_program__fd(prog))
 
     def map_fd(self, name: str) -> int:
-        found = self.lib.bpf_object__find_map_by_name(self._obj, name.encode())
-        if not found:
-            raise BpfError(f"no map {name!r} in {self.path.name}")
-        return int(self.lib.bpf_map__fd(found))
+        if name not in self._fds:
+            found = self.lib.bpf_object__find_map_by_name(self._obj, name.encode())
+            if not found:
+                raise BpfError(f"no map {name!r} in {self.path.name}")
+            self._fds[name] = int(self.lib.bpf_map__fd(found))
+        return self._fds[name]
+
+    def update_many(self, map_name: str, keys: bytes, values: bytes, count: int) -> None:
+        """Update `count` packed keys with `count` packed values in one system call."""
+        n = ctypes.c_uint32(count)
+        k = ctypes.create_string_buffer(keys, len(keys))
+        v = ctypes.create_string_buffer(values, len(values))
+        if self.lib.bpf_map_update_batch(self.map_fd(map_name), k, v, ctypes.byref(n), None):
+            raise _fail(f"cannot update map {map_name}")
+
+    def keys(self, map_name: str, key_size: int) -> list[bytes]:
+        """Every key of a hash map (a snapshot: entries may change meanwhile)."""
+        fd, out = self.map_fd(map_name), []
+        prev, key = None, ctypes.create_string_buffer(key_size)
+        while self.lib.bpf_map_get_next_key(fd, prev, key) == 0:
+            out.append(key.raw)
+            prev = ctypes.create_string_buffer(key.raw, key_size)
+        return out
 
     def update(self, map_name: str, key: bytes, value: bytes) -> None:
         k, v = (
@@ -182,6 +233,7 @@ class BpfObject:
         return int(opts.retval), data_out.raw[: opts.data_size_out]
 
     def close(self) -> None:
+        self._fds.clear()
         if self._obj:
             self.lib.bpf_object__close(self._obj)
             self._obj = 0

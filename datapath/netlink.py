@@ -96,3 +96,83 @@ def set_sysctl(path: Path, value: str) -> str:
     except OSError as e:
         raise DatapathError(f"cannot set {path} = {value}: {e}") from e
     return old
+
+
+XDP_FLAGS_SKB_MODE = 2  # generic XDP
+XDP_FLAGS_DRV_MODE = 4  # native XDP
+NUD_USABLE = 0x02 | 0x04 | 0x08 | 0x10 | 0x80  # REACHABLE STALE DELAY PROBE PERMANENT
+
+
+async def attach_xdp(ifname: str, prog_fd: int, generic: bool) -> None:
+    """Attach (or atomically replace) the interface's XDP program."""
+    flags = XDP_FLAGS_SKB_MODE if generic else XDP_FLAGS_DRV_MODE
+    async with AsyncIPRoute() as ipr:
+        try:
+            await ipr.link(
+                "set",
+                index=await _index(ipr, ifname),
+                xdp={"attrs": [("IFLA_XDP_FD", prog_fd), ("IFLA_XDP_FLAGS", flags)]},
+            )
+        except NetlinkError as e:
+            mode = "generic" if generic else "native"
+            raise DatapathError(
+                f"cannot attach XDP ({mode}) to {ifname}: {e} (a program attached in the other "
+                "mode must be removed first: `ip link set dev IF xdp off`)"
+            ) from e
+
+
+async def detach_xdp(ifname: str, generic: bool) -> None:
+    await attach_xdp(ifname, -1, generic)
+
+
+async def next_hop(address: str) -> tuple[str, str]:
+    """(interface, next-hop address) the main table uses towards `address`."""
+    async with AsyncIPRoute() as ipr:
+        try:
+            [route] = await ipr.route("get", dst=address)
+        except NetlinkError as e:
+            raise DatapathError(f"no route to {address}: {e}") from e
+        [link] = await ipr.link("get", index=route.get("RTA_OIF"))
+    return str(link.get("IFLA_IFNAME")), str(route.get("RTA_GATEWAY") or address)
+
+
+async def neighbour_mac(ifname: str, address: str) -> bytes | None:
+    """The kernel's usable neighbour entry for `address` on `ifname`, if any."""
+    async with AsyncIPRoute() as ipr:
+        index = await _index(ipr, ifname)
+        async for n in await ipr.neigh("dump", family=2):
+            if (
+                n["ifindex"] == index
+                and n.get("NDA_DST") == address
+                and n["state"] & NUD_USABLE
+                and n.get("NDA_LLADDR")
+            ):
+                return bytes.fromhex(str(n.get("NDA_LLADDR")).replace(":", ""))
+    return None
+
+
+async def clamp_default_route_mss(mss: int) -> bool:
+    """Advertise at most `mss` on connections using the default route; False without one.
+
+    Encapsulation adds 20 bytes to client->server segments, so servers must ask clients for
+    segments that still fit the path MTU once encapsulated.
+    """
+    async with AsyncIPRoute() as ipr:
+        defaults = [
+            r
+            async for r in await ipr.route("dump", table=254, family=2)
+            if r["dst_len"] == 0 and r.get("RTA_GATEWAY")
+        ]
+        for r in defaults:
+            try:
+                await ipr.route(
+                    "replace",
+                    dst="0.0.0.0/0",
+                    gateway=r.get("RTA_GATEWAY"),
+                    oif=r.get("RTA_OIF"),
+                    proto=r["proto"],
+                    metrics={"advmss": mss},
+                )
+            except NetlinkError as e:
+                raise DatapathError(f"cannot set advmss {mss} on the default route: {e}") from e
+    return bool(defaults)

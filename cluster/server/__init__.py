@@ -1,4 +1,5 @@
-"""The gRPC server of a tcphopd node: Cluster, grpc.health.v1 and reflection."""
+"""The gRPC server of a tcphopd node: Cluster, Telemetry, Scheduler, Hop, grpc.health.v1 and
+reflection."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ from grpc_reflection.v1alpha import reflection
 from cluster.api.v1 import cluster_pb2, cluster_pb2_grpc
 from cluster.scheduler import Scheduler
 from cluster.server.cluster_service import ClusterService
+from cluster.server.hop_service import HopService
 from cluster.server.interceptors import ErrorMappingInterceptor
 from cluster.server.scheduler_service import SchedulerService, TelemetryService
 from cluster.state import ClusterState
+from datapath.protocol import Datapath
 
 CLUSTER_SERVICE = cluster_pb2.DESCRIPTOR.services_by_name["Cluster"].full_name
 
 
 async def start_server(
-    state: ClusterState, scheduler: Scheduler, listen: str
+    state: ClusterState, scheduler: Scheduler, listen: str, datapath: Datapath | None = None
 ) -> tuple[grpc.aio.Server, int]:
     """Start serving on listen (host:port, port 0 picks one); return the server and its port."""
     # Accept the SDK's keepalive pings (every 10 s) instead of answering them with GOAWAY.
@@ -32,6 +35,7 @@ async def start_server(
     cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterService(state), server)
     cluster_pb2_grpc.add_TelemetryServicer_to_server(TelemetryService(scheduler), server)
     cluster_pb2_grpc.add_SchedulerServicer_to_server(SchedulerService(scheduler), server)
+    cluster_pb2_grpc.add_HopServicer_to_server(HopService(state.answered_by, datapath), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
@@ -39,6 +43,7 @@ async def start_server(
             CLUSTER_SERVICE,
             cluster_pb2.DESCRIPTOR.services_by_name["Telemetry"].full_name,
             cluster_pb2.DESCRIPTOR.services_by_name["Scheduler"].full_name,
+            cluster_pb2.DESCRIPTOR.services_by_name["Hop"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ],

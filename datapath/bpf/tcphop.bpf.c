@@ -1,10 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
-// tcphop's XDP programs. Map and program names are mirrored in datapath/layout.py.
+// tcphop's XDP program, attached to the uplink of every node. Map names and the counter enum
+// are mirrored in datapath/layout.py.
 //
-// tcphop_decap (every server node): IPv4-in-IPv4 packets whose outer source is a trusted
-// scheduler are stripped of the outer header and passed to the stack, which serves the inner
-// connection on the VIP bound to lo. Encapsulated packets from anyone else, fragments and
-// malformed encapsulation are dropped and counted. Everything else passes untouched.
+// Receiver side (every node): IPv4-in-IPv4 packets whose outer source is a trusted scheduler
+// are stripped of the outer header and passed to the stack, which serves the inner connection
+// on the VIP bound to lo. Encapsulated packets from anyone else, fragments and malformed
+// encapsulation are dropped and counted.
+//
+// Scheduler side (the leader fills `vips`; on other nodes it is empty and everything else
+// passes): IPv4/TCP to a VIP service is encapsulated IPv4-in-IPv4 to the chosen server and sent
+// back out (XDP_TX), or passed to the local stack when the chosen server is this node. The
+// server comes from the flow table, else from the service's Maglev ring (written by the control
+// plane from placement weights), and the choice is recorded as a flow. New connections to L7
+// services pass to the local listener. A VIP packet that cannot be forwarded is dropped and
+// counted, never passed: the local stack would answer with a reset.
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -14,111 +23,25 @@
 
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
-
-enum stat {
-	STAT_PASSED = 0,        // not encapsulated: left to the stack
-	STAT_DECAPSULATED = 1,  // outer header stripped, inner packet passed
-	STAT_UNTRUSTED = 2,     // encapsulated, but not from a trusted scheduler: dropped
-	STAT_FRAGMENT = 3,      // encapsulated fragment (cannot be decapsulated): dropped
-	STAT_MALFORMED = 4,     // truncated or bad headers: dropped
-	STAT_MAX = 5,
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
-	__type(key, __u32);   // scheduler IPv4 address, network order
-	__type(value, __u8);
-} trusted SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} decap_stats SEC(".maps");
-
-// Bump a per-CPU counter and return the verdict, so every exit is counted in one line.
-static __always_inline int counted(void *stats, __u32 reason, int verdict)
-{
-	__u64 *n = bpf_map_lookup_elem(stats, &reason);
-	if (n)
-		*n += 1;
-	return verdict;
-}
-
-#define count(reason, verdict) counted(&decap_stats, reason, verdict)
-
-SEC("xdp")
-int tcphop_decap(struct xdp_md *ctx)
-{
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *outer, *inner;
-	struct ethhdr saved;
-	__u32 outer_len;
-
-	if ((void *)(eth + 1) > data_end)
-		return count(STAT_PASSED, XDP_PASS);
-	if (eth->h_proto != bpf_htons(ETH_P_IP))
-		return count(STAT_PASSED, XDP_PASS);
-	outer = (void *)(eth + 1);
-	if ((void *)(outer + 1) > data_end)
-		return count(STAT_MALFORMED, XDP_DROP);
-	if (outer->protocol != IPPROTO_IPIP)
-		return count(STAT_PASSED, XDP_PASS);
-	if (!bpf_map_lookup_elem(&trusted, &outer->saddr))
-		return count(STAT_UNTRUSTED, XDP_DROP);
-	if (outer->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-		return count(STAT_FRAGMENT, XDP_DROP);
-	if (outer->ihl < 5)
-		return count(STAT_MALFORMED, XDP_DROP);
-	outer_len = outer->ihl * 4;
-	if (outer_len > 60)
-		return count(STAT_MALFORMED, XDP_DROP);
-	inner = (void *)outer + outer_len;
-	if ((void *)(inner + 1) > data_end || inner->version != 4 || inner->ihl < 5)
-		return count(STAT_MALFORMED, XDP_DROP);
-
-	__builtin_memcpy(&saved, eth, sizeof(saved));
-	if (bpf_xdp_adjust_head(ctx, (int)outer_len))
-		return count(STAT_MALFORMED, XDP_DROP);
-	// Packet pointers taken before adjust_head are invalid now: reload and re-check.
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	eth = data;
-	if ((void *)(eth + 1) > data_end)
-		return count(STAT_MALFORMED, XDP_DROP);
-	__builtin_memcpy(eth, &saved, sizeof(saved));
-	return count(STAT_DECAPSULATED, XDP_PASS);
-}
-
-char LICENSE[] SEC("license") = "GPL";
-
-// ---------------------------------------------------------------------------------------------
-// tcphop_sched (the leader's uplink): IPv4/TCP to a VIP service is encapsulated IPv4-in-IPv4 to
-// the chosen server and sent back out (XDP_TX). The server comes from the flow table, else from
-// the service's Maglev ring (written by the control plane from placement weights), and the
-// choice is recorded as a flow. New connections to L7 services pass to the local listener. A
-// VIP packet that cannot be forwarded is dropped and counted, never passed: the local stack
-// owns the VIP and would answer with a reset.
-
 #define RING_SIZE 65537
 #define MAX_SERVICES 16
 #define MAX_BACKENDS 1024
 #define VIP_L7 1
 
-enum sched_stat {
-	SCHED_PASSED = 0,       // not for a VIP service
-	SCHED_ENCAPSULATED = 1, // sent to a server
-	SCHED_NEW_FLOWS = 2,    // flows recorded
-	SCHED_TO_LISTENER = 3,  // new connection of an L7 service: to the local listener
-	SCHED_NO_BACKEND = 4,   // the ring has no server for this service: dropped
-	SCHED_FRAGMENT = 5,     // fragment to a VIP: dropped
-	SCHED_MALFORMED = 6,    // truncated headers to a VIP: dropped
-	SCHED_ENCAP_FAILED = 7, // no room to encapsulate: dropped
-	SCHED_MAX = 8,
+enum stat {
+	STAT_PASSED = 0,          // neither encapsulated nor for a VIP service: left to the stack
+	STAT_DECAPSULATED = 1,    // outer header stripped, inner packet passed
+	STAT_UNTRUSTED = 2,       // encapsulated, but not from a trusted scheduler: dropped
+	STAT_DECAP_FRAGMENT = 3,  // encapsulated fragment (cannot be decapsulated): dropped
+	STAT_DECAP_MALFORMED = 4, // truncated or bad encapsulation: dropped
+	STAT_ENCAPSULATED = 5,    // sent to a server
+	STAT_NEW_FLOWS = 6,       // flows recorded
+	STAT_TO_LISTENER = 7,     // new connection of an L7 service: to the local listener
+	STAT_NO_BACKEND = 8,      // the ring has no server for this service: dropped
+	STAT_VIP_FRAGMENT = 9,    // fragment to a VIP: dropped
+	STAT_ENCAP_FAILED = 10,   // no room to encapsulate: dropped
+	STAT_LOCAL = 11,          // this node is the chosen server: passed to its own stack
+	STAT_MAX = 12,
 };
 
 struct vip_key {
@@ -146,8 +69,15 @@ struct backend {
 };
 
 struct config {
-	__u32 addr;      // this scheduler's address: the outer source
+	__u32 addr;      // this node's address: the outer source, and "the chosen server is me"
 };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);   // scheduler IPv4 address, network order
+	__type(value, __u8);
+} trusted SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -182,16 +112,23 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct config);
-} sched_config SEC(".maps");
+} config SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, SCHED_MAX);
+	__uint(max_entries, STAT_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
-} sched_stats SEC(".maps");
+} stats SEC(".maps");
 
-#define sched_count(reason, verdict) counted(&sched_stats, reason, verdict)
+// Bump a per-CPU counter and return the verdict, so every exit is counted in one line.
+static __always_inline int count(__u32 reason, int verdict)
+{
+	__u64 *n = bpf_map_lookup_elem(&stats, &reason);
+	if (n)
+		*n += 1;
+	return verdict;
+}
 
 // The flow hash: the same 4-tuple always lands in the same ring slot (Python only fills rings).
 static __always_inline __u32 flow_hash(const struct flow_key *k)
@@ -212,13 +149,42 @@ static __always_inline __u16 csum_fold(__u32 sum)
 	return (__u16)~sum;
 }
 
-SEC("xdp")
-int tcphop_sched(struct xdp_md *ctx)
+// Receiver side: `outer` is an IPv4-in-IPv4 header inside the packet's bounds.
+static __always_inline int decapsulate(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *outer)
 {
-	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip;
+	struct iphdr *inner;
+	struct ethhdr saved;
+	__u32 outer_len;
+
+	if (!bpf_map_lookup_elem(&trusted, &outer->saddr))
+		return count(STAT_UNTRUSTED, XDP_DROP);
+	if (outer->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return count(STAT_DECAP_FRAGMENT, XDP_DROP);
+	if (outer->ihl < 5)
+		return count(STAT_DECAP_MALFORMED, XDP_DROP);
+	outer_len = outer->ihl * 4;
+	if (outer_len > 60)
+		return count(STAT_DECAP_MALFORMED, XDP_DROP);
+	inner = (void *)outer + outer_len;
+	if ((void *)(inner + 1) > data_end || inner->version != 4 || inner->ihl < 5)
+		return count(STAT_DECAP_MALFORMED, XDP_DROP);
+
+	__builtin_memcpy(&saved, eth, sizeof(saved));
+	if (bpf_xdp_adjust_head(ctx, (int)outer_len))
+		return count(STAT_DECAP_MALFORMED, XDP_DROP);
+	// Packet pointers taken before adjust_head are invalid now: reload and re-check.
+	eth = (void *)(long)ctx->data;
+	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
+		return count(STAT_DECAP_MALFORMED, XDP_DROP);
+	__builtin_memcpy(eth, &saved, sizeof(saved));
+	return count(STAT_DECAPSULATED, XDP_PASS);
+}
+
+// Scheduler side: `ip` is an IPv4 header inside the packet's bounds.
+static __always_inline int schedule(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *ip)
+{
+	void *data_end = (void *)(long)ctx->data_end;
 	struct tcphdr_min { __u16 source, dest; __u32 seq, ack; __u8 off, flags; } *tcp;
 	struct vip_key vk = {};
 	struct vip_meta *meta;
@@ -230,27 +196,18 @@ int tcphop_sched(struct xdp_md *ctx)
 	__u16 inner_len, inner_frag;
 	__u8 local_mac[6];
 
-	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
-		return sched_count(SCHED_PASSED, XDP_PASS);
-	ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > data_end)
-		return sched_count(SCHED_PASSED, XDP_PASS);
-	if (ip->protocol != IPPROTO_TCP)
-		return sched_count(SCHED_PASSED, XDP_PASS);
-	if (ip->ihl < 5)
-		return sched_count(SCHED_PASSED, XDP_PASS);
+	if (ip->protocol != IPPROTO_TCP || ip->ihl < 5)
+		return count(STAT_PASSED, XDP_PASS);
 	tcp = (void *)ip + ip->ihl * 4;
+	if ((void *)(tcp + 1) > data_end)
+		return count(STAT_PASSED, XDP_PASS);
 	vk.addr = ip->daddr;
-	if ((void *)(tcp + 1) > data_end) {
-		// Too short to see the port: drop if the address is any VIP's, else let it be.
-		return sched_count(SCHED_PASSED, XDP_PASS);
-	}
 	vk.port = tcp->dest;
 	meta = bpf_map_lookup_elem(&vips, &vk);
 	if (!meta)
-		return sched_count(SCHED_PASSED, XDP_PASS);
+		return count(STAT_PASSED, XDP_PASS);
 	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-		return sched_count(SCHED_FRAGMENT, XDP_DROP);
+		return count(STAT_VIP_FRAGMENT, XDP_DROP);
 
 	fk.src = ip->saddr;
 	fk.dst = ip->daddr;
@@ -261,34 +218,34 @@ int tcphop_sched(struct xdp_md *ctx)
 		idx = *found;
 	} else {
 		if (meta->flags & VIP_L7)
-			return sched_count(SCHED_TO_LISTENER, XDP_PASS);
+			return count(STAT_TO_LISTENER, XDP_PASS);
 		if (meta->service >= MAX_SERVICES)
-			return sched_count(SCHED_NO_BACKEND, XDP_DROP);
+			return count(STAT_NO_BACKEND, XDP_DROP);
 		__u32 key = meta->service * RING_SIZE + flow_hash(&fk) % RING_SIZE;
 		slot = bpf_map_lookup_elem(&rings, &key);
 		if (!slot || *slot == 0)
-			return sched_count(SCHED_NO_BACKEND, XDP_DROP);
+			return count(STAT_NO_BACKEND, XDP_DROP);
 		idx = *slot - 1;
 		bpf_map_update_elem(&flows, &fk, &idx, BPF_ANY);
-		sched_count(SCHED_NEW_FLOWS, 0);
+		count(STAT_NEW_FLOWS, 0);
 	}
 	be = bpf_map_lookup_elem(&backends, &idx);
-	cfg = bpf_map_lookup_elem(&sched_config, &zero);
+	cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!be || !cfg || be->addr == 0)
-		return sched_count(SCHED_NO_BACKEND, XDP_DROP);
+		return count(STAT_NO_BACKEND, XDP_DROP);
+	if (be->addr == cfg->addr)
+		return count(STAT_LOCAL, XDP_PASS);
 
 	inner_tos = ip->tos;
 	inner_len = bpf_ntohs(ip->tot_len);
 	inner_frag = ip->frag_off & bpf_htons(0x4000);  // keep DF
 	__builtin_memcpy(local_mac, eth->h_dest, 6);
 	if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct iphdr)))
-		return sched_count(SCHED_ENCAP_FAILED, XDP_DROP);
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	eth = data;
+		return count(STAT_ENCAP_FAILED, XDP_DROP);
+	eth = (void *)(long)ctx->data;
 	ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > data_end)
-		return sched_count(SCHED_ENCAP_FAILED, XDP_DROP);
+	if ((void *)(ip + 1) > (void *)(long)ctx->data_end)
+		return count(STAT_ENCAP_FAILED, XDP_DROP);
 	__builtin_memcpy(eth->h_dest, be->mac, 6);
 	__builtin_memcpy(eth->h_source, local_mac, 6);
 	eth->h_proto = bpf_htons(ETH_P_IP);
@@ -309,5 +266,25 @@ int tcphop_sched(struct xdp_md *ctx)
 	for (int i = 0; i < 10; i++)
 		sum += words[i];
 	ip->check = csum_fold(sum);
-	return sched_count(SCHED_ENCAPSULATED, XDP_TX);
+	return count(STAT_ENCAPSULATED, XDP_TX);
 }
+
+SEC("xdp")
+int tcphop_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip;
+
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return count(STAT_PASSED, XDP_PASS);
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end)
+		return count(STAT_PASSED, XDP_PASS);
+	if (ip->protocol == IPPROTO_IPIP)
+		return decapsulate(ctx, eth, ip);
+	return schedule(ctx, eth, ip);
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from datapath import layout
-from datapath.layout import DecapStat
+from datapath.layout import Stat
 from datapath.libbpf import XDP_DROP, XDP_PASS, BpfObject
 from tests.conftest import load_bpf
 
@@ -63,19 +63,19 @@ def prog() -> Iterator[BpfObject]:
 
 
 def run(prog: BpfObject, packet: bytes) -> tuple[int, bytes]:
-    return prog.test_run(layout.DECAP_PROG, packet)
+    return prog.test_run(layout.PROG, packet)
 
 
-def stat(prog: BpfObject, reason: DecapStat) -> int:
-    return prog.percpu_sum(layout.DECAP_STATS_MAP, struct.pack("<I", reason))
+def stat(prog: BpfObject, reason: Stat) -> int:
+    return prog.percpu_sum(layout.STATS_MAP, struct.pack("<I", reason))
 
 
 def test_packets_from_a_trusted_scheduler_lose_exactly_the_outer_header(prog: BpfObject) -> None:
-    before = stat(prog, DecapStat.DECAPSULATED)
+    before = stat(prog, Stat.DECAPSULATED)
     verdict, out = run(prog, ETH + ipv4(SCHEDULER, SERVER, socket.IPPROTO_IPIP, INNER))
     assert verdict == XDP_PASS
     assert out == ETH + INNER  # same MACs, the client's packet untouched, checksums intact
-    assert stat(prog, DecapStat.DECAPSULATED) == before + 1
+    assert stat(prog, Stat.DECAPSULATED) == before + 1
 
 
 def test_outer_options_are_stripped_too(prog: BpfObject) -> None:
@@ -87,25 +87,24 @@ def test_outer_options_are_stripped_too(prog: BpfObject) -> None:
 @pytest.mark.parametrize(
     ("packet", "reason"),
     [
-        (ETH + ipv4(STRANGER, SERVER, socket.IPPROTO_IPIP, INNER), DecapStat.UNTRUSTED),
+        (ETH + ipv4(STRANGER, SERVER, socket.IPPROTO_IPIP, INNER), Stat.UNTRUSTED),
         (
             ETH + ipv4(SCHEDULER, SERVER, socket.IPPROTO_IPIP, INNER, frag=0x2000),
-            DecapStat.FRAGMENT,
+            Stat.DECAP_FRAGMENT,
         ),
         (
             ETH + ipv4(SCHEDULER, SERVER, socket.IPPROTO_IPIP, INNER, frag=0x0010),
-            DecapStat.FRAGMENT,
+            Stat.DECAP_FRAGMENT,
         ),
         (
             ETH + ipv4(SCHEDULER, SERVER, socket.IPPROTO_IPIP, b"\x60" + INNER[1:]),
-            DecapStat.MALFORMED,
+            Stat.DECAP_MALFORMED,
         ),
-        (ETH + ipv4(SCHEDULER, SERVER, socket.IPPROTO_IPIP, INNER[:12]), DecapStat.MALFORMED),
-        (ETH + ipv4(SCHEDULER, SERVER, socket.IPPROTO_TCP, TCP_SYN)[:12], DecapStat.MALFORMED),
+        (ETH + ipv4(SCHEDULER, SERVER, socket.IPPROTO_IPIP, INNER[:12]), Stat.DECAP_MALFORMED),
     ],
 )
 def test_untrusted_fragmented_or_malformed_encapsulation_is_dropped_and_counted(
-    prog: BpfObject, packet: bytes, reason: DecapStat
+    prog: BpfObject, packet: bytes, reason: Stat
 ) -> None:
     before = stat(prog, reason)
     assert run(prog, packet)[0] == XDP_DROP
@@ -116,6 +115,7 @@ def test_untrusted_fragmented_or_malformed_encapsulation_is_dropped_and_counted(
     "packet",
     [
         ETH + INNER,  # a plain packet to a VIP (or anything else): the stack decides
+        ETH + ipv4(SCHEDULER, SERVER, socket.IPPROTO_TCP, TCP_SYN)[:12],  # truncated: the stack's
         bytes.fromhex("ffffffffffff020000000001") + struct.pack("!H", 0x0806) + bytes(28),  # ARP
         ETH[:12] + struct.pack("!H", 0x86DD) + bytes(40),  # IPv6: not ours
     ],

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from datapath import layout, maglev
-from datapath.layout import SchedStat
+from datapath.layout import Stat
 from datapath.libbpf import XDP_DROP, XDP_PASS, XDP_TX, BpfObject
 from tests.bpf.test_decap import ETH, TCP_SYN, checksum, ipv4
 from tests.conftest import load_bpf
@@ -33,13 +33,17 @@ def fill_ring(obj: BpfObject, service: int, table: list[str] | None) -> None:
 @pytest.fixture(scope="module")
 def prog() -> Iterator[BpfObject]:
     obj = load_bpf()
-    obj.update(layout.SCHED_CONFIG_MAP, layout.u32(0), socket.inet_aton(SCHEDULER))
+    obj.update(layout.CONFIG_MAP, layout.u32(0), socket.inet_aton(SCHEDULER))
     for name, (addr, mac) in SERVERS.items():
         obj.update(layout.BACKENDS_MAP, layout.u32(INDEX[name]), layout.backend(addr, mac))
     obj.update(layout.VIPS_MAP, layout.vip_key(VIP, 80), layout.vip_meta(0, l7=False))
     obj.update(layout.VIPS_MAP, layout.vip_key(VIP, 8080), layout.vip_meta(1, l7=True))
     obj.update(layout.VIPS_MAP, layout.vip_key(VIP, 9000), layout.vip_meta(2, l7=False))
     fill_ring(obj, 0, maglev.build({"a": 100, "b": 100}, layout.RING_SIZE))
+    obj.update(layout.BACKENDS_MAP, layout.u32(2), layout.backend(SCHEDULER, bytes(6)))
+    obj.update(layout.VIPS_MAP, layout.vip_key(VIP, 7000), layout.vip_meta(3, l7=False))
+    for slot in range(layout.RING_SIZE):  # service 3's only server is the scheduler itself
+        obj.update(layout.RINGS_MAP, layout.u32(3 * layout.RING_SIZE + slot), layout.u32(3))
     yield obj
     obj.close()
 
@@ -52,8 +56,8 @@ def packet(sport: int, dport: int = 80, flags: int = 0x02, frag: int = 0x4000) -
     return ETH + ipv4(CLIENT, VIP, socket.IPPROTO_TCP, tcp(sport, dport, flags), frag=frag)
 
 
-def stat(prog: BpfObject, reason: SchedStat) -> int:
-    return prog.percpu_sum(layout.SCHED_STATS_MAP, struct.pack("<I", reason))
+def stat(prog: BpfObject, reason: Stat) -> int:
+    return prog.percpu_sum(layout.STATS_MAP, struct.pack("<I", reason))
 
 
 def server_of(out: bytes) -> str:
@@ -62,7 +66,7 @@ def server_of(out: bytes) -> str:
 
 def test_a_syn_to_a_vip_is_encapsulated_whole_to_a_server(prog: BpfObject) -> None:
     original = packet(40001)
-    verdict, out = prog.test_run(layout.SCHED_PROG, original)
+    verdict, out = prog.test_run(layout.PROG, original)
     assert verdict == XDP_TX
     name = server_of(out)
     addr, mac = SERVERS[name]
@@ -80,45 +84,45 @@ def test_a_syn_to_a_vip_is_encapsulated_whole_to_a_server(prog: BpfObject) -> No
 
 
 def test_later_packets_follow_the_flow_even_when_the_ring_changes(prog: BpfObject) -> None:
-    first = server_of(prog.test_run(layout.SCHED_PROG, packet(40002))[1])
+    first = server_of(prog.test_run(layout.PROG, packet(40002))[1])
     other = "b" if first == "a" else "a"
     fill_ring(prog, 0, [other] * layout.RING_SIZE)
     try:
         for flags in (0x10, 0x18, 0x11):  # ACK, PSH-ACK, FIN-ACK of the same connection
-            verdict, out = prog.test_run(layout.SCHED_PROG, packet(40002, flags=flags))
+            verdict, out = prog.test_run(layout.PROG, packet(40002, flags=flags))
             assert (verdict, server_of(out)) == (XDP_TX, first)
-        assert server_of(prog.test_run(layout.SCHED_PROG, packet(40003))[1]) == other
+        assert server_of(prog.test_run(layout.PROG, packet(40003))[1]) == other
     finally:
         fill_ring(prog, 0, maglev.build({"a": 100, "b": 100}, layout.RING_SIZE))
 
 
 def test_new_connections_spread_over_the_ring(prog: BpfObject) -> None:
-    chosen = [server_of(prog.test_run(layout.SCHED_PROG, packet(41000 + i))[1]) for i in range(200)]
+    chosen = [server_of(prog.test_run(layout.PROG, packet(41000 + i))[1]) for i in range(200)]
     assert 60 < chosen.count("a") < 140  # Maglev with equal weights: about half each
 
 
 def test_l7_connections_go_to_the_local_listener_until_they_have_a_flow(prog: BpfObject) -> None:
-    before = stat(prog, SchedStat.TO_LISTENER)
-    verdict, out = prog.test_run(layout.SCHED_PROG, packet(42000, dport=8080))
+    before = stat(prog, Stat.TO_LISTENER)
+    verdict, out = prog.test_run(layout.PROG, packet(42000, dport=8080))
     assert (verdict, out) == (XDP_PASS, packet(42000, dport=8080))
-    assert stat(prog, SchedStat.TO_LISTENER) == before + 1
+    assert stat(prog, Stat.TO_LISTENER) == before + 1
     prog.update(layout.FLOWS_MAP, layout.flow_key(CLIENT, VIP, 42000, 8080), layout.u32(1))
-    verdict, out = prog.test_run(layout.SCHED_PROG, packet(42000, dport=8080, flags=0x10))
+    verdict, out = prog.test_run(layout.PROG, packet(42000, dport=8080, flags=0x10))
     assert (verdict, server_of(out)) == (XDP_TX, "b")  # hopped: the L7 hop installed the flow
 
 
 @pytest.mark.parametrize(
     ("pkt", "reason"),
     [
-        (packet(43000, dport=9000), SchedStat.NO_BACKEND),  # a service with an empty ring
-        (packet(43001, frag=0x2000), SchedStat.FRAGMENT),
+        (packet(43000, dport=9000), Stat.NO_BACKEND),  # a service with an empty ring
+        (packet(43001, frag=0x2000), Stat.VIP_FRAGMENT),
     ],
 )
 def test_vip_packets_that_cannot_be_forwarded_are_dropped_never_passed(
-    prog: BpfObject, pkt: bytes, reason: SchedStat
+    prog: BpfObject, pkt: bytes, reason: Stat
 ) -> None:
     before = stat(prog, reason)
-    assert prog.test_run(layout.SCHED_PROG, pkt)[0] == XDP_DROP
+    assert prog.test_run(layout.PROG, pkt)[0] == XDP_DROP
     assert stat(prog, reason) == before + 1
 
 
@@ -131,4 +135,14 @@ def test_vip_packets_that_cannot_be_forwarded_are_dropped_never_passed(
     ],
 )
 def test_other_traffic_passes_untouched(prog: BpfObject, pkt: bytes) -> None:
-    assert prog.test_run(layout.SCHED_PROG, pkt) == (XDP_PASS, pkt)
+    assert prog.test_run(layout.PROG, pkt) == (XDP_PASS, pkt)
+
+
+def test_connections_placed_on_the_scheduler_itself_go_to_its_own_stack(prog: BpfObject) -> None:
+    before = stat(prog, Stat.LOCAL)
+    for flags in (0x02, 0x10):  # the SYN records the flow, the ACK follows it
+        assert prog.test_run(layout.PROG, packet(45000, 7000, flags)) == (
+            XDP_PASS,
+            packet(45000, 7000, flags),
+        )
+    assert stat(prog, Stat.LOCAL) == before + 2

@@ -493,3 +493,80 @@ class GetLoadsResponse(_message.Message):
     loads: _containers.RepeatedCompositeFieldContainer[NodeLoad]
     weights: _containers.RepeatedCompositeFieldContainer[ServiceWeights]
     def __init__(self, leader: _Optional[str] = ..., term: _Optional[int] = ..., loads: _Optional[_Iterable[_Union[NodeLoad, _Mapping]]] = ..., weights: _Optional[_Iterable[_Union[ServiceWeights, _Mapping]]] = ...) -> None: ...
+
+class GetDatapathRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetDatapathResponse(_message.Message):
+    __slots__ = ("node_id", "kind", "interface", "mode", "address", "stats", "scheduling", "vips", "trusted")
+    class StatsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    INTERFACE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULING_FIELD_NUMBER: _ClassVar[int]
+    VIPS_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    kind: str
+    interface: str
+    mode: str
+    address: str
+    stats: _containers.ScalarMap[str, int]
+    scheduling: bool
+    vips: _containers.RepeatedScalarFieldContainer[str]
+    trusted: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_id: _Optional[str] = ..., kind: _Optional[str] = ..., interface: _Optional[str] = ..., mode: _Optional[str] = ..., address: _Optional[str] = ..., stats: _Optional[_Mapping[str, int]] = ..., scheduling: _Optional[bool] = ..., vips: _Optional[_Iterable[str]] = ..., trusted: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Flow(_message.Message):
+    __slots__ = ("client", "client_port", "vip", "port", "node")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_PORT_FIELD_NUMBER: _ClassVar[int]
+    VIP_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    client_port: int
+    vip: str
+    port: int
+    node: str
+    def __init__(self, client: _Optional[str] = ..., client_port: _Optional[int] = ..., vip: _Optional[str] = ..., port: _Optional[int] = ..., node: _Optional[str] = ...) -> None: ...
+
+class ListFlowsRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class ListFlowsResponse(_message.Message):
+    __slots__ = ("node_id", "flows", "truncated")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    FLOWS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    flows: _containers.RepeatedCompositeFieldContainer[Flow]
+    truncated: bool
+    def __init__(self, node_id: _Optional[str] = ..., flows: _Optional[_Iterable[_Union[Flow, _Mapping]]] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class ListConnectionsRequest(_message.Message):
+    __slots__ = ("vips",)
+    VIPS_FIELD_NUMBER: _ClassVar[int]
+    vips: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, vips: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListConnectionsResponse(_message.Message):
+    __slots__ = ("node_id", "connections")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    connections: _containers.RepeatedCompositeFieldContainer[Flow]
+    def __init__(self, node_id: _Optional[str] = ..., connections: _Optional[_Iterable[_Union[Flow, _Mapping]]] = ...) -> None: ...

@@ -682,3 +682,170 @@ class Scheduler:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class HopStub:
+    """The node's datapath, answered by the node itself (not the leader): its counters, its flow
+    table (on the scheduler) and the VIP connections its own stack serves (which a new leader
+    reads from every node to rebuild its flow table before it announces the VIPs).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetDatapath = channel.unary_unary(
+                '/tcphop.v1.Hop/GetDatapath',
+                request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.GetDatapathRequest.SerializeToString,
+                response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.GetDatapathResponse.FromString,
+                _registered_method=True)
+        self.ListFlows = channel.unary_unary(
+                '/tcphop.v1.Hop/ListFlows',
+                request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListFlowsRequest.SerializeToString,
+                response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListFlowsResponse.FromString,
+                _registered_method=True)
+        self.ListConnections = channel.unary_unary(
+                '/tcphop.v1.Hop/ListConnections',
+                request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsRequest.SerializeToString,
+                response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsResponse.FromString,
+                _registered_method=True)
+
+
+class HopServicer:
+    """The node's datapath, answered by the node itself (not the leader): its counters, its flow
+    table (on the scheduler) and the VIP connections its own stack serves (which a new leader
+    reads from every node to rebuild its flow table before it announces the VIPs).
+    """
+
+    def GetDatapath(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFlows(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConnections(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_HopServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetDatapath': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDatapath,
+                    request_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.GetDatapathRequest.FromString,
+                    response_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.GetDatapathResponse.SerializeToString,
+            ),
+            'ListFlows': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFlows,
+                    request_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListFlowsRequest.FromString,
+                    response_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListFlowsResponse.SerializeToString,
+            ),
+            'ListConnections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConnections,
+                    request_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsRequest.FromString,
+                    response_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'tcphop.v1.Hop', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('tcphop.v1.Hop', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Hop:
+    """The node's datapath, answered by the node itself (not the leader): its counters, its flow
+    table (on the scheduler) and the VIP connections its own stack serves (which a new leader
+    reads from every node to rebuild its flow table before it announces the VIPs).
+    """
+
+    @staticmethod
+    def GetDatapath(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tcphop.v1.Hop/GetDatapath',
+            cluster_dot_api_dot_v1_dot_cluster__pb2.GetDatapathRequest.SerializeToString,
+            cluster_dot_api_dot_v1_dot_cluster__pb2.GetDatapathResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFlows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tcphop.v1.Hop/ListFlows',
+            cluster_dot_api_dot_v1_dot_cluster__pb2.ListFlowsRequest.SerializeToString,
+            cluster_dot_api_dot_v1_dot_cluster__pb2.ListFlowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConnections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tcphop.v1.Hop/ListConnections',
+            cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsRequest.SerializeToString,
+            cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

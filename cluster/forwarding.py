@@ -1,0 +1,163 @@
+"""Forwarding: keeps this node's datapath equal to what etcd and live placement say.
+
+Every node is a receiver: the VIPs of all services bound on lo, and the encapsulation of every
+registered node trusted (any node may be made scheduler on the fly, so trusting only the
+current designations would race the election). The leader also programs the scheduler tables:
+one Maglev ring per service from `Scheduler.service_weights()`, every registered node as a
+possible backend.
+
+`Forwarder` is also the leader's VipHolder in front of the real one, which orders a takeover
+as the architecture asks: before the VIPs are announced, the new leader reads the connections
+every node serves (`Hop.ListConnections`), programs its tables and pins those connections to
+their servers, so no established connection is sent elsewhere by the ring. After losing the
+lead, the last tables stay programmed for STEP_DOWN_GRACE_S: packets a stale ARP entry still
+sends here are forwarded rather than reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import structlog
+
+from cluster.api.v1 import cluster_pb2 as pb
+from cluster.api.v1 import cluster_pb2_grpc
+from cluster.config import parse_hostport
+from cluster.election import VipHolder
+from cluster.errors import StoreError
+from cluster.model import Mode, Registration
+from cluster.scheduler import Scheduler
+from cluster.state import ClusterState, Snapshot
+from datapath.errors import DatapathError
+from datapath.protocol import Datapath, DesiredState, Flow, SchedulerTables, VipService
+
+log = structlog.get_logger()
+PERIOD_S = 0.5
+STEP_DOWN_GRACE_S = 5.0
+RECOVERY_TIMEOUT_S = 0.3
+
+
+def node_address(r: Registration) -> str:
+    """A node's datapath address: the host of the endpoint it advertises."""
+    return parse_hostport(r.endpoint, f"node {r.node_id}'s endpoint")[0]
+
+
+def desired_state(snap: Snapshot, weights: dict[str, dict[str, int]] | None) -> DesiredState:
+    """What this node's datapath should hold; `weights` only on the leader."""
+    vips = frozenset(s.vip for s in snap.services.values())
+    addresses = {n: node_address(r) for n, r in snap.registrations.items()}
+    trusted = frozenset(addresses.values())
+    if weights is None:
+        return DesiredState(vips, trusted)
+    services = tuple(
+        VipService(
+            name,
+            spec.vip,
+            spec.port,
+            spec.mode == Mode.L7,
+            tuple(sorted((n, w) for n, w in weights.get(name, {}).items() if n in addresses)),
+        )
+        for name, spec in sorted(snap.services.items())
+    )
+    return DesiredState(vips, trusted, SchedulerTables(tuple(sorted(addresses.items())), services))
+
+
+class Forwarder:
+    def __init__(
+        self,
+        datapath: Datapath,
+        state: ClusterState,
+        scheduler: Scheduler,
+        vips: VipHolder,
+        node_id: str,
+    ) -> None:
+        self.datapath, self.state, self.scheduler, self.vips = datapath, state, scheduler, vips
+        self.node_id = node_id
+        self.leading = False
+        self.stepped_down_at: float | None = None
+        self.lock = asyncio.Lock()
+        self.wake = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.sync()
+            self.wake.clear()
+            waiters = [asyncio.ensure_future(e.wait()) for e in (stop, self.wake)]
+            await asyncio.wait(waiters, timeout=PERIOD_S, return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
+
+    async def sync(self) -> None:
+        """Program the datapath from one snapshot; failures are logged and retried next tick."""
+        async with self.lock:
+            try:
+                snap = await self.state.snapshot()
+                weights = await self._weights()
+                desired = desired_state(snap, weights)
+                if weights is None and self._in_grace():
+                    desired = DesiredState(
+                        desired.vips, desired.trusted, self.datapath.programmed().scheduler
+                    )
+                await self.datapath.apply(desired)
+            except (StoreError, DatapathError) as e:
+                log.warning("datapath_sync_failed", reason=str(e))
+
+    async def _weights(self) -> dict[str, dict[str, int]] | None:
+        return await self.scheduler.service_weights() if self.leading else None
+
+    def _in_grace(self) -> bool:
+        return (
+            self.stepped_down_at is not None
+            and time.monotonic() - self.stepped_down_at < STEP_DOWN_GRACE_S
+        )
+
+    # VipHolder: the election calls these.
+    async def hold(self, vips: frozenset[str]) -> None:
+        if not self.leading:
+            self.leading, self.stepped_down_at = True, None
+            started = time.monotonic()
+            await self.sync()
+            recovered = await self._recover_flows()
+            log.info(
+                "scheduler_prepared",
+                flows_recovered=recovered,
+                took_ms=round((time.monotonic() - started) * 1000, 1),
+            )
+        await self.vips.hold(vips)
+
+    async def release(self) -> None:
+        await self.vips.release()
+        if self.leading:
+            self.leading, self.stepped_down_at = False, time.monotonic()
+            self.wake.set()
+
+    async def _recover_flows(self) -> int:
+        """Pin every connection the nodes serve on a VIP to the node serving it."""
+        try:
+            snap = await self.state.snapshot()
+        except StoreError as e:
+            log.warning("flow_recovery_failed", reason=str(e))
+            return 0
+        vips = sorted({s.vip for s in snap.services.values()})
+        if not vips:
+            return 0
+        answers = await asyncio.gather(
+            *(_connections(r.endpoint, vips) for r in snap.registrations.values())
+        )
+        flows = [f for answer in answers for f in answer]
+        async with self.lock:
+            return await self.datapath.add_flows(flows)
+
+
+async def _connections(endpoint: str, vips: list[str]) -> list[Flow]:
+    try:
+        async with grpc.aio.insecure_channel(endpoint) as channel:
+            reply = await cluster_pb2_grpc.HopStub(channel).ListConnections(
+                pb.ListConnectionsRequest(vips=vips), timeout=RECOVERY_TIMEOUT_S
+            )
+    except grpc.aio.AioRpcError as e:
+        log.warning("flow_recovery_skipped", endpoint=endpoint, reason=e.code().name)
+        return []
+    return [Flow(c.client, c.client_port, c.vip, c.port, reply.node_id) for c in reply.connections]

@@ -1,0 +1,277 @@
+"""XdpDatapath: datapath/bpf/tcphop.bpf.c attached to a node's uplink, driven from Python.
+
+The object is built with clang when needed, loaded through libbpf with every map pinned under
+`pin_dir` (a bpf filesystem, mounted there if it is not), and attached to the uplink (generic or
+native XDP; attaching replaces a previous program atomically). A restarted daemon reuses the
+pinned maps, so flows and tables survive it; the program stays attached while no daemon runs.
+
+Programming follows Katran's split: the kernel hashes the 4-tuple and forwards; Python writes
+tables. Backends keep their index for as long as the maps live (flows refer to indices), and a
+service keeps its ring while its VIP:port stays; rings are rewritten only when they change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import structlog
+
+from datapath import layout, maglev, netlink
+from datapath.errors import DatapathError
+from datapath.libbpf import BpfObject, build
+from datapath.protocol import DatapathInfo, DesiredState, Flow, SchedulerTables, VipService
+
+log = structlog.get_logger()
+BPF_FS_MAGIC = 0xCAFE4A11
+NEXT_HOP_TTL_S = 30.0
+RESOLVE_TIMEOUT_S = 1.0
+EMPTY_RING = bytes(4 * layout.RING_SIZE)
+
+
+def on_bpf_fs(path: Path) -> bool:
+    """Whether `path` is a mounted bpf filesystem (statfs magic), via stat -f."""
+    done = subprocess.run(
+        ["stat", "-f", "-c", "%t", str(path)], capture_output=True, text=True, check=False
+    )
+    return done.returncode == 0 and int(done.stdout.strip() or "0", 16) == BPF_FS_MAGIC
+
+
+def ensure_bpf_fs(root: Path) -> None:
+    """Make `root` a directory on a bpf filesystem: mount one there unless one is above it."""
+    root.mkdir(parents=True, exist_ok=True)
+    probe = root
+    while probe != probe.parent:
+        if on_bpf_fs(probe):
+            return
+        probe = probe.parent
+    done = subprocess.run(
+        ["mount", "-t", "bpf", "bpf", str(root)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise DatapathError(f"cannot mount a bpf filesystem on {root}: {done.stderr.strip()}")
+
+
+class XdpDatapath:
+    def __init__(
+        self, uplink: str, address: str, pin_dir: Path, generic: bool = False, mss: int = 1440
+    ) -> None:
+        self.uplink, self.address, self.pin_dir = uplink, address, pin_dir
+        self.generic, self.mss = generic, mss
+        self.obj: BpfObject | None = None
+        self.state = DesiredState()
+        self.backend_index: dict[str, int] = {}  # server address -> backends map index
+        self.service_index: dict[tuple[str, int], int] = {}  # VIP:port -> ring index
+        self.rings: dict[int, bytes] = {}  # ring index -> the values written last
+        self.next_hops: dict[str, tuple[bytes, float]] = {}  # address -> (MAC, resolved at)
+        self.node_of: dict[str, str] = {}  # server address -> node id, from desired states
+
+    @property
+    def bpf(self) -> BpfObject:
+        if self.obj is None:
+            raise DatapathError("the XDP datapath is not started")
+        return self.obj
+
+    async def start(self) -> None:
+        for name, value in (("arp_ignore", "1"), ("arp_announce", "2")):
+            netlink.set_sysctl(netlink.ipv4_sysctl(self.uplink, name), value)
+        netlink.set_sysctl(netlink.ipv4_sysctl(self.uplink, "forwarding"), "1")
+        if not await netlink.clamp_default_route_mss(self.mss):
+            log.warning("no_default_route", reason="cannot clamp the MSS of VIP connections")
+        ensure_bpf_fs(self.pin_dir.parent)
+        self.pin_dir.mkdir(parents=True, exist_ok=True)
+        reused = (self.pin_dir / layout.FLOWS_MAP).exists()
+        self.obj = BpfObject(build(), self.pin_dir, layout.MAPS)
+        self._recover()
+        self.bpf.update(layout.CONFIG_MAP, layout.u32(0), socket.inet_aton(self.address))
+        await netlink.attach_xdp(self.uplink, self.bpf.prog_fd(layout.PROG), self.generic)
+        log.info(
+            "datapath_started",
+            kind="xdp",
+            uplink=self.uplink,
+            mode=self._mode,
+            pinned=str(self.pin_dir),
+            reused_maps=reused,
+            flows=len(self.bpf.keys(layout.FLOWS_MAP, 12)),
+        )
+
+    @property
+    def _mode(self) -> str:
+        return "generic" if self.generic else "native"
+
+    def _recover(self) -> None:
+        """Learn indices from pinned maps a previous process filled."""
+        for i in range(layout.MAX_BACKENDS):
+            raw = self.bpf.lookup(layout.BACKENDS_MAP, layout.u32(i), 12)
+            if raw and raw[:4] != bytes(4):
+                self.backend_index[socket.inet_ntoa(raw[:4])] = i
+        for key in self.bpf.keys(layout.VIPS_MAP, 8):
+            meta = self.bpf.lookup(layout.VIPS_MAP, key, 8)
+            if meta is not None:
+                vip, port = socket.inet_ntoa(key[:4]), struct.unpack("!H", key[4:6])[0]
+                self.service_index[(vip, port)] = struct.unpack("<I", meta[:4])[0]
+
+    async def apply(self, desired: DesiredState) -> None:
+        await self._apply_vips(desired.vips)
+        self._apply_trusted(desired.trusted)
+        if desired.scheduler is not None:
+            await self._apply_scheduler(desired.scheduler)
+        elif self.state.scheduler is not None or self.service_index:
+            for key in self.bpf.keys(layout.VIPS_MAP, 8):
+                self.bpf.delete(layout.VIPS_MAP, key)
+            self.service_index.clear()
+            log.info("scheduler_tables_cleared")
+        self.state = desired
+
+    async def _apply_vips(self, vips: frozenset[str]) -> None:
+        have = {a for a in await netlink.addresses("lo") if a != "127.0.0.1"}
+        for vip in sorted(vips - have):
+            await netlink.add_address("lo", vip)
+        for vip in sorted((self.state.vips - vips) & have):
+            await netlink.del_address("lo", vip)
+
+    def _apply_trusted(self, trusted: frozenset[str]) -> None:
+        have = {socket.inet_ntoa(k) for k in self.bpf.keys(layout.TRUSTED_MAP, 4)}
+        for addr in sorted(trusted - have):
+            self.bpf.update(layout.TRUSTED_MAP, socket.inet_aton(addr), b"\x01")
+        for addr in sorted(have - trusted):
+            self.bpf.delete(layout.TRUSTED_MAP, socket.inet_aton(addr))
+
+    async def _apply_scheduler(self, tables: SchedulerTables) -> None:
+        for node, addr in tables.backends:
+            self.node_of[addr] = node
+            mac = await self._next_hop_mac(addr)
+            if addr not in self.backend_index:
+                used = set(self.backend_index.values())
+                free = next((i for i in range(layout.MAX_BACKENDS) if i not in used), None)
+                if free is None:
+                    raise DatapathError(f"more than {layout.MAX_BACKENDS} servers")
+                self.backend_index[addr] = free
+            self.bpf.update(
+                layout.BACKENDS_MAP,
+                layout.u32(self.backend_index[addr]),
+                layout.backend(addr, mac),
+            )
+        address_of = dict(tables.backends)
+        wanted = {s.key: s for s in tables.services}
+        for key in [k for k in self.service_index if k not in wanted]:
+            self.bpf.delete(layout.VIPS_MAP, layout.vip_key(*key))
+            del self.service_index[key]
+        for service in tables.services:
+            index = self._ring_index(service)
+            self._write_ring(index, service, address_of)
+            self.bpf.update(
+                layout.VIPS_MAP, layout.vip_key(*service.key), layout.vip_meta(index, service.l7)
+            )
+
+    def _ring_index(self, service: VipService) -> int:
+        if service.key not in self.service_index:
+            used = set(self.service_index.values())
+            free = next((i for i in range(layout.MAX_SERVICES) if i not in used), None)
+            if free is None:
+                raise DatapathError(
+                    f"service {service.name}: the XDP datapath holds {layout.MAX_SERVICES} "
+                    "VIP:port services; delete one first"
+                )
+            self.service_index[service.key] = free
+        return self.service_index[service.key]
+
+    def _write_ring(self, index: int, service: VipService, address_of: dict[str, str]) -> None:
+        weights = {n: w for n, w in service.weights if n in address_of and w > 0}
+        if weights:
+            table = maglev.build(weights, layout.RING_SIZE)
+            value = {n: layout.u32(self.backend_index[address_of[n]] + 1) for n in weights}
+            ring = b"".join(value[n] for n in table)
+        else:
+            ring = EMPTY_RING
+        if self.rings.get(index) == ring:
+            return
+        keys = b"".join(layout.u32(index * layout.RING_SIZE + i) for i in range(layout.RING_SIZE))
+        self.bpf.update_many(layout.RINGS_MAP, keys, ring, layout.RING_SIZE)
+        self.rings[index] = ring
+        log.info("ring_written", service=service.name, weights=weights)
+
+    async def _next_hop_mac(self, address: str) -> bytes:
+        """The MAC of the next hop towards a server (itself, or the router across subnets)."""
+        if address == self.address:
+            return bytes(6)  # forwarded to this node's own stack; never sent
+        cached = self.next_hops.get(address)
+        if cached and time.monotonic() - cached[1] < NEXT_HOP_TTL_S:
+            return cached[0]
+        ifname, hop = await netlink.next_hop(address)
+        if ifname != self.uplink:
+            raise DatapathError(
+                f"server {address} is reached through {ifname}, not the uplink {self.uplink}: "
+                "XDP sends encapsulated packets back out of the interface they came in on"
+            )
+        deadline = time.monotonic() + RESOLVE_TIMEOUT_S
+        while (mac := await netlink.neighbour_mac(ifname, hop)) is None:
+            if time.monotonic() > deadline:
+                raise DatapathError(f"cannot resolve the MAC of {hop} (next hop to {address})")
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # makes the kernel ARP
+                s.sendto(b"", (address, 9))
+            await asyncio.sleep(0.02)
+        self.next_hops[address] = (mac, time.monotonic())
+        return mac
+
+    def programmed(self) -> DesiredState:
+        return self.state
+
+    def info(self) -> DatapathInfo:
+        stats = {
+            s.name.lower(): self.bpf.percpu_sum(layout.STATS_MAP, layout.u32(s))
+            for s in layout.Stat
+        }
+        return DatapathInfo("xdp", self.uplink, self._mode, self.address, stats)
+
+    def flows(self, limit: int) -> list[Flow]:
+        node_by_index = {i: self.node_of.get(a, a) for a, i in self.backend_index.items()}
+        out = []
+        for key in self.bpf.keys(layout.FLOWS_MAP, 12)[:limit]:
+            raw = self.bpf.lookup(layout.FLOWS_MAP, key, 4)
+            if raw is None:
+                continue  # expired meanwhile
+            client, vip, cport, vport = layout.parse_flow_key(key)
+            node = node_by_index.get(struct.unpack("<I", raw)[0], "")
+            out.append(Flow(client, cport, vip, vport, node))
+        return out
+
+    def lookup_flow(self, client: str, client_port: int, vip: str, port: int) -> str | None:
+        raw = self.bpf.lookup(layout.FLOWS_MAP, layout.flow_key(client, vip, client_port, port), 4)
+        if raw is None:
+            return None
+        index = struct.unpack("<I", raw)[0]
+        addr = next((a for a, i in self.backend_index.items() if i == index), "")
+        return self.node_of.get(addr, addr)
+
+    async def add_flows(self, flows: list[Flow]) -> int:
+        index_of_node = {n: self.backend_index[a] for a, n in self.node_of.items()}
+        added = 0
+        for f in flows:
+            if f.node in index_of_node:
+                self.bpf.update(
+                    layout.FLOWS_MAP,
+                    layout.flow_key(f.client, f.vip, f.client_port, f.port),
+                    layout.u32(index_of_node[f.node]),
+                )
+                added += 1
+        return added
+
+    def remove_flow(self, client: str, client_port: int, vip: str, port: int) -> None:
+        key = layout.flow_key(client, vip, client_port, port)
+        if self.bpf.lookup(layout.FLOWS_MAP, key, 4) is not None:
+            self.bpf.delete(layout.FLOWS_MAP, key)
+
+    async def close(self) -> None:
+        if self.obj is not None:
+            self.obj.close()
+            self.obj = None
+
+
+def default_pin_dir(node_id: str) -> Path:
+    return Path(os.environ.get("TCPHOP_BPF_PIN_ROOT", "/sys/fs/bpf/tcphop")) / node_id
