@@ -52,6 +52,7 @@ class Agent:
         self.next_check: dict[str, float] = {}
         self.latest: LoadReport | None = None
         self.reported = asyncio.Event()
+        self.summary_due = asyncio.Event()
         self.leader = ""  # the endpoint the stream should go to
         self.term = 0  # the leader term that last acknowledged a report
 
@@ -73,16 +74,20 @@ class Agent:
         while True:
             started = time.monotonic()
             try:
-                await self._run_due_checks()
+                changed = await self._run_due_checks()
                 self.latest = self._report(await sampler.sample())
                 self.reported.set()
+                if changed:
+                    self.summary_due.set()  # a new leader reads summaries: keep them current
             except Exception:
                 log.exception("agent_sample_failed")
             await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
 
-    async def _run_due_checks(self) -> None:
+    async def _run_due_checks(self) -> bool:
+        """Run the checks that are due; True if one changed state."""
         now = time.monotonic()
         due = [s for s in self.services if self.next_check.get(s.name, 0.0) <= now]
+        changed = False
         results = await asyncio.gather(
             *(probe(s.health_check, self._check_host(s), s.port) for s in due)
         )
@@ -93,7 +98,9 @@ class Agent:
             state.record(ok, latency_ms, error)
             if state.up != was_up:
                 log.info("check_changed", service=spec.name, up=state.up, reason=error or "ok")
+                changed = True
             self.next_check[spec.name] = now + hc.interval_s
+        return changed
 
     def _check_host(self, spec: ServiceSpec) -> str:
         """Where a service's check connects: its VIP (bound on lo by the datapath) or a host."""
@@ -144,7 +151,10 @@ class Agent:
                     )
             except StoreError as e:
                 log.warning("health_summary_failed", reason=str(e))
-            await asyncio.sleep(SUMMARY_S if self.leader else self.interval_s)
+            self.summary_due.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SUMMARY_S if self.leader else self.interval_s):
+                    await self.summary_due.wait()
 
     # --- the stream to the leader -----------------------------------------------------------
 

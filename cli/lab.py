@@ -1,9 +1,12 @@
-"""The lab: a whole tcphop cluster on one machine.
+"""The lab: a whole tcphop cluster on one machine, in network namespaces.
 
-`up` starts an embedded etcd and N tcphopd processes on loopback, each in a session of its own
-so they outlive the command, and records exactly what it started in `<dir>/lab.json`. `down`
-stops those processes (checking each PID still runs the command the lab started, so a reused
-PID is never killed) and removes what `up` created in the directory, nothing else.
+`up` builds a `RoutedLab` (client, router, nodes over at least two subnets), mounts a bpf
+filesystem for the nodes' pinned maps, starts an embedded etcd in the router's namespace and,
+in each node's namespace, one tcphopd (XDP datapath on eth0, generic mode) and the HTTP test
+service bound to the lab's VIP. Processes get sessions of their own so they outlive the
+command; everything made is recorded in `<dir>/lab.json` as it is made. `down` stops exactly
+those processes (checking each PID still runs the command the lab started, so a reused PID is
+never killed), deletes exactly those namespaces and links, unmounts, and removes its files.
 """
 
 from __future__ import annotations
@@ -16,11 +19,15 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cluster.store.embedded import EmbeddedEtcd, free_port
+from cli.netlab import RoutedLab, netns_available, node_command
+from cluster.model import CheckType, HealthCheck, Mode, Policy, Pool, ServiceSpec
+from cluster.store.embedded import EmbeddedEtcd
 
+API_PORT = 7700
+SERVICE_PORT = 80
 STATE_FILE = "lab.json"
 STOP_TIMEOUT_S = 5.0
 
@@ -63,13 +70,31 @@ class LabProcess:
 @dataclass
 class LabState:
     directory: str
-    etcd: LabProcess
-    nodes: list[LabProcess]
-    created_at_unix_s: float
+    prefix: str
+    net: str
+    size: int
+    etcd: LabProcess | None = None
+    nodes: list[LabProcess] = field(default_factory=list)
+    services: list[LabProcess] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)  # namespaces and links, in order
+    mounts: list[str] = field(default_factory=list)
+    created_at_unix_s: float = field(default_factory=time.time)
+
+    @property
+    def lab(self) -> RoutedLab:
+        return RoutedLab(self.size, self.prefix, self.net, self.created)
+
+    @property
+    def vip(self) -> str:
+        return self.lab.vip()
 
     @property
     def endpoints(self) -> list[str]:
         return [n.endpoint for n in self.nodes]
+
+    @property
+    def processes(self) -> list[LabProcess]:
+        return [*self.nodes, *self.services, *([self.etcd] if self.etcd else [])]
 
     def save(self) -> None:
         Path(self.directory, STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
@@ -78,14 +103,20 @@ class LabState:
     def load(cls, directory: Path) -> LabState | None:
         try:
             doc = json.loads((directory / STATE_FILE).read_text())
-        except (OSError, ValueError):
+            return cls(
+                doc["directory"],
+                doc["prefix"],
+                doc["net"],
+                doc["size"],
+                LabProcess(**doc["etcd"]) if doc["etcd"] else None,
+                [LabProcess(**n) for n in doc["nodes"]],
+                [LabProcess(**n) for n in doc["services"]],
+                doc["created"],
+                doc["mounts"],
+                doc["created_at_unix_s"],
+            )
+        except (OSError, ValueError, KeyError, TypeError):
             return None
-        return cls(
-            doc["directory"],
-            LabProcess(**doc["etcd"]),
-            [LabProcess(**n) for n in doc["nodes"]],
-            doc["created_at_unix_s"],
-        )
 
 
 def running_endpoints(directory: Path) -> list[str]:
@@ -93,56 +124,37 @@ def running_endpoints(directory: Path) -> list[str]:
     return [n.endpoint for n in state.nodes if n.running()] if state else []
 
 
-def node_command(
-    node_id: str,
-    etcd_url: str,
-    listen: str,
-    *,
-    lease_ttl_s: int = 2,
-    leader_ttl_s: int = 1,
-    uplink: str | None = None,
-    key_root: str | None = None,
-    check_host: str | None = None,
-) -> list[str]:
-    """The tcphopd command line the lab, the tests and the benchmarks start nodes with.
-
-    Nodes of a lab share one machine, so each reports its own process group's CPU.
-    """
-    optional = {"--uplink": uplink, "--etcd-prefix": key_root, "--check-host": check_host}
-    return [
-        sys.executable,
-        "-m",
-        "cluster",
-        "--node-id",
-        node_id,
-        "--etcd",
-        etcd_url,
-        "--listen",
-        listen,
-        "--lease-ttl",
-        str(lease_ttl_s),
-        "--leader-ttl",
-        str(leader_ttl_s),
-        "--cpu-scope",
-        "process-group",
-        *(part for flag, value in optional.items() if value for part in (flag, value)),
-        "--log-json",
-    ]
-
-
-def start_node(directory: Path, node_id: str, etcd_url: str, lease_ttl_s: int = 2) -> LabProcess:
-    endpoint = f"127.0.0.1:{free_port()}"
-    logs = directory / "logs"
+def _spawn(state: LabState, name: str, cmd: list[str], marker: str, endpoint: str) -> LabProcess:
+    logs = Path(state.directory) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    with (logs / f"{node_id}.log").open("ab") as log:
+    with (logs / f"{name}.log").open("ab") as log:
         proc = subprocess.Popen(
-            node_command(node_id, etcd_url, endpoint, lease_ttl_s=lease_ttl_s),
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
         )
-    return LabProcess(node_id, proc.pid, f"--listen\0{endpoint}", endpoint)
+    return LabProcess(name, proc.pid, marker, endpoint)
+
+
+def start_node(state: LabState, i: int) -> LabProcess:
+    """Start node i's tcphopd in its namespace (XDP on eth0, maps pinned under the lab)."""
+    assert state.etcd is not None
+    lab, node = state.lab, f"n{i}"
+    endpoint = f"{lab.node_ip(i)}:{API_PORT}"
+    cmd = node_command(
+        node,
+        state.etcd.endpoint,
+        endpoint,
+        uplink="eth0",
+        bpf_pin_dir=str(Path(state.directory) / "bpf" / node),
+    )
+    return _spawn(state, node, lab.exec(lab.node_ns(i), *cmd), f"--listen\0{endpoint}", endpoint)
+
+
+def start_service(state: LabState, i: int) -> LabProcess:
+    """Start the HTTP test service of node i, bound to the lab's VIP."""
+    lab, bind = state.lab, f"{state.vip}:{SERVICE_PORT}"
+    cmd = [sys.executable, "-m", "cli.testservice", "--bind", bind, "--name", f"n{i}"]
+    marker = f"--name\0n{i}"
+    return _spawn(state, f"http-n{i}", lab.exec(lab.node_ns(i), *cmd), marker, bind)
 
 
 class LabError(Exception):
@@ -150,39 +162,97 @@ class LabError(Exception):
 
 
 def up(directory: Path, nodes: int) -> LabState:
-    """Start etcd and `nodes` tcphopd processes; raise LabError if a lab already runs there."""
-    if not 1 <= nodes <= 32:
-        raise LabError(f"--nodes: {nodes} is not in 1..32")
+    """Build the lab and start everything; raise LabError if a lab already runs there."""
+    if not 1 <= nodes <= 16:
+        raise LabError(f"--nodes: {nodes} is not in 1..16")
     existing = LabState.load(directory)
-    if existing and any(p.running() for p in [existing.etcd, *existing.nodes]):
+    if existing and any(p.running() for p in existing.processes):
         raise LabError(f"a lab is already up in {directory}; run `clusterctl lab down` first")
+    ok, why = netns_available()
+    if not ok:
+        raise LabError(f"the lab needs root and network namespaces: {why}")
     directory.mkdir(parents=True, exist_ok=True)
-    etcd = EmbeddedEtcd(directory / "etcd")
-    etcd.start(detach=True)
-    assert etcd.process is not None
-    state = LabState(
-        str(directory),
-        LabProcess("etcd", etcd.process.pid, str(directory / "etcd" / "data"), etcd.url),
-        [],
-        time.time(),
-    )
+    lab = RoutedLab(nodes)
+    state = LabState(str(directory), lab.prefix, lab.net, nodes, created=lab.created)
     state.save()
-    for i in range(1, nodes + 1):
-        state.nodes.append(start_node(directory, f"n{i}", etcd.url))
+    try:
+        lab.create()
         state.save()
+        bpf = directory / "bpf"
+        bpf.mkdir(exist_ok=True)
+        subprocess.run(["mount", "-t", "bpf", "bpf", str(bpf)], check=True, capture_output=True)
+        state.mounts.append(str(bpf))
+        state.save()
+        etcd = EmbeddedEtcd(
+            directory / "etcd", host=lab.gateway(2), client_port=2379, peer_port=2380,
+            netns=lab.ns("r"),
+        )  # fmt: skip
+        etcd.start(detach=True)
+        assert etcd.process is not None
+        state.etcd = LabProcess(
+            "etcd", etcd.process.pid, str(directory / "etcd" / "data"), etcd.url
+        )
+        state.save()
+        for i in range(1, nodes + 1):
+            state.services.append(start_service(state, i))
+            state.nodes.append(start_node(state, i))
+            state.save()
+    except (subprocess.CalledProcessError, RuntimeError, TimeoutError, OSError) as e:
+        down(directory)
+        detail = e.stderr.decode().strip() if isinstance(e, subprocess.CalledProcessError) else e
+        raise LabError(f"lab up failed: {detail}") from None
     return state
 
 
 def down(directory: Path) -> LabState | None:
-    """Stop what `up` started in directory and remove its files; None if no lab is there."""
+    """Stop what `up` started in directory, delete what it made; None if no lab is there."""
     state = LabState.load(directory)
     if state is None:
         return None
-    for proc in [*state.nodes, state.etcd]:  # nodes first: they revoke their leases in etcd
+    for proc in state.processes:  # nodes first: they revoke their leases in etcd
         proc.stop()
-    for created in ("etcd", "logs"):
-        shutil.rmtree(directory / created, ignore_errors=True)
+    RoutedLab(state.size, state.prefix, state.net, list(state.created)).destroy()
+    for mount in state.mounts:
+        subprocess.run(["umount", mount], check=False, capture_output=True)
+    for made in ("etcd", "logs", "bpf"):
+        path = directory / made
+        if path.is_dir() and not os.path.ismount(path):
+            shutil.rmtree(path, ignore_errors=True)
     (directory / STATE_FILE).unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # not empty: something else lives there; leave it
         directory.rmdir()
     return state
+
+
+def sample_service(state: LabState) -> ServiceSpec:
+    """The demo's L4 service: the test service on the lab's VIP, on every node."""
+    return ServiceSpec(
+        name="web",
+        vip=state.vip,
+        port=SERVICE_PORT,
+        mode=Mode.L4,
+        pool=Pool.everyone(),
+        policy=Policy.LEAST_LOADED,
+        health_check=HealthCheck(type=CheckType.HTTP, path="/healthz", interval_s=1.0, rise=1),
+    )
+
+
+def curl(state: LabState, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """curl from the lab's client namespace."""
+    lab = state.lab
+    return subprocess.run(
+        lab.exec(lab.ns("c"), "curl", "-sS", "--max-time", str(int(timeout_s)), *args),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s + 10,
+        check=False,
+    )
+
+
+def served_by(state: LabState, count: int) -> list[str]:
+    """The node that served each of `count` requests, each on a new connection to the VIP."""
+    url = f"http://{state.vip}:{SERVICE_PORT}/"
+    done = curl(state, "-H", "Connection: close", *([url] * count))
+    if done.returncode != 0:
+        raise LabError(f"curl through the VIP failed: {done.stderr.strip()}")
+    return done.stdout.split()

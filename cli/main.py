@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from cli.commands import cluster, lab_cmd, service, top
+from cli.commands import cluster, datapath, lab_cmd, service, top
 from cli.context import EXIT_UNREACHABLE, EXIT_USER, Context, Unreachable
 
 
@@ -33,7 +33,13 @@ def cli(ctx: click.Context, endpoint: str | None, timeout_s: float, debug: bool)
     ctx.obj = Context(endpoint, timeout_s, debug)
 
 
-for command in (*cluster.COMMANDS, service.service, top.top, lab_cmd.lab_group):
+for command in (
+    *cluster.COMMANDS,
+    service.service,
+    top.top,
+    datapath.datapath,
+    lab_cmd.lab_group,
+):
     cli.add_command(command)
 
 

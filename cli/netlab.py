@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import signal
 import socket
@@ -21,7 +22,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cli.lab import node_command
 from cluster.store.embedded import EmbeddedEtcd
 from datapath.arp import who_has
 
@@ -47,6 +47,52 @@ def netns_available() -> tuple[bool, str]:
         return False, str(e)
     ip("netns", "del", probe)
     return True, ""
+
+
+def node_command(
+    node_id: str,
+    etcd_url: str,
+    listen: str,
+    *,
+    lease_ttl_s: int = 2,
+    leader_ttl_s: int = 1,
+    uplink: str | None = None,
+    key_root: str | None = None,
+    check_host: str | None = None,
+    bpf_pin_dir: str | None = None,
+) -> list[str]:
+    """The tcphopd command line the lab, the tests and the benchmarks start nodes with.
+
+    Nodes of a lab share one machine, so each reports its own process group's CPU. With
+    `bpf_pin_dir` the node runs the XDP datapath on its uplink (generic XDP: veths).
+    """
+    optional = {
+        "--uplink": uplink,
+        "--etcd-prefix": key_root,
+        "--check-host": check_host,
+        "--bpf-pin-dir": bpf_pin_dir,
+    }
+    datapath = ["--datapath", "xdp", "--xdp-mode", "generic"] if bpf_pin_dir else []
+    return [
+        sys.executable,
+        "-m",
+        "cluster",
+        "--node-id",
+        node_id,
+        "--etcd",
+        etcd_url,
+        "--listen",
+        listen,
+        "--lease-ttl",
+        str(lease_ttl_s),
+        "--leader-ttl",
+        str(leader_ttl_s),
+        "--cpu-scope",
+        "process-group",
+        *datapath,
+        *(part for flag, value in optional.items() if value for part in (flag, value)),
+        "--log-json",
+    ]
 
 
 @dataclass
@@ -239,46 +285,73 @@ class NetCluster:
         self.lab.destroy()
 
 
+def sysctl(ns: str, *settings: str) -> None:
+    for setting in settings:
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", setting], check=True)
+
+
+def free_net() -> str:
+    """A 10.A/16 no route of this machine's root namespace touches yet."""
+    taken = ip("-4", "route", "show", "table", "all")
+    start = os.getpid() % 50 + next(_counter)
+    for k in range(50):
+        net = f"10.{150 + (start + k) % 50}"
+        if f" {net}." not in f" {taken}" and f"\n{net}." not in taken:
+            return net
+    raise RuntimeError("no free 10.150-199.0.0/16 network for a lab")
+
+
 @dataclass
 class RoutedLab:
-    """Client, router, one scheduler and servers, each subnet behind the router:
+    """A client, a router and nodes in at least two subnets, all in network namespaces:
 
-        client 10.A.1.2 -- router -- scheduler 10.A.2.2
-                                  -- server i 10.A.(10+i).2   (i = 1..servers)
+        root 10.A.0.2 -- router 10.A.0.1 (etcd on 10.A.2.1)
+        client 10.A.1.2 -- router
+        router br2 10.A.2.1/24 -- n1 10.A.2.11, n2 10.A.2.12   (the schedulers' segment)
+        router br3 10.A.3.1/24 -- n3 10.A.3.13, n5 ...
+        router br4 10.A.4.1/24 -- n4 10.A.4.14, n6 ...
 
-    The VIP (10.A.100.10) is routed by the router to the scheduler. Servers answer clients
-    directly through the router (rp_filter off there), never through the scheduler.
+    The VIPs (10.A.100.x) are on-link on br2: the router ARPs for them there, so the leader (n1
+    or n2) answers. Servers answer clients straight through the router (rp_filter off there).
+    The root namespace reaches every address through the router (one route, removed with the
+    link), so clusterctl and tests run from it.
     """
 
-    servers: int
+    nodes: int
     prefix: str = field(default_factory=lambda: f"th{os.getpid() % 10000}r{next(_counter)}")
+    net: str = field(default_factory=free_net)
     created: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        n = os.getpid() % 4000 + next(_counter)
-        self.net = f"10.{150 + n % 50}"
 
     def ns(self, role: str) -> str:
         return f"{self.prefix}{role}"
 
-    @property
-    def vip(self) -> str:
-        return f"{self.net}.100.10"
+    def node_ns(self, i: int) -> str:
+        return self.ns(f"n{i}")
+
+    @staticmethod
+    def subnet(i: int) -> int:
+        return 2 if i <= 2 else 3 + (i - 3) % 2
+
+    def node_ip(self, i: int) -> str:
+        return f"{self.net}.{self.subnet(i)}.{10 + i}"
+
+    def gateway(self, subnet: int) -> str:
+        return f"{self.net}.{subnet}.1"
 
     @property
     def client_ip(self) -> str:
         return f"{self.net}.1.2"
 
+    def vip(self, k: int = 10) -> str:
+        return f"{self.net}.100.{k}"
+
     @property
-    def scheduler_ip(self) -> str:
-        return f"{self.net}.2.2"
+    def root_if(self) -> str:
+        return f"{self.prefix}h"
 
-    def server_ip(self, i: int) -> str:
-        return f"{self.net}.{10 + i}.2"
-
-    def router_mac(self, toward: str) -> bytes:
-        out = ip("-br", "link", "show", toward, netns=self.ns("r")).split()
-        return bytes.fromhex(out[2].replace(":", ""))
+    def port_to(self, i: int) -> str:
+        """The router's port towards node i (its counters show what reached the node)."""
+        return f"p{i}"
 
     def create(self) -> RoutedLab:
         try:
@@ -288,64 +361,67 @@ class RoutedLab:
             raise
         return self
 
-    def _create(self) -> None:
+    def _add_ns(self, role: str) -> str:
+        ns = self.ns(role)
+        ip("netns", "add", ns)
+        self.created.append(ns)
+        ip("link", "set", "lo", "up", netns=ns)
+        return ns
+
+    def _veth(self, ns: str, router_port: str, addr: str, gateway: str) -> None:
         r = self.ns("r")
-        ip("netns", "add", r)
-        self.created.append(r)
-        ip("link", "set", "lo", "up", netns=r)
-        for path in (
-            "net/ipv4/ip_forward",
-            "net/ipv4/conf/all/rp_filter",
-            "net/ipv4/conf/default/rp_filter",
-        ):
-            subprocess.run(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    r,
-                    "sysctl",
-                    "-qw",
-                    f"{path.replace('/', '.')}={1 if 'forward' in path else 0}",
-                ],
-                check=True,
-            )
-        hosts = [
-            ("c", self.client_ip, f"{self.net}.1.1"),
-            ("s", self.scheduler_ip, f"{self.net}.2.1"),
-        ]
-        hosts += [
-            (f"v{i}", self.server_ip(i), f"{self.net}.{10 + i}.1")
-            for i in range(1, self.servers + 1)
-        ]
-        for role, addr, gateway in hosts:
-            ns = self.ns(role)
-            ip("netns", "add", ns)
-            self.created.append(ns)
-            ip("link", "set", "lo", "up", netns=ns)
-            ip(
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                ns,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                f"to{role}",
-                "netns",
-                r,
-            )
-            ip("addr", "add", f"{addr}/24", "dev", "eth0", netns=ns)
-            ip("link", "set", "eth0", "up", netns=ns)
-            ip("addr", "add", f"{gateway}/24", "dev", f"to{role}", netns=r)
-            ip("link", "set", f"to{role}", "up", netns=r)
-            ip("route", "add", "default", "via", gateway, netns=ns)
-        ip("route", "add", f"{self.vip}/32", "via", self.scheduler_ip, netns=r)
+        ip("link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", router_port,
+           "netns", r)  # fmt: skip
+        ip("addr", "add", f"{addr}/24", "dev", "eth0", netns=ns)
+        ip("link", "set", "eth0", "up", netns=ns)
+        ip("link", "set", router_port, "up", netns=r)
+        ip("route", "add", "default", "via", gateway, netns=ns)
+
+    def _create(self) -> None:
+        r = self._add_ns("r")
+        sysctl(
+            r,
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+        )
+        ip("link", "add", self.root_if, "type", "veth", "peer", "name", "toh", "netns", r)
+        self.created.append(f"link:{self.root_if}")
+        ip("addr", "add", f"{self.net}.0.2/30", "dev", self.root_if)
+        ip("link", "set", self.root_if, "up")
+        ip("addr", "add", f"{self.net}.0.1/30", "dev", "toh", netns=r)
+        ip("link", "set", "toh", "up", netns=r)
+        ip("route", "add", f"{self.net}.0.0/16", "via", f"{self.net}.0.1", "dev", self.root_if)
+        for subnet in sorted({self.subnet(i) for i in range(1, self.nodes + 1)}):
+            ip("link", "add", f"br{subnet}", "type", "bridge", netns=r)
+            ip("addr", "add", f"{self.gateway(subnet)}/24", "dev", f"br{subnet}", netns=r)
+            ip("link", "set", f"br{subnet}", "up", netns=r)
+        ip("route", "add", f"{self.net}.100.0/24", "dev", "br2", netns=r)
+        c = self._add_ns("c")
+        ip("link", "add", "eth0", "netns", c, "type", "veth", "peer", "name", "pc", "netns", r)
+        ip("addr", "add", f"{self.client_ip}/24", "dev", "eth0", netns=c)
+        ip("link", "set", "eth0", "up", netns=c)
+        ip("addr", "add", f"{self.gateway(1)}/24", "dev", "pc", netns=r)
+        ip("link", "set", "pc", "up", netns=r)
+        ip("route", "add", "default", "via", self.gateway(1), netns=c)
+        for i in range(1, self.nodes + 1):
+            ns = self._add_ns(f"n{i}")
+            self._veth(ns, self.port_to(i), self.node_ip(i), self.gateway(self.subnet(i)))
+            ip("link", "set", self.port_to(i), "master", f"br{self.subnet(i)}", netns=r)
+
+    def exec(self, ns: str, *cmd: str) -> list[str]:
+        return ["ip", "netns", "exec", ns, *cmd]
+
+    def tx_bytes(self, router_port: str) -> int:
+        """Bytes the router sent out of one of its ports."""
+        out = ip("-s", "-j", "link", "show", router_port, netns=self.ns("r"))
+        return int(json.loads(out)[0]["stats64"]["tx"]["bytes"])
 
     def destroy(self) -> None:
         for name in reversed(self.created):
             with contextlib.suppress(RuntimeError):  # already gone
-                ip("netns", "del", name)
+                if name.startswith("link:"):
+                    ip("link", "del", name.removeprefix("link:"))
+                else:
+                    ip("netns", "del", name)
         self.created.clear()

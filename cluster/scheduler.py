@@ -46,6 +46,7 @@ class Scheduler:
         """term() is the leader term this node holds, 0 when it does not lead."""
         self.state, self.term = state, term
         self.loads: dict[str, Received] = {}
+        self.loads_term = 0
         self.placer = Placer()
         self.weights: dict[str, dict[str, int]] = {}
 
@@ -56,13 +57,21 @@ class Scheduler:
             raise NotLeader(
                 "this node does not lead; send reports to the leader in `clusterctl status`"
             )
+        self._forget_old_terms()
         self.loads[report.node_id] = Received(report, time.monotonic())
         self.placer.reported(report.node_id)
         return term
 
+    def _forget_old_terms(self) -> None:
+        """Reports received while this node led before are not evidence now."""
+        if self.term() != self.loads_term:
+            self.loads.clear()
+            self.loads_term = self.term()
+
     def _candidates(
         self, snap: Snapshot, spec: ServiceSpec
     ) -> tuple[list[Candidate], dict[str, NodeLoad]]:
+        self._forget_old_terms()
         now, wall = time.monotonic(), time.time()
         fresh = {n: node_load(r) for n, r in self.loads.items() if r.fresh}
         # A new leader has no streamed report yet: until one arrives, a node's summary in etcd

@@ -34,6 +34,7 @@ class Stat(IntEnum):
     VIP_FRAGMENT = 9
     ENCAP_FAILED = 10
     LOCAL = 11
+    VIP_REPLY = 12
 
 
 def vip_key(addr: str, port: int) -> bytes:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.lab import node_command
+from cli.netlab import node_command
 from cluster.keys import Keys
 from cluster.store.embedded import EmbeddedEtcd, etcd_binary, free_port
 from cluster.store.etcd import EtcdStore

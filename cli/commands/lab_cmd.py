@@ -6,20 +6,20 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import click
 
 from cli import lab
 from cli.commands.cluster import NODE_HEADER, describe, node_rows, status_text
-from cli.commands.service import load_specs
 from cli.context import CliError, Context, pass_ctx
 from cli.output import table
-from cluster.model import ClusterEvent, Role, Serving
-from cluster.sdk import ClusterClient, Unavailable
+from cluster.model import ClusterEvent, Role
+from cluster.sdk import ClusterClient, NotLeader, Unavailable
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "services.yaml"
 dir_option = click.option(
     "--dir",
     "directory",
@@ -60,11 +60,13 @@ def lab_group() -> None:
 @dir_option
 @pass_ctx
 def up(ctx: Context, nodes: int, directory: Path | None) -> None:
-    """Start etcd and NODES tcphopd processes; n1 is designated primary, n2 backup."""
+    """Build the lab in network namespaces: client, router, NODES nodes over two or more
+    subnets, etcd, tcphopd (XDP) and the HTTP test service on every node; n1 is designated
+    primary, n2 backup."""
     where = _dir(directory)
     try:
         state = lab.up(where, nodes)
-    except (lab.LabError, RuntimeError, TimeoutError, FileNotFoundError) as e:
+    except lab.LabError as e:
         raise CliError(str(e)) from None
 
     async def settle(client: ClusterClient) -> list[str]:
@@ -79,12 +81,23 @@ def up(ctx: Context, nodes: int, directory: Path | None) -> None:
         raise CliError(
             f"only {len(alive)} of {nodes} nodes registered within 20 s; see {where / 'logs'}"
         )
-    click.echo(f"lab up in {where}: etcd {state.etcd.endpoint}, {nodes} nodes")
+    assert state.etcd is not None
+    net = state.lab
+    click.echo(f"lab up in {where}: etcd {state.etcd.endpoint}, {nodes} nodes, VIP {state.vip}")
     click.echo(
-        table([[n.name, n.pid, n.endpoint] for n in state.nodes], ("NODE", "PID", "ENDPOINT"))
+        table(
+            [
+                [n.name, n.pid, n.endpoint, f"{net.net}.{net.subnet(i)}.0/24", net.node_ns(i)]
+                for i, n in enumerate(state.nodes, 1)
+            ],
+            ("NODE", "PID", "ENDPOINT", "SUBNET", "NAMESPACE"),
+        )
     )
     click.echo(
-        f"\nclusterctl finds this lab by itself; elsewhere use\n"
+        f"\nclient namespace {net.ns('c')} ({net.client_ip}); router {net.ns('r')}.\n"
+        f"Try: ip netns exec {net.ns('c')} curl http://{state.vip}/ (after `lab demo`, or "
+        "`clusterctl service apply` a service on the VIP).\n"
+        f"clusterctl finds this lab by itself; elsewhere use\n"
         f"  export TCPHOP_ENDPOINT={','.join(state.endpoints)}"
     )
 
@@ -96,14 +109,14 @@ def status(ctx: Context, directory: Path | None) -> None:
     """Show the lab's processes and the cluster's view of its nodes."""
     where = _dir(directory)
     state = _state(where)
-    procs = [state.etcd, *state.nodes]
+    procs = state.processes
     click.echo(
         table(
             [[p.name, p.pid, p.endpoint, "running" if p.running() else "stopped"] for p in procs],
             ("PROCESS", "PID", "ENDPOINT", "STATE"),
         )
     )
-    if state.etcd.running() and any(n.running() for n in state.nodes):
+    if state.etcd and state.etcd.running() and any(n.running() for n in state.nodes):
         nodes = Context(",".join(state.endpoints), ctx.timeout_s, ctx.debug).run(
             lambda c: c.list_nodes()
         )
@@ -119,61 +132,89 @@ def down(directory: Path | None) -> None:
     if state is None:
         click.echo(f"no lab in {where}")
         return
-    click.echo(f"lab down: stopped {len(state.nodes)} nodes and etcd, removed {where}")
+    click.echo(
+        f"lab down: stopped {len(state.processes)} processes, deleted {len(state.created)} "
+        f"namespaces and links, removed {where}"
+    )
 
 
 @lab_group.command("demo")
 @dir_option
 @pass_ctx
 def demo(ctx: Context, directory: Path | None) -> None:
-    """Show the running lab at work: services, serving states, a node failure."""
+    """Send real traffic through the lab's VIP: shares per server, direct return, a planned
+    handover and a leader kill under load, a restart."""
     where = _dir(directory)
     state = _state(where)
-    specs = load_specs(str(SAMPLES))
+    spec = lab.sample_service(state)
 
     async def run(client: ClusterClient) -> None:
         start = (await client.status()).revision + 1
-        click.echo(f"== applying {len(specs)} sample services from {SAMPLES.name}")
-        for spec in specs:
-            result = await client.apply_service(spec)
-            click.echo(
-                f"service/{spec.name} {result.result} ({spec.vip}:{spec.port} "
-                f"{spec.mode}, {len(spec.rules)} rules)"
+        result = await client.apply_service(spec)
+        click.echo(
+            f"== service/{spec.name} {result.result}: {spec.vip}:{spec.port} {spec.mode}, "
+            f"{spec.policy} (kernel Maglev weights from load), every node"
+        )
+        await _wait_eligible(client, spec.name, len(state.nodes))
+        click.echo(f"\n== {DEMO_REQUESTS} requests, each on a new connection, from the client")
+        served = await asyncio.to_thread(lab.served_by, state, DEMO_REQUESTS)
+        counts = Counter(served)
+        net = state.lab
+        click.echo(
+            table(
+                [
+                    [
+                        n.name,
+                        f"{net.net}.{net.subnet(i)}.0/24",
+                        counts[n.name],
+                        f"{100 * counts[n.name] / max(len(served), 1):.0f} %",
+                    ]
+                    for i, n in enumerate(state.nodes, 1)
+                ],
+                ("SERVER", "SUBNET", "REQUESTS", "SHARE"),
             )
-        last = state.nodes[-1].name
-        click.echo(f"\n== draining {last}, then enabling it again")
-        await client.set_serving(last, Serving.DRAINING)
-        await client.set_serving(last, Serving.ENABLED)
-        old = await _leader(client, None)
-        target = next(n.name for n in state.nodes if n.name != old)
-        click.echo(f"\n== planned handover: designating {target} primary while {old} leads")
+        )
+        leader = await _leader(client, None)
+        await _direct_return(client, state, leader)
+        target = "n2" if leader != "n2" else "n1"
+        click.echo(f"\n== planned handover: designating {target} primary while {leader} leads,")
+        click.echo(f"   during a {DOWNLOAD_MB} MB download through the VIP (rate-limited)")
+        download = _start_download(state)
+        await asyncio.sleep(1.0)
         t0 = time.monotonic()
         await client.designate(target, Role.PRIMARY)
         await _leader(client, None, want=target)
         click.echo(f"{target} leads after {time.monotonic() - t0:.3f} s")
+        click.echo(f"download: {await _finish_download(download)}")
         victim = next(n for n in state.nodes if n.name == target)
         await asyncio.sleep(1)  # steady state: the backup has seen the new leader's API up
-        click.echo(f"\n== killing the leader {victim.name} (SIGKILL, pid {victim.pid})")
+        click.echo(f"\n== killing the leader {victim.name} (SIGKILL, pid {victim.pid}) during a")
+        click.echo(f"   {DOWNLOAD_MB} MB download")
+        download = _start_download(state)
+        await asyncio.sleep(1.0)
         t0 = time.monotonic()
         os.kill(victim.pid, signal.SIGKILL)
         new = await _leader(client, victim.name)
         click.echo(f"{new} leads after {time.monotonic() - t0:.3f} s")
+        click.echo(f"download: {await _finish_download(download)}")
         while (await client.get_node(victim.name)).alive:
             await asyncio.sleep(0.05)
         click.echo(
             f"{victim.name}'s registration expired {time.monotonic() - t0:.2f} s after the kill"
         )
-        restarted = lab.start_node(where, victim.name, state.etcd.endpoint)
-        state.nodes[state.nodes.index(victim)] = restarted
+        i = state.nodes.index(victim)
+        state.nodes[i] = lab.start_node(state, i + 1)
         state.save()
         t0 = time.monotonic()
         while not (await client.get_node(victim.name)).alive:
             await asyncio.sleep(0.05)
         click.echo(
-            f"{victim.name} restarted (pid {restarted.pid}) and rejoined in "
+            f"{victim.name} restarted (pid {state.nodes[i].pid}) and rejoined in "
             f"{time.monotonic() - t0:.2f} s"
         )
         await _leader(client, None, want=victim.name)  # the designated primary takes over again
+        served = await asyncio.to_thread(lab.served_by, state, 60)
+        click.echo(f"60 more requests after the restart: {dict(sorted(Counter(served).items()))}")
         click.echo(f"\n== events since revision {start}")
         await _print_events(client, start)
         st = await client.status()
@@ -181,6 +222,81 @@ def demo(ctx: Context, directory: Path | None) -> None:
         click.echo(table(node_rows(st.nodes), NODE_HEADER))
 
     Context(",".join(state.endpoints), ctx.timeout_s, ctx.debug).run(run)
+
+
+DEMO_REQUESTS = 300
+DOWNLOAD_MB = 50
+
+
+async def _wait_eligible(client: ClusterClient, service: str, count: int) -> None:
+    """Wait (up to 20 s) until the leader's kernel weights name `count` servers."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Unavailable, NotLeader):
+            if len((await client.loads()).weights.get(service, {})) >= count:
+                return
+        await asyncio.sleep(0.2)
+    raise CliError(f"not every server passed {service}'s health check within 20 s")
+
+
+async def _direct_return(client: ClusterClient, state: lab.LabState, leader: str) -> None:
+    net = state.lab
+    i = next(k for k, n in enumerate(state.nodes, 1) if n.name == leader)
+    before_dp, before_link = await client.datapath(leader), net.tx_bytes(net.port_to(i))
+    size = DOWNLOAD_MB * 2**20
+    done = await asyncio.to_thread(
+        lab.curl, state, "-o", "/dev/null", "-D", "-", "-w", "%{size_download}",
+        f"http://{state.vip}/bytes/{size}",
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise CliError(f"the download through the VIP failed: {done.stderr.strip()}")
+    after_dp, after_link = await client.datapath(leader), net.tx_bytes(net.port_to(i))
+    server = next(
+        (line.split(":", 1)[1].strip() for line in done.stdout.splitlines()
+         if line.lower().startswith("x-served-by:")),
+        "?",
+    )  # fmt: skip
+    got = int(done.stdout.strip().splitlines()[-1])
+
+    def delta(name: str) -> int:
+        return after_dp.stats.get(name, 0) - before_dp.stats.get(name, 0)
+
+    click.echo(f"\n== direct return: a {DOWNLOAD_MB} MB download through the VIP")
+    click.echo(f"served by {server}: {got} bytes; the scheduler is {leader}")
+    click.echo(
+        f"router -> {leader} link during the download: "
+        f"{(after_link - before_link) / 2**20:.2f} MB (the client's ACKs, not the response)"
+    )
+    click.echo(f"response packets seen by {leader}'s XDP program: {delta('vip_reply')}")
+    click.echo(
+        f"{leader}'s XDP counters: encapsulated {delta('encapsulated')}, "
+        f"served locally {delta('local')}, new flows {delta('new_flows')}, "
+        f"dropped {sum(delta(k) for k in DROPS)}"
+    )
+
+
+DROPS = ("no_backend", "vip_fragment", "encap_failed", "untrusted")
+
+
+def _start_download(state: lab.LabState) -> subprocess.Popen[str]:
+    net = state.lab
+    url = f"http://{state.vip}/bytes/{DOWNLOAD_MB * 2**20}"
+    return subprocess.Popen(
+        net.exec(net.ns("c"), "curl", "-sS", "--limit-rate", "15M", "-o", "/dev/null",
+                 "-w", "%{size_download} %header{x-served-by}", url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+async def _finish_download(proc: subprocess.Popen[str]) -> str:
+    out, err = await asyncio.to_thread(proc.communicate)
+    if proc.returncode != 0:
+        return f"FAILED: {err.strip()}"
+    size, _, server = out.partition(" ")
+    ok = int(size) == DOWNLOAD_MB * 2**20
+    return f"{int(size)} bytes from {server} ({'intact' if ok else 'SHORT'})"
 
 
 async def _leader(client: ClusterClient, not_node: str | None, want: str | None = None) -> str:

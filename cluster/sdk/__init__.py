@@ -27,7 +27,7 @@ from cluster.model import (
     ServiceSpec,
     Serving,
 )
-from cluster.sdk.client import ClusterClient, LoadsView, NodeLoadView
+from cluster.sdk.client import ClusterClient, DatapathView, FlowsView, LoadsView, NodeLoadView
 from cluster.sdk.errors import (
     AlreadyExists,
     DeadlineExceeded,
@@ -39,6 +39,7 @@ from cluster.sdk.errors import (
     ServerError,
     Unavailable,
 )
+from datapath.protocol import Flow
 
 __all__ = [
     "AlreadyExists",
@@ -48,9 +49,12 @@ __all__ = [
     "ClusterEvent",
     "ClusterStatus",
     "CookieMatch",
+    "DatapathView",
     "DeadlineExceeded",
     "Designation",
     "EventType",
+    "Flow",
+    "FlowsView",
     "HeaderMatch",
     "HealthCheck",
     "HistoryCompacted",

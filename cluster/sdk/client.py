@@ -32,6 +32,7 @@ from cluster.model import (
     Serving,
 )
 from cluster.sdk import convert, errors
+from datapath.protocol import Flow
 
 _T = TypeVar("_T")
 
@@ -49,6 +50,28 @@ class LoadsView:
     term: int
     loads: tuple[NodeLoadView, ...]
     weights: dict[str, dict[str, int]]  # service -> node -> kernel-datapath Maglev weight
+
+
+@dataclass(frozen=True, slots=True)
+class DatapathView:
+    """One node's datapath: what it programmed and its counters by reason."""
+
+    node_id: str
+    kind: str  # "xdp", or "none"
+    interface: str
+    mode: str
+    address: str
+    scheduling: bool
+    vips: tuple[str, ...]
+    trusted: tuple[str, ...]
+    stats: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class FlowsView:
+    node_id: str
+    flows: tuple[Flow, ...]
+    truncated: bool
 
 
 _ERRORS: dict[grpc.StatusCode, type[errors.SdkError]] = {
@@ -233,6 +256,57 @@ class ClusterClient:
             ),
             {w.service: dict(w.weights) for w in resp.weights},
         )
+
+    async def datapath(
+        self, node_id: str | None = None, timeout_s: float | None = None
+    ) -> DatapathView:
+        """A node's datapath (default: the leader's), answered by that node."""
+        stub = cluster_pb2_grpc.HopStub(await self._node_channel(node_id, timeout_s))
+        r = await self._direct(
+            stub.GetDatapath(pb.GetDatapathRequest(), timeout=self._t(timeout_s))
+        )
+        return DatapathView(
+            r.node_id,
+            r.kind,
+            r.interface,
+            r.mode,
+            r.address,
+            r.scheduling,
+            tuple(r.vips),
+            tuple(r.trusted),
+            dict(r.stats),
+        )
+
+    async def flows(
+        self, node_id: str | None = None, limit: int = 1000, timeout_s: float | None = None
+    ) -> FlowsView:
+        """A node's flow table (default: the leader's): connections pinned to servers."""
+        stub = cluster_pb2_grpc.HopStub(await self._node_channel(node_id, timeout_s))
+        r = await self._direct(
+            stub.ListFlows(pb.ListFlowsRequest(limit=limit), timeout=self._t(timeout_s))
+        )
+        flows = tuple(Flow(f.client, f.client_port, f.vip, f.port, f.node) for f in r.flows)
+        return FlowsView(r.node_id, flows, r.truncated)
+
+    def _t(self, timeout_s: float | None) -> float:
+        return timeout_s or self.timeout_s
+
+    async def _node_channel(self, node_id: str | None, timeout_s: float | None) -> grpc.aio.Channel:
+        if node_id is None:
+            leader = (await self.status(timeout_s)).leader
+            if leader is None:
+                raise errors.NotLeader("the cluster has no leader right now; name a node")
+            return self._channel(leader.endpoint)
+        node = await self.get_node(node_id, timeout_s)
+        if node.registration is None:
+            raise errors.Unavailable(f"node {node_id} is not alive (see `clusterctl nodes list`)")
+        return self._channel(node.registration.endpoint)
+
+    async def _direct(self, call: Awaitable[_T]) -> _T:
+        try:
+            return await call
+        except grpc.aio.AioRpcError as e:
+            raise _error(e, "the node") from None
 
     async def _leader_call(
         self,

@@ -41,7 +41,9 @@ enum stat {
 	STAT_VIP_FRAGMENT = 9,    // fragment to a VIP: dropped
 	STAT_ENCAP_FAILED = 10,   // no room to encapsulate: dropped
 	STAT_LOCAL = 11,          // this node is the chosen server: passed to its own stack
-	STAT_MAX = 12,
+	STAT_VIP_REPLY = 12,      // from a VIP service: a reply came through the scheduler (should
+	                          // stay 0: servers answer clients directly)
+	STAT_MAX = 13,
 };
 
 struct vip_key {
@@ -204,8 +206,13 @@ static __always_inline int schedule(struct xdp_md *ctx, struct ethhdr *eth, stru
 	vk.addr = ip->daddr;
 	vk.port = tcp->dest;
 	meta = bpf_map_lookup_elem(&vips, &vk);
-	if (!meta)
+	if (!meta) {
+		vk.addr = ip->saddr;
+		vk.port = tcp->source;
+		if (bpf_map_lookup_elem(&vips, &vk))
+			return count(STAT_VIP_REPLY, XDP_PASS);
 		return count(STAT_PASSED, XDP_PASS);
+	}
 	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 		return count(STAT_VIP_FRAGMENT, XDP_DROP);
 

@@ -146,3 +146,10 @@ def test_connections_placed_on_the_scheduler_itself_go_to_its_own_stack(prog: Bp
             packet(45000, 7000, flags),
         )
     assert stat(prog, Stat.LOCAL) == before + 2
+
+
+def test_replies_from_a_vip_are_counted_and_passed(prog: BpfObject) -> None:
+    reply = ETH + ipv4(VIP, CLIENT, socket.IPPROTO_TCP, tcp(80, 46000, 0x12))
+    before = stat(prog, Stat.VIP_REPLY)
+    assert prog.test_run(layout.PROG, reply) == (XDP_PASS, reply)
+    assert stat(prog, Stat.VIP_REPLY) == before + 1

@@ -1,0 +1,45 @@
+"""clusterctl datapath stats | flows: a node's datapath, asked of the node itself."""
+
+from __future__ import annotations
+
+import click
+
+from cli.context import Context, pass_ctx
+from cli.output import emit, output_option
+
+
+@click.group("datapath")
+def datapath() -> None:
+    """A node's datapath: counters and the flow table."""
+
+
+@datapath.command("stats")
+@click.argument("node", required=False)
+@output_option
+@pass_ctx
+def stats(ctx: Context, node: str | None, fmt: str) -> None:
+    """Counters by reason of NODE's datapath (default: the leader's)."""
+    view = ctx.run(lambda c: c.datapath(node))
+    if fmt == "table":
+        role = "scheduler + receiver" if view.scheduling else "receiver"
+        click.echo(
+            f"node {view.node_id}: {view.kind} on {view.interface or '-'} ({view.mode or '-'}), "
+            f"address {view.address or '-'}, {role}"
+        )
+        click.echo(f"vips on lo: {', '.join(view.vips) or '-'}")
+        click.echo(f"trusted schedulers: {', '.join(view.trusted) or '-'}\n")
+    emit(view, fmt, sorted(view.stats.items()), ("COUNTER", "PACKETS"))
+
+
+@datapath.command("flows")
+@click.argument("node", required=False)
+@click.option("--limit", default=1000, show_default=True, type=int, help="At most this many.")
+@output_option
+@pass_ctx
+def flows(ctx: Context, node: str | None, limit: int, fmt: str) -> None:
+    """NODE's flow table (default: the leader's): which server each connection is pinned to."""
+    view = ctx.run(lambda c: c.flows(node, limit))
+    rows = [[f"{f.client}:{f.client_port}", f"{f.vip}:{f.port}", f.node] for f in view.flows]
+    emit(view, fmt, rows, ("CLIENT", "VIP", "SERVER"))
+    if fmt == "table" and view.truncated:
+        click.echo(f"(first {limit} flows; raise --limit for more)")
