@@ -125,13 +125,24 @@ def running_endpoints(directory: Path) -> list[str]:
 
 
 def _spawn(state: LabState, name: str, cmd: list[str], marker: str, endpoint: str) -> LabProcess:
+    """Start a detached process (its own session, output to the lab's logs): it outlives the
+    command, and nothing here waits for it (`down` stops it by PID)."""
     logs = Path(state.directory) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    with (logs / f"{name}.log").open("ab") as log:
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-    return LabProcess(name, proc.pid, marker, endpoint)
+    log = str(logs / f"{name}.log")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    pid = os.posix_spawnp(
+        cmd[0],
+        cmd,
+        os.environ,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, log, flags, 0o644),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,
+    )
+    return LabProcess(name, pid, marker, endpoint)
 
 
 def start_node(state: LabState, i: int) -> LabProcess:

@@ -106,6 +106,11 @@ async def run(cfg: DaemonConfig) -> int:
                 if forwarder is not None:
                     tg.create_task(forwarder.run(stop))
         finally:
+            if forwarder is not None and (left := forwarder.handoff_left_s()) > 0:
+                # The next leader asks every node for its connections before it announces the
+                # VIPs, this one included: keep answering for a moment after stepping down.
+                log.info("api_kept_for_handoff", seconds=round(left, 2))
+                await asyncio.sleep(left)
             await server.stop(GRACE_S)
             await membership.deregister()
     finally:

@@ -37,6 +37,7 @@ log = structlog.get_logger()
 PERIOD_S = 0.5
 STEP_DOWN_GRACE_S = 5.0
 RECOVERY_TIMEOUT_S = 0.3
+HANDOFF_S = 1.5  # a stopping ex-leader answers ListConnections this long after stepping down
 
 
 def node_address(r: Registration) -> str:
@@ -106,6 +107,11 @@ class Forwarder:
 
     async def _weights(self) -> dict[str, dict[str, int]] | None:
         return await self.scheduler.service_weights() if self.leading else None
+
+    def handoff_left_s(self) -> float:
+        if self.stepped_down_at is None:
+            return 0.0
+        return HANDOFF_S - (time.monotonic() - self.stepped_down_at)
 
     def _in_grace(self) -> bool:
         return (

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -178,3 +179,23 @@ def start_daemon(etcd_url: str, keys: Keys, tmp_path: Path) -> Iterator[Callable
             d.process.send_signal(signal.SIGCONT)
             d.process.kill()
             d.process.wait()
+
+
+def clusterctl(
+    *args: str,
+    endpoint: str | None = None,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("TCPHOP_ENDPOINT", None)
+    if endpoint:
+        full_env["TCPHOP_ENDPOINT"] = endpoint
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        env=full_env,
+        timeout=60,
+    )

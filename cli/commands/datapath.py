@@ -27,7 +27,11 @@ def stats(ctx: Context, node: str | None, fmt: str) -> None:
             f"address {view.address or '-'}, {role}"
         )
         click.echo(f"vips on lo: {', '.join(view.vips) or '-'}")
-        click.echo(f"trusted schedulers: {', '.join(view.trusted) or '-'}\n")
+        click.echo(f"trusted schedulers: {', '.join(view.trusted) or '-'}")
+        for service, weights in sorted(view.rings.items()):
+            shares = ", ".join(f"{n} {w}" for n, w in sorted(weights.items())) or "no server"
+            click.echo(f"ring {service}: {shares}")
+        click.echo()
     emit(view, fmt, sorted(view.stats.items()), ("COUNTER", "PACKETS"))
 
 

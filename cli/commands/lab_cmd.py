@@ -229,11 +229,11 @@ DOWNLOAD_MB = 50
 
 
 async def _wait_eligible(client: ClusterClient, service: str, count: int) -> None:
-    """Wait (up to 20 s) until the leader's kernel weights name `count` servers."""
+    """Wait (up to 20 s) until the leader's Maglev ring names `count` servers."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with contextlib.suppress(Unavailable, NotLeader):
-            if len((await client.loads()).weights.get(service, {})) >= count:
+            if len((await client.datapath()).rings.get(service, {})) >= count:
                 return
         await asyncio.sleep(0.2)
     raise CliError(f"not every server passed {service}'s health check within 20 s")

@@ -65,6 +65,7 @@ class DatapathView:
     vips: tuple[str, ...]
     trusted: tuple[str, ...]
     stats: dict[str, int]
+    rings: dict[str, dict[str, int]]  # service -> node -> weight its Maglev ring holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +276,7 @@ class ClusterClient:
             tuple(r.vips),
             tuple(r.trusted),
             dict(r.stats),
+            {w.service: dict(w.weights) for w in r.rings},
         )
 
     async def flows(

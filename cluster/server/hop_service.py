@@ -38,6 +38,10 @@ class HopService(cluster_pb2_grpc.HopServicer):
             scheduling=state.scheduler is not None,
             vips=sorted(state.vips),
             trusted=sorted(state.trusted),
+            rings=[
+                pb.ServiceWeights(service=s.name, weights=dict(s.weights))
+                for s in (state.scheduler.services if state.scheduler else ())
+            ],
         )
 
     async def ListFlows(self, request: pb.ListFlowsRequest, context: Ctx) -> pb.ListFlowsResponse:

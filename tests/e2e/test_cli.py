@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,31 +10,11 @@ import pytest
 import yaml
 
 from cluster.store.embedded import free_port
-from tests.conftest import Daemon
+from tests.conftest import Daemon, clusterctl
 
 pytestmark = [pytest.mark.etcd, pytest.mark.e2e]
 StartDaemon = Callable[..., Daemon]
 SAMPLES = Path(__file__).resolve().parents[2] / "cli" / "samples" / "services.yaml"
-
-
-def clusterctl(
-    *args: str,
-    endpoint: str | None = None,
-    stdin: str | None = None,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("TCPHOP_ENDPOINT", None)
-    if endpoint:
-        full_env["TCPHOP_ENDPOINT"] = endpoint
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        capture_output=True,
-        text=True,
-        input=stdin,
-        env=full_env,
-        timeout=60,
-    )
 
 
 @pytest.fixture
@@ -161,42 +138,3 @@ def test_unreachable_cluster_exits_2_and_debug_shows_the_traceback() -> None:
     assert "Traceback" not in result.stderr
     debug = clusterctl("--debug", "--timeout", "1", "status", endpoint=nowhere)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
-
-
-def test_lab_up_status_demo_down(tmp_path: Path) -> None:
-    lab_dir = tmp_path / "lab"
-    env = {"TCPHOP_LAB_DIR": str(lab_dir)}
-    up = clusterctl("lab", "up", "--nodes", "3", env=env)
-    try:
-        assert up.returncode == 0, up.stderr
-        state = json.loads((lab_dir / "lab.json").read_text())
-        pids = [state["etcd"]["pid"], *(n["pid"] for n in state["nodes"])]
-        again = clusterctl("lab", "up", env=env)
-        assert again.returncode == 1 and "a lab is already up" in again.stderr
-        nodes = json.loads(clusterctl("nodes", "list", "-o", "json", env=env).stdout)
-        assert [(n["node_id"], n["designation"]["role"]) for n in nodes] == [
-            ("n1", "primary"),
-            ("n2", "backup"),
-            ("n3", "none"),
-        ]
-        st = json.loads(clusterctl("status", "-o", "json", env=env).stdout)
-        assert st["leader"]["node_id"] == "n1"  # lab up returns once the primary leads
-        demo = clusterctl("lab", "demo", env=env)
-        assert demo.returncode == 0, demo.stderr
-        assert "n2 leads after" in demo.stdout  # planned handover
-        assert "n1 leads after" in demo.stdout  # the killed leader's backup took over
-        assert "node_joined" in demo.stdout
-        status = clusterctl("lab", "status", env=env)
-        assert status.returncode == 0 and status.stdout.count("running") == 4
-        state = json.loads((lab_dir / "lab.json").read_text())
-        pids += [n["pid"] for n in state["nodes"]]
-    finally:
-        down = clusterctl("lab", "down", env=env)
-    assert down.returncode == 0, down.stderr
-    assert not lab_dir.exists()
-    for pid in pids:
-        assert (
-            not Path(f"/proc/{pid}").exists()
-            or "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-        )
-    assert clusterctl("lab", "down", env=env).stdout.startswith("no lab in")

@@ -499,7 +499,7 @@ class GetDatapathRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetDatapathResponse(_message.Message):
-    __slots__ = ("node_id", "kind", "interface", "mode", "address", "stats", "scheduling", "vips", "trusted")
+    __slots__ = ("node_id", "kind", "interface", "mode", "address", "stats", "scheduling", "vips", "trusted", "rings")
     class StatsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -516,6 +516,7 @@ class GetDatapathResponse(_message.Message):
     SCHEDULING_FIELD_NUMBER: _ClassVar[int]
     VIPS_FIELD_NUMBER: _ClassVar[int]
     TRUSTED_FIELD_NUMBER: _ClassVar[int]
+    RINGS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     kind: str
     interface: str
@@ -525,7 +526,8 @@ class GetDatapathResponse(_message.Message):
     scheduling: bool
     vips: _containers.RepeatedScalarFieldContainer[str]
     trusted: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, node_id: _Optional[str] = ..., kind: _Optional[str] = ..., interface: _Optional[str] = ..., mode: _Optional[str] = ..., address: _Optional[str] = ..., stats: _Optional[_Mapping[str, int]] = ..., scheduling: _Optional[bool] = ..., vips: _Optional[_Iterable[str]] = ..., trusted: _Optional[_Iterable[str]] = ...) -> None: ...
+    rings: _containers.RepeatedCompositeFieldContainer[ServiceWeights]
+    def __init__(self, node_id: _Optional[str] = ..., kind: _Optional[str] = ..., interface: _Optional[str] = ..., mode: _Optional[str] = ..., address: _Optional[str] = ..., stats: _Optional[_Mapping[str, int]] = ..., scheduling: _Optional[bool] = ..., vips: _Optional[_Iterable[str]] = ..., trusted: _Optional[_Iterable[str]] = ..., rings: _Optional[_Iterable[_Union[ServiceWeights, _Mapping]]] = ...) -> None: ...
 
 class Flow(_message.Message):
     __slots__ = ("client", "client_port", "vip", "port", "node")
