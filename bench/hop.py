@@ -1,0 +1,269 @@
+"""Hop benchmark: the XDP connection hop vs. straight to a server vs. HAProxy, in one lab.
+
+    sudo .venv/bin/python bench/hop.py [--nodes 4] [--seconds 10]
+    (needs wrk, haproxy and bpftool: apt-get install wrk haproxy bpftool; `./run.sh bench`)
+
+Builds the lab (`clusterctl lab up`: client, router, nodes over two subnets, tcphopd with XDP
+on every node) and applies an L4 service on the VIP. Each node also runs the HTTP test service
+on its own address, port 8080, for the baselines. HAProxy (mode tcp, round-robin over the same
+servers) runs in the scheduler's namespace. wrk runs in the client namespace:
+
+- small responses on keep-alive connections and on a new connection per request (wrk with
+  `Connection: close`): requests/s, p50 and p99 latency, through the VIP, straight to one
+  server, and through HAProxy;
+- 1 MiB responses: scheduler CPU seconds per GiB served. tcphop: the leader's XDP program run
+  time (kernel.bpf_stats_enabled), then that plus the leader's whole tcphopd CPU (control plane,
+  agent and API, which do not grow with traffic); HAProxy: its process CPU. Neither counts
+  softirq work outside the program or the process (for generic XDP: the skb around it).
+
+Everything runs on one machine (2 cores here): servers, client and scheduler share the CPUs,
+so ratios from the same run matter, not absolute numbers. Prints one table; the README keeps it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cli import lab
+from cluster.sdk import ClusterClient
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_PORT = 8080
+HAPROXY_PORT = 8081
+HAPROXY_CFG = """global
+    maxconn 4000
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+frontend bench
+    bind {bind}
+    default_backend servers
+backend servers
+    balance roundrobin
+{servers}
+"""
+
+
+@dataclass
+class WrkResult:
+    requests_s: float
+    p50_ms: float
+    p99_ms: float
+    bytes_read: int
+    errors: int
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def _bytes(text: str) -> int:
+    value, unit = re.fullmatch(r"([\d.]+)([KMGT]?B)", text).groups()  # type: ignore[union-attr]
+    return int(float(value) * {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}[unit])
+
+
+def wrk(state: lab.LabState, url: str, seconds: int, conns: int, close: bool) -> WrkResult:
+    net = state.lab
+    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", url]
+    if close:
+        cmd[1:1] = ["-H", "Connection: close"]
+    out = subprocess.run(
+        net.exec(net.ns("c"), *cmd), capture_output=True, text=True, check=True
+    ).stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    read = re.search(r"requests in [\d.]+\w+, (\S+) read", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return WrkResult(
+        float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        _ms(latency["50"]),
+        _ms(latency["99"]),
+        _bytes(read.group(1)) if read else 0,
+        (sum(int(x) for x in errors.groups()) if errors else 0)
+        + (int(non2xx.group(1)) if non2xx else 0),
+    )
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def xdp_prog_id(ns: str) -> int:
+    out = subprocess.run(
+        ["ip", "-n", ns, "-j", "-d", "link", "show", "eth0"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return int(json.loads(out)[0]["xdp"]["prog"]["id"])
+
+
+def xdp_run_time_s(prog_id: int) -> float:
+    out = subprocess.run(
+        ["bpftool", "-j", "prog", "show", "id", str(prog_id)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return int(json.loads(out).get("run_time_ns", 0)) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--conns", type=int, default=32)
+    args = parser.parse_args()
+    missing = [t for t in ("wrk", "haproxy", "bpftool") if not _which(t)]
+    if missing:
+        sys.exit(f"missing {', '.join(missing)}: apt-get install wrk haproxy bpftool")
+    with tempfile.TemporaryDirectory(prefix="th-bench-") as tmp:
+        env = {**os.environ, "TCPHOP_LAB_DIR": str(Path(tmp) / "lab")}
+        up = subprocess.run(
+            [sys.executable, "-m", "cli.main", "lab", "up", "--nodes", str(args.nodes)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if up.returncode != 0:
+            sys.exit(f"lab up failed: {up.stderr}")
+        try:
+            run(Path(tmp), args)
+        finally:
+            subprocess.run(
+                [sys.executable, "-m", "cli.main", "lab", "down"],
+                env=env,
+                capture_output=True,
+                check=False,
+            )
+
+
+def _which(tool: str) -> bool:
+    return shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is not None
+
+
+def run(tmp: Path, args: argparse.Namespace) -> None:
+    state = lab.LabState.load(tmp / "lab")
+    assert state is not None
+    net = state.lab
+
+    async def prepare() -> None:
+        async with ClusterClient(state.endpoints) as c:
+            await c.apply_service(lab.sample_service(state))
+            deadline = time.monotonic() + 30
+            while len((await c.datapath()).rings.get("web", {})) < args.nodes:
+                if time.monotonic() > deadline:
+                    sys.exit("not every server became eligible within 30 s")
+                await asyncio.sleep(0.2)
+
+    asyncio.run(prepare())
+    for i in range(1, args.nodes + 1):  # the baselines' servers: each node's own address
+        bind = f"{net.node_ip(i)}:{BASE_PORT}"
+        cmd = [sys.executable, "-m", "cli.testservice", "--bind", bind, "--name", f"n{i}"]
+        state.services.append(
+            lab._spawn(state, f"base-n{i}", net.exec(net.node_ns(i), *cmd), f"--bind\0{bind}", bind)
+        )
+    state.save()
+    scheduler_ns = net.node_ns(1)
+    cfg = tmp / "haproxy.cfg"
+    cfg.write_text(
+        HAPROXY_CFG.format(
+            bind=f"{net.node_ip(1)}:{HAPROXY_PORT}",
+            servers="\n".join(
+                f"    server n{i} {net.node_ip(i)}:{BASE_PORT}" for i in range(1, args.nodes + 1)
+            ),
+        )
+    )
+    haproxy = subprocess.Popen(net.exec(scheduler_ns, "haproxy", "-db", "-f", str(cfg)))
+    subprocess.run(["sysctl", "-qw", "kernel.bpf_stats_enabled=1"], check=True)
+    try:
+        time.sleep(1.5)
+        targets = {
+            "tcphop (VIP)": f"http://{state.vip}/",
+            "direct (n3)": f"http://{net.node_ip(3)}:{BASE_PORT}/",
+            "HAProxy": f"http://{net.node_ip(1)}:{HAPROXY_PORT}/",
+        }
+        rows = []
+        for label, close in (("keep-alive", False), ("new connection", True)):
+            results = {
+                t: wrk(state, url, args.seconds, args.conns, close) for t, url in targets.items()
+            }
+            for t, r in results.items():
+                rows.append(
+                    [
+                        f"small, {label}",
+                        t,
+                        f"{r.requests_s:,.0f}",
+                        f"{r.p50_ms:.2f}",
+                        f"{r.p99_ms:.2f}",
+                        f"{r.requests_s / results['direct (n3)'].requests_s:.2f}",
+                        f"{r.requests_s / results['HAProxy'].requests_s:.2f}",
+                        r.errors,
+                    ]
+                )
+        leader_pid = state.nodes[0].pid
+        prog = xdp_prog_id(scheduler_ns)
+        cpu: dict[str, tuple[float, int]] = {}
+        cases: tuple[tuple[str, str, Callable[[], float]], ...] = (
+            (
+                "tcphop: XDP program",
+                f"http://{state.vip}/bytes/{2**20}",
+                lambda: xdp_run_time_s(prog),
+            ),
+            (
+                "tcphop: XDP + tcphopd",
+                f"http://{state.vip}/bytes/{2**20}",
+                lambda: xdp_run_time_s(prog) + proc_cpu_s(leader_pid),
+            ),
+            (
+                "HAProxy",
+                f"http://{net.node_ip(1)}:{HAPROXY_PORT}/bytes/{2**20}",
+                lambda: proc_cpu_s(haproxy.pid),
+            ),
+        )
+        for t, url, measure in cases:
+            before = measure()
+            r = wrk(state, url, args.seconds, 8, False)
+            cpu[t] = (measure() - before, r.bytes_read)
+        per_gb = {t: s / (b / 2**30) for t, (s, b) in cpu.items()}
+    finally:
+        haproxy.terminate()
+        haproxy.wait()
+        subprocess.run(["sysctl", "-qw", "kernel.bpf_stats_enabled=0"], check=True)
+    print(
+        f"# hop benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, {args.nodes} nodes,"
+        f" generic XDP on veths, wrk -t2 -c{args.conns} -d{args.seconds}s from the client "
+        "namespace\n"
+    )
+    print("| case | through | req/s | p50 ms | p99 ms | vs direct | vs HAProxy | errors |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print("| " + " | ".join(str(c) for c in row) + " |")
+    print("\n| 1 MiB responses | scheduler CPU s | GiB served | CPU s per GiB | vs HAProxy |")
+    print("|---|---:|---:|---:|---:|")
+    for t, (s, b) in cpu.items():
+        print(
+            f"| {t} | {s:.3f} | {b / 2**30:.2f} | {per_gb[t]:.4f} | "
+            f"{per_gb[t] / per_gb['HAProxy']:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
