@@ -12,6 +12,7 @@ setup() {
   python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
   command -v curl >/dev/null || need+=(curl)
   command -v ip >/dev/null || need+=(iproute2)
+  command -v ethtool >/dev/null || need+=(ethtool)
   command -v clang >/dev/null || need+=(clang llvm)
   [[ -f /usr/include/bpf/libbpf.h ]] || need+=(libbpf-dev)
   if ((${#need[@]})); then

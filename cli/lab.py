@@ -2,8 +2,8 @@
 
 `up` builds a `RoutedLab` (client, router, nodes over at least two subnets), mounts a bpf
 filesystem for the nodes' pinned maps, starts an embedded etcd in the router's namespace and,
-in each node's namespace, one tcphopd (XDP datapath on eth0, generic mode) and the HTTP test
-service bound to the lab's VIP. Processes get sessions of their own so they outlive the
+in each node's namespace, one tcphopd (XDP datapath on eth0, native mode by default) and the
+HTTP test service bound to the lab's VIP. Processes get sessions of their own so they outlive the
 command; everything made is recorded in `<dir>/lab.json` as it is made. `down` stops exactly
 those processes (checking each PID still runs the command the lab started, so a reused PID is
 never killed), deletes exactly those namespaces and links, unmounts, and removes its files.
@@ -22,9 +22,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cli.netlab import RoutedLab, netns_available, node_command
+from cli.netlab import VIP_SEGMENT, RoutedLab, netns_available, node_command
 from cluster.model import CheckType, HealthCheck, Mode, Policy, Pool, ServiceSpec
 from cluster.store.embedded import EmbeddedEtcd
+from datapath.libbpf import BpfError
 
 API_PORT = 7700
 SERVICE_PORT = 80
@@ -73,6 +74,7 @@ class LabState:
     prefix: str
     net: str
     size: int
+    xdp_mode: str = "native"
     etcd: LabProcess | None = None
     nodes: list[LabProcess] = field(default_factory=list)
     services: list[LabProcess] = field(default_factory=list)
@@ -108,6 +110,7 @@ class LabState:
                 doc["prefix"],
                 doc["net"],
                 doc["size"],
+                doc["xdp_mode"],
                 LabProcess(**doc["etcd"]) if doc["etcd"] else None,
                 [LabProcess(**n) for n in doc["nodes"]],
                 [LabProcess(**n) for n in doc["services"]],
@@ -146,7 +149,12 @@ def _spawn(state: LabState, name: str, cmd: list[str], marker: str, endpoint: st
 
 
 def start_node(state: LabState, i: int) -> LabProcess:
-    """Start node i's tcphopd in its namespace (XDP on eth0, maps pinned under the lab)."""
+    """Start node i's tcphopd in its namespace (XDP on eth0, maps pinned under the lab).
+
+    In a native lab only the nodes that can schedule attach natively: on a veth, native XDP
+    copies every frame that arrives without XDP_TX behind it, which costs the receivers more
+    than generic XDP does (measured with bench/hop.py). Real NICs have no such trade-off.
+    """
     assert state.etcd is not None
     lab, node = state.lab, f"n{i}"
     endpoint = f"{lab.node_ip(i)}:{API_PORT}"
@@ -156,6 +164,7 @@ def start_node(state: LabState, i: int) -> LabProcess:
         endpoint,
         uplink="eth0",
         bpf_pin_dir=str(Path(state.directory) / "bpf" / node),
+        xdp_mode=state.xdp_mode if lab.subnet(i) == VIP_SEGMENT else "generic",
     )
     return _spawn(state, node, lab.exec(lab.node_ns(i), *cmd), f"--listen\0{endpoint}", endpoint)
 
@@ -172,10 +181,12 @@ class LabError(Exception):
     pass
 
 
-def up(directory: Path, nodes: int) -> LabState:
+def up(directory: Path, nodes: int, xdp_mode: str = "native") -> LabState:
     """Build the lab and start everything; raise LabError if a lab already runs there."""
     if not 1 <= nodes <= 16:
         raise LabError(f"--nodes: {nodes} is not in 1..16")
+    if xdp_mode not in ("native", "generic"):
+        raise LabError(f"--xdp-mode: {xdp_mode!r} is not one of native, generic")
     existing = LabState.load(directory)
     if existing and any(p.running() for p in existing.processes):
         raise LabError(f"a lab is already up in {directory}; run `clusterctl lab down` first")
@@ -184,11 +195,13 @@ def up(directory: Path, nodes: int) -> LabState:
         raise LabError(f"the lab needs root and network namespaces: {why}")
     directory.mkdir(parents=True, exist_ok=True)
     lab = RoutedLab(nodes)
-    state = LabState(str(directory), lab.prefix, lab.net, nodes, created=lab.created)
+    state = LabState(str(directory), lab.prefix, lab.net, nodes, xdp_mode, created=lab.created)
     state.save()
     try:
         lab.create()
         state.save()
+        if xdp_mode == "native":
+            lab.native_xdp_wire()
         bpf = directory / "bpf"
         bpf.mkdir(exist_ok=True)
         subprocess.run(["mount", "-t", "bpf", "bpf", str(bpf)], check=True, capture_output=True)
@@ -208,7 +221,7 @@ def up(directory: Path, nodes: int) -> LabState:
             state.services.append(start_service(state, i))
             state.nodes.append(start_node(state, i))
             state.save()
-    except (subprocess.CalledProcessError, RuntimeError, TimeoutError, OSError) as e:
+    except (subprocess.CalledProcessError, RuntimeError, TimeoutError, OSError, BpfError) as e:
         down(directory)
         detail = e.stderr.decode().strip() if isinstance(e, subprocess.CalledProcessError) else e
         raise LabError(f"lab up failed: {detail}") from None

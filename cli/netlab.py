@@ -24,6 +24,7 @@ from pathlib import Path
 
 from cluster.store.embedded import EmbeddedEtcd
 from datapath.arp import who_has
+from datapath.libbpf import build
 
 _counter = itertools.count()
 
@@ -60,11 +61,12 @@ def node_command(
     key_root: str | None = None,
     check_host: str | None = None,
     bpf_pin_dir: str | None = None,
+    xdp_mode: str = "generic",
 ) -> list[str]:
     """The tcphopd command line the lab, the tests and the benchmarks start nodes with.
 
     Nodes of a lab share one machine, so each reports its own process group's CPU. With
-    `bpf_pin_dir` the node runs the XDP datapath on its uplink (generic XDP: veths).
+    `bpf_pin_dir` the node runs the XDP datapath on its uplink.
     """
     optional = {
         "--uplink": uplink,
@@ -72,7 +74,7 @@ def node_command(
         "--check-host": check_host,
         "--bpf-pin-dir": bpf_pin_dir,
     }
-    datapath = ["--datapath", "xdp", "--xdp-mode", "generic"] if bpf_pin_dir else []
+    datapath = ["--datapath", "xdp", "--xdp-mode", xdp_mode] if bpf_pin_dir else []
     return [
         sys.executable,
         "-m",
@@ -301,6 +303,9 @@ def free_net() -> str:
     raise RuntimeError("no free 10.150-199.0.0/16 network for a lab")
 
 
+VIP_SEGMENT = 2  # the subnet of the nodes that can hold the VIP (n1, n2)
+
+
 @dataclass
 class RoutedLab:
     """A client, a router and nodes in at least two subnets, all in network namespaces:
@@ -330,7 +335,7 @@ class RoutedLab:
 
     @staticmethod
     def subnet(i: int) -> int:
-        return 2 if i <= 2 else 3 + (i - 3) % 2
+        return VIP_SEGMENT if i <= 2 else 3 + (i - 3) % 2
 
     def node_ip(self, i: int) -> str:
         return f"{self.net}.{self.subnet(i)}.{10 + i}"
@@ -408,6 +413,19 @@ class RoutedLab:
             ns = self._add_ns(f"n{i}")
             self._veth(ns, self.port_to(i), self.node_ip(i), self.gateway(self.subnet(i)))
             ip("link", "set", self.port_to(i), "master", f"br{self.subnet(i)}", netns=r)
+
+    def native_xdp_wire(self) -> None:
+        """Make the veths carry native XDP_TX: an XDP_PASS program on the router's end of the
+        links of the nodes that can schedule (the VIP's segment; veth delivers XDP_TX frames
+        only to a peer with a program, and a program there costs every large frame from that
+        node a copy), and no checksum/segmentation offload on the client (native XDP on veth
+        cannot finish a partial checksum). Real NICs need neither."""
+        obj = str(build("pass"))
+        for i in (i for i in range(1, self.nodes + 1) if self.subnet(i) == VIP_SEGMENT):
+            ip("link", "set", "dev", self.port_to(i), "xdpdrv", "obj", obj, "sec", "xdp",
+               netns=self.ns("r"))  # fmt: skip
+        subprocess.run(self.exec(self.ns("c"), "ethtool", "-K", "eth0", "tx", "off"),
+                       check=True, capture_output=True)  # fmt: skip
 
     def exec(self, ns: str, *cmd: str) -> list[str]:
         return ["ip", "netns", "exec", ns, *cmd]

@@ -95,7 +95,7 @@ class Forwarder:
         async with self.lock:
             try:
                 snap = await self.state.snapshot()
-                weights = await self._weights()
+                weights = await self.scheduler.service_weights(snap) if self.leading else None
                 desired = desired_state(snap, weights)
                 if weights is None and self._in_grace():
                     desired = DesiredState(
@@ -104,9 +104,6 @@ class Forwarder:
                 await self.datapath.apply(desired)
             except (StoreError, DatapathError) as e:
                 log.warning("datapath_sync_failed", reason=str(e))
-
-    async def _weights(self) -> dict[str, dict[str, int]] | None:
-        return await self.scheduler.service_weights() if self.leading else None
 
     def handoff_left_s(self) -> float:
         if self.stepped_down_at is None:

@@ -106,9 +106,9 @@ class Scheduler:
                 counts[node] = counts.get(node, 0) + 1
         return counts, [c.node_id for c in candidates]
 
-    async def service_weights(self) -> dict[str, dict[str, int]]:
+    async def service_weights(self, snap: Snapshot | None = None) -> dict[str, dict[str, int]]:
         """Kernel-datapath Maglev weights per service, with hysteresis across calls."""
-        snap = await self.state.snapshot()
+        snap = snap or await self.state.snapshot()
         for name, spec in snap.services.items():
             candidates, loads = self._candidates(snap, spec)
             self.weights[name] = maglev_weights(candidates, loads, self.weights.get(name, {}))

@@ -67,9 +67,10 @@ class XdpDatapath:
         self.state = DesiredState()
         self.backend_index: dict[str, int] = {}  # server address -> backends map index
         self.service_index: dict[tuple[str, int], int] = {}  # VIP:port -> ring index
-        self.rings: dict[int, bytes] = {}  # ring index -> the values written last
+        self.ring_inputs: dict[int, tuple[dict[str, int], dict[str, int]]] = {}
         self.next_hops: dict[str, tuple[bytes, float]] = {}  # address -> (MAC, resolved at)
         self.node_of: dict[str, str] = {}  # server address -> node id, from desired states
+        self.vips_checked = False  # lo's addresses were compared with the desired VIPs once
 
     @property
     def bpf(self) -> BpfObject:
@@ -125,10 +126,14 @@ class XdpDatapath:
             for key in self.bpf.keys(layout.VIPS_MAP, 8):
                 self.bpf.delete(layout.VIPS_MAP, key)
             self.service_index.clear()
+            self.ring_inputs.clear()
             log.info("scheduler_tables_cleared")
         self.state = desired
 
     async def _apply_vips(self, vips: frozenset[str]) -> None:
+        if vips == self.state.vips and self.vips_checked:
+            return
+        self.vips_checked = True
         have = {a for a in await netlink.addresses("lo") if a != "127.0.0.1"}
         for vip in sorted(vips - have):
             await netlink.add_address("lo", vip)
@@ -161,7 +166,7 @@ class XdpDatapath:
         wanted = {s.key: s for s in tables.services}
         for key in [k for k in self.service_index if k not in wanted]:
             self.bpf.delete(layout.VIPS_MAP, layout.vip_key(*key))
-            del self.service_index[key]
+            self.ring_inputs.pop(self.service_index.pop(key), None)
         for service in tables.services:
             index = self._ring_index(service)
             self._write_ring(index, service, address_of)
@@ -183,17 +188,18 @@ class XdpDatapath:
 
     def _write_ring(self, index: int, service: VipService, address_of: dict[str, str]) -> None:
         weights = {n: w for n, w in service.weights if n in address_of and w > 0}
+        servers = {n: self.backend_index[address_of[n]] for n in weights}
+        if self.ring_inputs.get(index) == (weights, servers):
+            return  # the same table again: building one costs tens of milliseconds
+        self.ring_inputs[index] = (weights, servers)
         if weights:
             table = maglev.build(weights, layout.RING_SIZE)
             value = {n: layout.u32(self.backend_index[address_of[n]] + 1) for n in weights}
             ring = b"".join(value[n] for n in table)
         else:
             ring = EMPTY_RING
-        if self.rings.get(index) == ring:
-            return
         keys = b"".join(layout.u32(index * layout.RING_SIZE + i) for i in range(layout.RING_SIZE))
         self.bpf.update_many(layout.RINGS_MAP, keys, ring, layout.RING_SIZE)
-        self.rings[index] = ring
         log.info("ring_written", service=service.name, weights=weights)
 
     async def _next_hop_mac(self, address: str) -> bytes:

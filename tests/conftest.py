@@ -186,6 +186,7 @@ def clusterctl(
     endpoint: str | None = None,
     stdin: str | None = None,
     env: dict[str, str] | None = None,
+    timeout_s: float = 60,
 ) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
     full_env.pop("TCPHOP_ENDPOINT", None)
@@ -197,5 +198,5 @@ def clusterctl(
         text=True,
         input=stdin,
         env=full_env,
-        timeout=60,
+        timeout=timeout_s,
     )

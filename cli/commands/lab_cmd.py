@@ -57,15 +57,22 @@ def lab_group() -> None:
 
 @lab_group.command("up")
 @click.option("--nodes", default=3, show_default=True, type=int, help="Number of nodes.")
+@click.option(
+    "--xdp-mode",
+    default="native",
+    show_default=True,
+    type=click.Choice(["native", "generic"]),
+    help="How every node attaches the datapath to its veth.",
+)
 @dir_option
 @pass_ctx
-def up(ctx: Context, nodes: int, directory: Path | None) -> None:
+def up(ctx: Context, nodes: int, xdp_mode: str, directory: Path | None) -> None:
     """Build the lab in network namespaces: client, router, NODES nodes over two or more
     subnets, etcd, tcphopd (XDP) and the HTTP test service on every node; n1 is designated
     primary, n2 backup."""
     where = _dir(directory)
     try:
-        state = lab.up(where, nodes)
+        state = lab.up(where, nodes, xdp_mode)
     except lab.LabError as e:
         raise CliError(str(e)) from None
 
@@ -83,7 +90,10 @@ def up(ctx: Context, nodes: int, directory: Path | None) -> None:
         )
     assert state.etcd is not None
     net = state.lab
-    click.echo(f"lab up in {where}: etcd {state.etcd.endpoint}, {nodes} nodes, VIP {state.vip}")
+    click.echo(
+        f"lab up in {where}: etcd {state.etcd.endpoint}, {nodes} nodes ({xdp_mode} XDP), "
+        f"VIP {state.vip}"
+    )
     click.echo(
         table(
             [

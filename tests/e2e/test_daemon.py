@@ -226,6 +226,12 @@ def test_daemon_rejects_bad_arguments_with_usage_errors(start_daemon: StartDaemo
         (["--node-id", "Bad Id"], "--node-id: 'Bad Id' is not a valid name"),
         (["--node-id", "n1", "--etcd", "ftp://x:1"], "--etcd: etcd endpoint 'ftp://x:1'"),
         (["--node-id", "n1", "--listen", "nowhere"], "--listen: 'nowhere' is not of the form"),
+        (["--node-id", "n1", "--datapath", "xdp"], "--datapath xdp: needs --uplink"),
+        (
+            ["--node-id", "n1", "--datapath", "xdp", "--uplink", "eth0"],
+            "--advertise: with --datapath xdp the advertised host is where other nodes",
+        ),
+        (["--node-id", "n1", "--datapath", "ebpf"], "'ebpf' is not one of 'none', 'xdp'"),
     ]:
         proc = subprocess.run(
             [sys.executable, "-m", "cluster", *args], capture_output=True, text=True, timeout=30

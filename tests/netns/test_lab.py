@@ -181,6 +181,12 @@ def test_restarting_the_leaders_tcphopd_keeps_open_connections(
     state.nodes[0] = lab.start_node(state, 1)
     state.save()
     wait_for(lambda: leader(state) == "n1", 20, "the restarted primary n1 to lead again")
+    started = [
+        json.loads(line)
+        for line in (Path(state.directory) / "logs" / "n1.log").read_text().splitlines()
+        if '"datapath_started"' in line
+    ][-1]
+    assert started["reused_maps"] and started["flows"] > 0  # the pinned flow table survived
     for d in open_:
         assert d.finish() == 16 * MB
     served = Counter(lab.served_by(state, 40))
