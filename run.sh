@@ -2,7 +2,8 @@
 # tcphop's two commands on a fresh Debian 12 machine, as root:
 #   ./run.sh demo    bring up a 3-node lab (embedded etcd + tcphopd) and show it working
 #   ./run.sh test    run every test (real etcd, real tcphopd processes, network namespaces)
-# Also: ./run.sh setup (install only), ./run.sh check (lint, types, generated code), ./run.sh down
+# Also: ./run.sh setup (install only), ./run.sh check (lint, types, generated code), ./run.sh down,
+#       ./run.sh bench (the hop benchmark: installs wrk, haproxy and bpftool)
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
@@ -37,6 +38,13 @@ case "${1:-}" in
     echo -e "\nThe lab keeps running: try $VENV/bin/clusterctl status; stop it with ./run.sh down"
     ;;
   down) setup; "$VENV/bin/clusterctl" lab down ;;
+  bench)
+    setup
+    for tool in wrk haproxy bpftool; do
+      command -v "$tool" >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool"
+    done
+    "$VENV/bin/python" bench/hop.py "${@:2}"
+    ;;
   test) setup; shift; exec "$VENV/bin/python" -m pytest "$@" ;;
   check)
     setup
@@ -45,5 +53,5 @@ case "${1:-}" in
     "$VENV/bin/ruff" format --check .
     "$VENV/bin/mypy"
     ;;
-  *) echo "usage: $0 demo|test|setup|check|down" >&2; exit 64 ;;
+  *) echo "usage: $0 demo|test|setup|check|down|bench" >&2; exit 64 ;;
 esac

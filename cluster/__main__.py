@@ -90,6 +90,12 @@ from cluster.logs import configure_logging
     type=click.Choice(["machine", "process-group"]),
     help="Report the machine's CPU, or only this daemon's process group (labs).",
 )
+@click.option(
+    "--teardown",
+    is_flag=True,
+    help="Remove the XDP program, the VIPs on lo and the pinned maps this node's datapath "
+    "keeps between runs (they survive a stop so that a restart keeps every flow), then exit.",
+)
 @click.option("--etcd-prefix", default=DEFAULT_ROOT, show_default=True, hidden=True)
 @click.option(
     "--log-level",
@@ -112,6 +118,7 @@ def main(
     xdp_mode: str,
     bpf_pin_dir: str | None,
     cpu_scope: str,
+    teardown: bool,
     etcd_prefix: str,
     log_level: str,
     log_json: bool | None,
@@ -139,6 +146,10 @@ def main(
         )
     except ValidationError as e:
         raise click.UsageError(str(e)) from None
+    if teardown:
+        if cfg.datapath != "xdp":
+            raise click.UsageError("--teardown: give the datapath's flags (--datapath xdp ...)")
+        sys.exit(asyncio.run(daemon.teardown(cfg)))
     sys.exit(asyncio.run(daemon.run(cfg)))
 
 

@@ -123,6 +123,19 @@ async def run(cfg: DaemonConfig) -> int:
     return 0
 
 
+async def teardown(cfg: DaemonConfig) -> int:
+    """`tcphopd --teardown`: remove what the datapath keeps between runs (decommissioning)."""
+    assert cfg.uplink is not None
+    datapath = XdpDatapath(cfg.uplink, cfg.datapath_address, Path(cfg.bpf_pin_dir), cfg.xdp_generic)
+    try:
+        removed = await datapath.teardown()
+    except DatapathError as e:
+        log.error("teardown_failed", reason=str(e))
+        return EXIT_CONFIG
+    log.info("datapath_removed", removed=removed)
+    return 0
+
+
 async def _start_datapath(datapath: XdpDatapath) -> None:
     if datapath.address not in await netlink.addresses(datapath.uplink):
         raise DatapathError(

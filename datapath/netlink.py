@@ -62,11 +62,28 @@ async def addresses(ifname: str) -> set[str]:
         }
 
 
-async def add_address(ifname: str, address: str, prefixlen: int = 32) -> None:
+async def labelled_addresses(ifname: str, label: str) -> set[str]:
+    """IPv4 addresses on an interface that carry `label` (IFA_LABEL)."""
+    async with AsyncIPRoute() as ipr:
+        index = await _index(ipr, ifname)
+        return {
+            str(m.get("IFA_ADDRESS"))
+            async for m in await ipr.addr("dump", family=2)
+            if m["index"] == index and m.get("IFA_LABEL") == label
+        }
+
+
+async def add_address(
+    ifname: str, address: str, prefixlen: int = 32, label: str | None = None
+) -> None:
     async with AsyncIPRoute() as ipr:
         try:
             await ipr.addr(
-                "add", index=await _index(ipr, ifname), address=address, prefixlen=prefixlen
+                "add",
+                index=await _index(ipr, ifname),
+                address=address,
+                prefixlen=prefixlen,
+                **({"label": label} if label else {}),
             )
         except NetlinkError as e:
             if e.code != errno.EEXIST:

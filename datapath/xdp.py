@@ -13,6 +13,7 @@ service keeps its ring while its VIP:port stays; rings are rewritten only when t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import struct
@@ -31,6 +32,7 @@ log = structlog.get_logger()
 BPF_FS_MAGIC = 0xCAFE4A11
 NEXT_HOP_TTL_S = 30.0
 RESOLVE_TIMEOUT_S = 1.0
+LO_LABEL = "lo:tcphop"
 EMPTY_RING = bytes(4 * layout.RING_SIZE)
 
 
@@ -131,13 +133,14 @@ class XdpDatapath:
         self.state = desired
 
     async def _apply_vips(self, vips: frozenset[str]) -> None:
+        """VIPs on lo, labelled LO_LABEL so that only ours are ever removed."""
         if vips == self.state.vips and self.vips_checked:
             return
         self.vips_checked = True
-        have = {a for a in await netlink.addresses("lo") if a != "127.0.0.1"}
-        for vip in sorted(vips - have):
-            await netlink.add_address("lo", vip)
-        for vip in sorted((self.state.vips - vips) & have):
+        ours = await netlink.labelled_addresses("lo", LO_LABEL)
+        for vip in sorted(vips - ours):
+            await netlink.add_address("lo", vip, label=LO_LABEL)
+        for vip in sorted(ours - vips):
             await netlink.del_address("lo", vip)
 
     def _apply_trusted(self, trusted: frozenset[str]) -> None:
@@ -277,6 +280,28 @@ class XdpDatapath:
         if self.obj is not None:
             self.obj.close()
             self.obj = None
+
+    async def teardown(self) -> list[str]:
+        """Remove everything the datapath leaves in place between runs: the program on the
+        uplink, our VIPs on lo, the pinned maps. Returns what it removed."""
+        await self.close()
+        removed = []
+        try:
+            await netlink.detach_xdp(self.uplink, self.generic)
+            removed.append(f"{self._mode} XDP program on {self.uplink}")
+        except DatapathError as e:
+            log.warning("xdp_detach_failed", reason=str(e))
+        for vip in sorted(await netlink.labelled_addresses("lo", LO_LABEL)):
+            await netlink.del_address("lo", vip)
+            removed.append(f"{vip} on lo")
+        for name in layout.MAPS:
+            pin = self.pin_dir / name
+            if pin.exists():
+                pin.unlink()
+                removed.append(str(pin))
+        with contextlib.suppress(OSError):
+            self.pin_dir.rmdir()
+        return removed
 
 
 def default_pin_dir(node_id: str) -> Path:

@@ -42,15 +42,16 @@ def test_shares_follow_weights(weights: dict[str, int]) -> None:
 
 @settings(max_examples=25, deadline=None)
 @given(names, st.data())
-def test_removing_one_backend_moves_at_most_its_share_plus_one_percent(
+def test_removing_one_backend_moves_little_more_than_its_share(
     backends: list[str], data: st.DataObject
 ) -> None:
-    # The paper's table size: with M >> N the extra disruption stays well under 1 %.
+    # The paper's table size. The extra disruption is under 1 % for most sets, but up to about
+    # 2 % with three backends (measured over random sets; bench/placement.py shows N = 100).
     gone = data.draw(st.sampled_from(backends))
     before = maglev.build(dict.fromkeys(backends, 100))
     after = maglev.build({b: 100 for b in backends if b != gone})
     moved = sum(1 for x, y in zip(before, after, strict=True) if x != y) / len(before)
-    assert moved <= 1 / len(backends) + 0.01
+    assert moved <= 1 / len(backends) + 0.03
     assert gone not in after
 
 
