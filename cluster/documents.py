@@ -15,6 +15,7 @@ from cluster.model import (
     DEFAULT_WEIGHT,
     CheckType,
     CookieMatch,
+    Delivery,
     Designation,
     Handover,
     HeaderMatch,
@@ -151,6 +152,8 @@ def service_from_doc(data: object, where: str = "services") -> ServiceSpec:
         "persistence",
         "health_check",
         "rules",
+        "delivery",
+        "target",
     )
     for required in ("name", "vip", "port"):
         if required not in doc.data and isinstance(data, Mapping):
@@ -171,6 +174,8 @@ def service_from_doc(data: object, where: str = "services") -> ServiceSpec:
         persistence=doc.get("persistence", str, d.persistence),
         health_check=_check_from(doc.sub("health_check")),
         rules=tuple(_rule_from(r, f"{at}.rules[{i}]", problems) for i, r in enumerate(raw_rules)),
+        delivery=doc.get("delivery", str, str(d.delivery)),  # type: ignore[arg-type]
+        target=doc.get("target", str, d.target),
     )
     if problems:
         raise ValidationError(problems)
@@ -185,6 +190,7 @@ def normalize_service(spec: ServiceSpec) -> ServiceSpec:
         spec,
         mode=Mode(spec.mode),
         policy=Policy(spec.policy),
+        delivery=Delivery(spec.delivery),
         health_check=replace(spec.health_check, type=CheckType(spec.health_check.type)),
         rules=tuple(replace(r, policy=Policy(r.policy) if r.policy else None) for r in spec.rules),
     )
@@ -213,6 +219,8 @@ def service_to_doc(spec: ServiceSpec) -> dict[str, object]:
             "expect_status": hc.expect_status,
         },
         "rules": [_rule_to_doc(r) for r in spec.rules],
+        "delivery": str(spec.delivery),
+        "target": spec.target,
     }
 
 

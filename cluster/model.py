@@ -45,6 +45,12 @@ class Policy(StrEnum):
     MAGLEV = "maglev"
 
 
+class Delivery(StrEnum):
+    SPLICE = "splice"  # relay to the application's port on the node
+    PROXY_V2 = "proxy-v2"  # the same, with a PROXY protocol v2 header carrying the client
+    DESCRIPTOR = "descriptor"  # pass the socket itself over a Unix socket (HopListener)
+
+
 class CheckType(StrEnum):
     TCP = "tcp"
     HTTP = "http"
@@ -227,6 +233,17 @@ class ServiceSpec:
     persistence: str = "none"  # none | source-ip | cookie:<name>
     health_check: HealthCheck = field(default_factory=HealthCheck)
     rules: tuple[Rule, ...] = ()
+    # l7: how the node a connection hops to hands it to the application
+    delivery: Delivery = Delivery.SPLICE
+    target: str = ""  # splice: HOST:PORT (default 127.0.0.1:<port>); descriptor: a Unix socket
+
+    @property
+    def delivery_target(self) -> str:
+        if self.target:
+            return self.target
+        if self.delivery == Delivery.DESCRIPTOR:
+            return f"/run/tcphop/{self.name}.sock"
+        return f"127.0.0.1:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)

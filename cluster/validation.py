@@ -19,6 +19,7 @@ from cluster.model import (
     MAX_WEIGHT,
     NAME_RE,
     CheckType,
+    Delivery,
     HealthCheck,
     Mode,
     Policy,
@@ -57,6 +58,7 @@ def validate_service(spec: ServiceSpec, where: str | None = None) -> None:
     problems += _pool_problems(spec.pool, f"{at}.pool")
     problems += _persistence_problems(spec, f"{at}.persistence")
     problems += _check_problems(spec.health_check, f"{at}.health_check")
+    problems += _delivery_problems(spec, at)
     if spec.rules and spec.mode != Mode.L7:
         problems.append(f"{at}.rules: rules need mode 'l7' (mode is {str(spec.mode)!r})")
     seen: set[str] = set()
@@ -114,6 +116,32 @@ def _pool_problems(pool: Pool, at: str) -> list[str]:
     if dupes:
         problems.append(f"{at}: node ids listed twice: {', '.join(dupes)}")
     return problems
+
+
+def _delivery_problems(spec: ServiceSpec, at: str) -> list[str]:
+    problems = _enum_problem(spec.delivery, Delivery, f"{at}.delivery")
+    if problems:
+        return problems
+    if spec.mode != Mode.L7 and (spec.delivery != Delivery.SPLICE or spec.target):
+        return [
+            f"{at}.delivery: delivery and target need mode 'l7' (l4 connections are not hopped)"
+        ]
+    if not spec.target:
+        return []
+    if spec.delivery == Delivery.DESCRIPTOR:
+        if not spec.target.startswith("/") or len(spec.target.encode()) > 107:
+            return [
+                f"{at}.target: {spec.target!r} is not an absolute Unix socket path (<= 107 bytes)"
+            ]
+        return []
+    host, sep, port = spec.target.rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return [f"{at}.target: {spec.target!r} is not of the form HOST:PORT"]
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return [f"{at}.target: {host!r} is not an IPv4 address"]
+    return []
 
 
 def _persistence_problems(spec: ServiceSpec, at: str) -> list[str]:

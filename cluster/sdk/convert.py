@@ -132,6 +132,8 @@ def service_to_pb(s: ServiceSpec) -> pb.ServiceSpec:
         pool=pool_to_pb(s.pool),
         policy=str(s.policy),
         persistence=s.persistence,
+        delivery=str(s.delivery),
+        target=s.target,
         health_check=pb.HealthCheck(
             type=str(hc.type),
             port=hc.port,
@@ -166,6 +168,8 @@ def service_from_pb(m: pb.ServiceSpec) -> ServiceSpec:
         pool=pool_from_pb(m.pool),
         policy=m.policy,  # type: ignore[arg-type]
         persistence=m.persistence,
+        delivery=m.delivery or "splice",  # type: ignore[arg-type]  # validated later
+        target=m.target,
         health_check=HealthCheck(
             type=hc.type,  # type: ignore[arg-type]
             port=hc.port,

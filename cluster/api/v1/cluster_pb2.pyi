@@ -219,7 +219,7 @@ class Rule(_message.Message):
     def __init__(self, name: _Optional[str] = ..., match: _Optional[_Union[Match, _Mapping]] = ..., pool: _Optional[_Union[Pool, _Mapping]] = ..., policy: _Optional[str] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "vip", "port", "protocol", "mode", "pool", "policy", "persistence", "health_check", "rules")
+    __slots__ = ("name", "vip", "port", "protocol", "mode", "pool", "policy", "persistence", "health_check", "rules", "delivery", "target")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VIP_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
@@ -230,6 +230,8 @@ class ServiceSpec(_message.Message):
     PERSISTENCE_FIELD_NUMBER: _ClassVar[int]
     HEALTH_CHECK_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
     name: str
     vip: str
     port: int
@@ -240,7 +242,9 @@ class ServiceSpec(_message.Message):
     persistence: str
     health_check: HealthCheck
     rules: _containers.RepeatedCompositeFieldContainer[Rule]
-    def __init__(self, name: _Optional[str] = ..., vip: _Optional[str] = ..., port: _Optional[int] = ..., protocol: _Optional[str] = ..., mode: _Optional[str] = ..., pool: _Optional[_Union[Pool, _Mapping]] = ..., policy: _Optional[str] = ..., persistence: _Optional[str] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., rules: _Optional[_Iterable[_Union[Rule, _Mapping]]] = ...) -> None: ...
+    delivery: str
+    target: str
+    def __init__(self, name: _Optional[str] = ..., vip: _Optional[str] = ..., port: _Optional[int] = ..., protocol: _Optional[str] = ..., mode: _Optional[str] = ..., pool: _Optional[_Union[Pool, _Mapping]] = ..., policy: _Optional[str] = ..., persistence: _Optional[str] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., rules: _Optional[_Iterable[_Union[Rule, _Mapping]]] = ..., delivery: _Optional[str] = ..., target: _Optional[str] = ...) -> None: ...
 
 class ApplyServiceRequest(_message.Message):
     __slots__ = ("service",)
