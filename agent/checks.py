@@ -34,14 +34,18 @@ class CheckState:
 
 
 async def probe(check: HealthCheck, host: str, port: int) -> tuple[bool, float, str]:
-    """Run one check; return (ok, latency in ms, error)."""
+    """Run one check; return (ok, latency in ms, error). A `host` starting with "/" is a Unix
+    socket (an L7 service's hand-over socket): connecting is the whole check."""
     start = time.monotonic()
     target = check.port or port
     try:
         async with asyncio.timeout(check.timeout_s):
-            reader, writer = await asyncio.open_connection(host, target)
+            if host.startswith("/"):
+                reader, writer = await asyncio.open_unix_connection(host)
+            else:
+                reader, writer = await asyncio.open_connection(host, target)
             try:
-                if check.type == CheckType.HTTP:
+                if check.type == CheckType.HTTP and not host.startswith("/"):
                     writer.write(
                         f"GET {check.path} HTTP/1.1\r\nHost: {host}\r\n"
                         "Connection: close\r\nUser-Agent: tcphop-check\r\n\r\n".encode()

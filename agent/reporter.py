@@ -24,7 +24,7 @@ from cluster.api.v1 import cluster_pb2_grpc
 from cluster.documents import report_to_doc
 from cluster.errors import StoreError
 from cluster.keys import Keys
-from cluster.model import LoadReport, ServiceHealth, ServiceSpec
+from cluster.model import Delivery, LoadReport, Mode, ServiceHealth, ServiceSpec
 from cluster.sdk import convert
 from cluster.state import ClusterState, encode
 from cluster.store.base import LeaseId
@@ -89,7 +89,7 @@ class Agent:
         due = [s for s in self.services if self.next_check.get(s.name, 0.0) <= now]
         changed = False
         results = await asyncio.gather(
-            *(probe(s.health_check, self._check_host(s), s.port) for s in due)
+            *(probe(s.health_check, *self._check_target(s)) for s in due)
         )
         for spec, (ok, latency_ms, error) in zip(due, results, strict=True):
             hc = spec.health_check
@@ -102,9 +102,16 @@ class Agent:
             self.next_check[spec.name] = now + hc.interval_s
         return changed
 
-    def _check_host(self, spec: ServiceSpec) -> str:
-        """Where a service's check connects: its VIP (bound on lo by the datapath) or a host."""
-        return spec.vip if self.check_host == CHECK_VIP else self.check_host
+    def _check_target(self, spec: ServiceSpec) -> tuple[str, int]:
+        """Where a service's check connects. L4: its VIP (bound on lo by the datapath) or the
+        --check-host; L7: the application connections are delivered to on this node."""
+        if spec.mode == Mode.L7:
+            target = spec.delivery_target.replace("{node}", self.node_id)
+            if spec.delivery == Delivery.DESCRIPTOR:
+                return target, 0
+            host, _, port = target.rpartition(":")
+            return host, int(port)
+        return (spec.vip if self.check_host == CHECK_VIP else self.check_host), spec.port
 
     def _report(self, sample: Sample) -> LoadReport:
         health = []

@@ -29,6 +29,7 @@ from datapath.libbpf import BpfError
 
 API_PORT = 7700
 SERVICE_PORT = 80
+APP_PORT = 8080
 STATE_FILE = "lab.json"
 STOP_TIMEOUT_S = 5.0
 
@@ -177,6 +178,21 @@ def start_service(state: LabState, i: int) -> LabProcess:
     return _spawn(state, f"http-n{i}", lab.exec(lab.node_ns(i), *cmd), marker, bind)
 
 
+def start_app(state: LabState, i: int) -> LabProcess:
+    """Start node i's application behind L7 services: the same test service on
+    127.0.0.1:APP_PORT (splice delivery) that also takes hand-overs on hop_socket(state)."""
+    lab, bind = state.lab, f"127.0.0.1:{APP_PORT}"
+    path = hop_socket(state).replace("{node}", f"n{i}")
+    cmd = [sys.executable, "-m", "cli.testservice", "--bind", bind, "--name", f"n{i}"]
+    cmd += ["--hop-socket", path]
+    return _spawn(state, f"app-n{i}", lab.exec(lab.node_ns(i), *cmd), f"\0{path}", bind)
+
+
+def hop_socket(state: LabState) -> str:
+    """The Unix socket template of descriptor delivery in this lab ({node}: the node id)."""
+    return str(Path(state.directory) / "hop" / "{node}.sock")
+
+
 class LabError(Exception):
     pass
 
@@ -219,6 +235,7 @@ def up(directory: Path, nodes: int, xdp_mode: str = "native") -> LabState:
         state.save()
         for i in range(1, nodes + 1):
             state.services.append(start_service(state, i))
+            state.services.append(start_app(state, i))
             state.nodes.append(start_node(state, i))
             state.save()
     except (subprocess.CalledProcessError, RuntimeError, TimeoutError, OSError, BpfError) as e:
@@ -238,7 +255,7 @@ def down(directory: Path) -> LabState | None:
     RoutedLab(state.size, state.prefix, state.net, list(state.created)).destroy()
     for mount in state.mounts:
         subprocess.run(["umount", mount], check=False, capture_output=True)
-    for made in ("etcd", "logs", "bpf"):
+    for made in ("etcd", "logs", "bpf", "hop"):
         path = directory / made
         if path.is_dir() and not os.path.ismount(path):
             shutil.rmtree(path, ignore_errors=True)

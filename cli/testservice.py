@@ -1,13 +1,15 @@
 """A small, fast HTTP/1.1 test service for the lab, the tests and the benchmarks.
 
-    python -m cli.testservice --bind VIP:PORT --name NODE
+    python -m cli.testservice --bind VIP:PORT --name NODE [--hop-socket PATH]
 
 Keep-alive (unless `Connection: close`), TCP_NODELAY, pipelined requests answered in order:
 - `GET /bytes/N`: N bytes of body (streamed with flow control, any size);
 - `PUT` or `POST` with a body: the SHA-256 of the body;
 - anything else: the serving node's name.
-Every answer carries `X-Served-By: NODE`. It binds with IP_FREEBIND, so it can bind the VIP
-before the datapath puts the VIP on lo.
+Every answer carries `X-Served-By: NODE` and `X-Client: ADDRESS:PORT` (the peer, or the source
+a PROXY protocol v2 header gave). It binds with IP_FREEBIND, so it can bind the VIP before the
+datapath puts the VIP on lo. With --hop-socket it also serves connections handed over by
+tcphopd (`delivery: descriptor`) through the SDK's HopListener.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import threading
 
 import click
 
+from cluster.sdk.hop import HopListener
+
 CHUNK = b"x" * (256 * 1024)
+PROXY_V2 = b"\r\n\r\n\x00\r\nQUIT\n"
 MAX_HEAD = 16 * 1024
 IP_FREEBIND = 15
 
@@ -33,15 +39,28 @@ class HttpProtocol(asyncio.Protocol):
         self.close_after = False
         self.to_send = 0  # body bytes of a /bytes/N answer still to write
         self.paused = False
+        self.client = b"-"
+        self.first = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         sock = transport.get_extra_info("socket")
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername")
+        self.client = f"{peer[0]}:{peer[1]}".encode() if peer else b"-"
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
+        if self.first:
+            if len(self.buf) < len(PROXY_V2) and PROXY_V2.startswith(bytes(self.buf)):
+                return  # maybe a PROXY header still arriving
+            self.first = False
+            if self.buf.startswith(PROXY_V2) and len(self.buf) >= 28 and self.buf[13] == 0x11:
+                ip = socket.inet_ntoa(bytes(self.buf[16:20]))
+                port = int.from_bytes(self.buf[24:26], "big")
+                self.client = f"{ip}:{port}".encode()
+                del self.buf[: 16 + int.from_bytes(self.buf[14:16], "big")]
         self._process()
 
     def _process(self) -> None:
@@ -91,12 +110,14 @@ class HttpProtocol(asyncio.Protocol):
     def _head(self, status: bytes, length: int, kind: bytes = b"text/plain") -> None:
         assert self.transport is not None
         self.transport.write(
-            b"HTTP/1.1 %s\r\nContent-Length: %d\r\nContent-Type: %s\r\nX-Served-By: %s\r\n%s\r\n"
+            b"HTTP/1.1 %s\r\nContent-Length: %d\r\nContent-Type: %s\r\nX-Served-By: %s\r\n"
+            b"X-Client: %s\r\n%s\r\n"
             % (
                 status,
                 length,
                 kind,
                 self.name,
+                self.client,
                 b"Connection: close\r\n" if self.close_after else b"",
             )
         )
@@ -134,7 +155,21 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = None
 
 
-async def serve(host: str, port: int, name: str) -> None:
+def _hand_overs(path: str, name: str, loop: asyncio.AbstractEventLoop) -> None:
+    """Accept hopped connections (blocking, in a thread) and serve each on the loop."""
+    with HopListener(path, mode=0o666) as listener:
+        while True:
+            conn, _ = listener.accept()
+            conn.setblocking(False)
+            asyncio.run_coroutine_threadsafe(
+                loop.connect_accepted_socket(lambda: HttpProtocol(name), conn), loop
+            )
+
+
+async def serve(host: str, port: int, name: str, hop_socket: str | None = None) -> None:
+    if hop_socket:
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=_hand_overs, args=(hop_socket, name, loop), daemon=True).start()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
@@ -148,10 +183,11 @@ async def serve(host: str, port: int, name: str) -> None:
 @click.command()
 @click.option("--bind", "bind", required=True, help="HOST:PORT to listen on (a VIP is fine).")
 @click.option("--name", required=True, help="The node name every answer carries.")
-def main(bind: str, name: str) -> None:
+@click.option("--hop-socket", default=None, help="Also serve connections handed over here.")
+def main(bind: str, name: str, hop_socket: str | None) -> None:
     """Serve the lab's HTTP test service."""
     host, _, port = bind.rpartition(":")
-    asyncio.run(serve(host, int(port), name))
+    asyncio.run(serve(host, int(port), name, hop_socket))
 
 
 if __name__ == "__main__":

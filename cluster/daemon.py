@@ -14,18 +14,19 @@ from pathlib import Path
 import structlog
 
 from agent.reporter import Agent
+from cluster.adopt import Adopter
 from cluster.config import DaemonConfig
 from cluster.election import ElectionConfig, RecordedVips, RoleManager, VipHolder
 from cluster.errors import AlreadyExists, StoreUnavailable
 from cluster.forwarding import Forwarder
 from cluster.keys import Keys
+from cluster.l7 import L7Hopper
 from cluster.membership import Membership
 from cluster.model import Registration
 from cluster.scheduler import Scheduler
 from cluster.server import start_server
 from cluster.state import ClusterState
 from cluster.store.etcd import EtcdStore
-from datapath import netlink
 from datapath.errors import DatapathError
 from datapath.vip import TunVipHolder
 from datapath.xdp import XdpDatapath
@@ -61,14 +62,7 @@ async def run(cfg: DaemonConfig) -> int:
     if cfg.uplink:
         vips = TunVipHolder(cfg.uplink, lambda: roles.lease_valid())
     scheduler = Scheduler(state, lambda: roles.term)
-    datapath: XdpDatapath | None = None
-    forwarder: Forwarder | None = None
-    if cfg.datapath == "xdp":
-        assert cfg.uplink is not None
-        datapath = XdpDatapath(
-            cfg.uplink, cfg.datapath_address, Path(cfg.bpf_pin_dir), cfg.xdp_generic
-        )
-        forwarder = Forwarder(datapath, state, scheduler, vips, cfg.node_id)
+    forwarder = _forwarder(cfg, state, scheduler, vips) if cfg.datapath == "xdp" else None
     roles = RoleManager(
         store,
         keys,
@@ -81,8 +75,8 @@ async def run(cfg: DaemonConfig) -> int:
         try:
             if isinstance(vips, TunVipHolder):
                 await vips.start()
-            if datapath is not None:
-                await _start_datapath(datapath)
+            if forwarder is not None:
+                await forwarder.datapath.start()
         except DatapathError as e:
             log.error("start_refused", reason=f"--uplink {cfg.uplink}: {e}")
             return EXIT_CONFIG
@@ -96,7 +90,14 @@ async def run(cfg: DaemonConfig) -> int:
             cfg.report_interval_s,
             cfg.check_host,
         )
-        server, port = await start_server(state, scheduler, cfg.listen, datapath)
+        server, port = await start_server(
+            state,
+            scheduler,
+            cfg.listen,
+            forwarder.datapath if forwarder else None,
+            forwarder.hopper.adopter if forwarder and forwarder.hopper else None,
+            forwarder.hopper if forwarder else None,
+        )
         log.info("daemon_started", listen=cfg.listen, port=port, etcd=",".join(cfg.etcd))
         try:
             async with asyncio.TaskGroup() as tg:
@@ -116,8 +117,8 @@ async def run(cfg: DaemonConfig) -> int:
     finally:
         if isinstance(vips, TunVipHolder):
             await vips.close()
-        if datapath is not None:
-            await datapath.close()  # stays attached, maps pinned: a restart keeps every flow
+        if forwarder is not None:
+            await forwarder.close()  # the datapath stays attached: a restart keeps every flow
         await store.close()
         log.info("daemon_stopped")
     return 0
@@ -125,10 +126,8 @@ async def run(cfg: DaemonConfig) -> int:
 
 async def teardown(cfg: DaemonConfig) -> int:
     """`tcphopd --teardown`: remove what the datapath keeps between runs (decommissioning)."""
-    assert cfg.uplink is not None
-    datapath = XdpDatapath(cfg.uplink, cfg.datapath_address, Path(cfg.bpf_pin_dir), cfg.xdp_generic)
     try:
-        removed = await datapath.teardown()
+        removed = await _xdp(cfg).teardown()
     except DatapathError as e:
         log.error("teardown_failed", reason=str(e))
         return EXIT_CONFIG
@@ -136,13 +135,20 @@ async def teardown(cfg: DaemonConfig) -> int:
     return 0
 
 
-async def _start_datapath(datapath: XdpDatapath) -> None:
-    if datapath.address not in await netlink.addresses(datapath.uplink):
-        raise DatapathError(
-            f"the advertised host {datapath.address} is not an address of {datapath.uplink}; "
-            "other nodes send encapsulated traffic there"
-        )
-    await datapath.start()
+def _xdp(cfg: DaemonConfig) -> XdpDatapath:
+    assert cfg.uplink is not None
+    return XdpDatapath(cfg.uplink, cfg.datapath_address, Path(cfg.bpf_pin_dir), cfg.xdp_generic)
+
+
+def _forwarder(
+    cfg: DaemonConfig, state: ClusterState, scheduler: Scheduler, vips: VipHolder
+) -> Forwarder:
+    """The datapath, the L7 hop on both of its ends, and what keeps them programmed."""
+    datapath = _xdp(cfg)
+    hopper: L7Hopper | None = None
+    adopter = Adopter(cfg.node_id, lambda: hopper.services() if hopper else {})
+    hopper = L7Hopper(cfg.node_id, scheduler, datapath, adopter)
+    return Forwarder(datapath, state, scheduler, vips, cfg.node_id, hopper)
 
 
 async def _register(membership: Membership, stop: asyncio.Event, ttl_s: int) -> bool:

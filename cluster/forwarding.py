@@ -27,6 +27,7 @@ from cluster.api.v1 import cluster_pb2_grpc
 from cluster.config import parse_hostport
 from cluster.election import VipHolder
 from cluster.errors import StoreError
+from cluster.l7 import L7Hopper
 from cluster.model import Mode, Registration
 from cluster.scheduler import Scheduler
 from cluster.state import ClusterState, Snapshot
@@ -73,13 +74,19 @@ class Forwarder:
         scheduler: Scheduler,
         vips: VipHolder,
         node_id: str,
+        hopper: L7Hopper | None = None,
     ) -> None:
         self.datapath, self.state, self.scheduler, self.vips = datapath, state, scheduler, vips
-        self.node_id = node_id
+        self.node_id, self.hopper = node_id, hopper
         self.leading = False
         self.stepped_down_at: float | None = None
         self.lock = asyncio.Lock()
         self.wake = asyncio.Event()
+
+    async def close(self) -> None:
+        if self.hopper is not None:
+            await self.hopper.close()
+        await self.datapath.close()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -102,6 +109,8 @@ class Forwarder:
                         desired.vips, desired.trusted, self.datapath.programmed().scheduler
                     )
                 await self.datapath.apply(desired)
+                if self.hopper is not None:
+                    await self.hopper.update(snap, self.leading)
             except (StoreError, DatapathError) as e:
                 log.warning("datapath_sync_failed", reason=str(e))
 

@@ -235,7 +235,9 @@ class ServiceSpec:
     rules: tuple[Rule, ...] = ()
     # l7: how the node a connection hops to hands it to the application
     delivery: Delivery = Delivery.SPLICE
-    target: str = ""  # splice: HOST:PORT (default 127.0.0.1:<port>); descriptor: a Unix socket
+    # splice: HOST:PORT (default 127.0.0.1:<port>); descriptor: a Unix socket path, where
+    # "{node}" stands for the adopting node's id
+    target: str = ""
 
     @property
     def delivery_target(self) -> str:

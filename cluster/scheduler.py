@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cluster.errors import NotFound, NotLeader, ValidationError
-from cluster.model import LoadReport, ServiceSpec
-from cluster.placement import Candidate, NodeLoad, Placer, eligible, maglev_weights
+from cluster.model import LoadReport, Rule, ServiceSpec
+from cluster.placement import Candidate, NodeLoad, Placer, eligible, maglev_weights, score
 from cluster.state import ClusterState, Snapshot
 
 STALE_INTERVALS = 3
@@ -105,6 +105,25 @@ class Scheduler:
             if node is not None:
                 counts[node] = counts.get(node, 0) + 1
         return counts, [c.node_id for c in candidates]
+
+    def l7_candidates(
+        self, snap: Snapshot, spec: ServiceSpec, rule: Rule | None, persist: bytes | None
+    ) -> list[str]:
+        """Where one L7 connection should go, best first: the placement's pick, then the other
+        eligible servers of the rule's pool by score (the fallbacks when a hop fails)."""
+        pool = rule.pool if rule else spec.pool
+        policy = rule.policy if rule and rule.policy else spec.policy
+        candidates, loads = self._candidates(snap, replace(spec, pool=pool))
+        key = f"{spec.name}/{rule.name if rule else '-'}"
+        first = self.placer.pick(key, policy, candidates, loads, persist)
+        if first is None:
+            return []
+        weight = {c.node_id: c.weight for c in candidates}
+        rest = sorted(
+            (c.node_id for c in candidates if c.node_id != first),
+            key=lambda n: score(loads[n], weight[n]),
+        )
+        return [first, *rest]
 
     async def service_weights(self, snap: Snapshot | None = None) -> dict[str, dict[str, int]]:
         """Kernel-datapath Maglev weights per service, with hysteresis across calls."""

@@ -30,6 +30,7 @@ TCPOPT_MSS, TCPOPT_WINDOW, TCPOPT_SACK_PERM, TCPOPT_TIMESTAMP = 2, 3, 4, 8
 TCPI_OPT_TIMESTAMPS, TCPI_OPT_SACK, TCPI_OPT_WSCALE = 1, 2, 4
 SO_ATTACH_FILTER, SO_DETACH_FILTER = 26, 27
 SIOCOUTQ = 0x5411
+TCP_CLOSE_WAIT = 8
 _DROP_ALL = (ctypes.c_uint64 * 1)(0x0000000000000006)  # BPF_RET | BPF_K, k = 0: drop
 _PROG = struct.pack("@HP", 1, ctypes.addressof(_DROP_ALL))  # struct sock_fprog
 U32 = 2**32
@@ -54,6 +55,7 @@ class TcpState:
     timestamps: bool
     tsval: int
     window: bytes  # struct tcp_repair_window, as the kernel gave it
+    peer_closed: bool = False  # the client's FIN arrived (and was acknowledged) already
 
 
 def _get_u32(sock: socket.socket, opt: int) -> int:
@@ -104,7 +106,7 @@ def snapshot(sock: socket.socket, already_read: bytes = b"") -> TcpState:
         outq = int.from_bytes(fcntl.ioctl(sock.fileno(), SIOCOUTQ, bytes(4)), "little")
         send_queue = _peek(sock, outq) if outq else b""
         info = sock.getsockopt(socket.SOL_TCP, socket.TCP_INFO, 8)
-        options, scales = info[5], info[6]
+        tcp_state, options, scales = info[0], info[5], info[6]
         return TcpState(
             local=sock.getsockname(),
             peer=sock.getpeername(),
@@ -119,6 +121,7 @@ def snapshot(sock: socket.socket, already_read: bytes = b"") -> TcpState:
             timestamps=bool(options & TCPI_OPT_TIMESTAMPS),
             tsval=_get_u32(sock, TCP_TIMESTAMP),
             window=sock.getsockopt(socket.SOL_TCP, TCP_REPAIR_WINDOW, 20),
+            peer_closed=tcp_state == TCP_CLOSE_WAIT,
         )
     except OSError as e:
         raise RepairError(f"cannot snapshot the connection: {e}") from e
@@ -161,28 +164,12 @@ def restore(state: TcpState) -> socket.socket:
     return sock
 
 
-def release(sock: socket.socket) -> None:
-    """Leave repair mode: the restored connection is live."""
+def release(sock: socket.socket, peer_closed: bool = False) -> None:
+    """Leave repair mode: the restored connection is live. A connection whose client had
+    already closed its side (a restore can only make ESTABLISHED) gets that end-of-file back:
+    reads return the queued bytes, then EOF."""
     sock.setsockopt(socket.SOL_TCP, TCP_REPAIR, 0)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def to_wire(state: TcpState) -> dict[str, object]:
-    return {
-        "local_addr": state.local[0],
-        "local_port": state.local[1],
-        "peer_addr": state.peer[0],
-        "peer_port": state.peer[1],
-        "snd_seq": state.snd_seq,
-        "rcv_seq": state.rcv_seq,
-        "send_queue": state.send_queue,
-        "recv_queue": state.recv_queue,
-        "mss": state.mss,
-        "snd_wscale": state.snd_wscale,
-        "rcv_wscale": state.rcv_wscale,
-        "sack": state.sack,
-        "timestamps": state.timestamps,
-        "tsval": state.tsval,
-        "window": state.window,
-    }
+    if peer_closed:
+        sock.shutdown(socket.SHUT_RD)

@@ -81,6 +81,11 @@ class XdpDatapath:
         return self.obj
 
     async def start(self) -> None:
+        if self.address not in await netlink.addresses(self.uplink):
+            raise DatapathError(
+                f"the advertised host {self.address} is not an address of {self.uplink}; "
+                "other nodes send encapsulated traffic there"
+            )
         for name, value in (("arp_ignore", "1"), ("arp_announce", "2")):
             netlink.set_sysctl(netlink.ipv4_sysctl(self.uplink, name), value)
         netlink.set_sysctl(netlink.ipv4_sysctl(self.uplink, "forwarding"), "1")

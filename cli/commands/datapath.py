@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.context import Context, pass_ctx
-from cli.output import emit, output_option
+from cli.output import emit, output_option, table
 
 
 @click.group("datapath")
@@ -33,6 +33,13 @@ def stats(ctx: Context, node: str | None, fmt: str) -> None:
             click.echo(f"ring {service}: {shares}")
         click.echo()
     emit(view, fmt, sorted(view.stats.items()), ("COUNTER", "PACKETS"))
+    if fmt == "table" and (view.hop_stats or view.rule_hits):
+        click.echo(
+            f"\nL7 hop (latency request read -> server committed: p50 {view.hop_p50_ms:.2f} ms, "
+            f"p99 {view.hop_p99_ms:.2f} ms)"
+        )
+        click.echo(table(sorted(view.hop_stats.items()), ("OUTCOME", "CONNECTIONS")))
+        click.echo("\n" + table(sorted(view.rule_hits.items()), ("SERVICE/RULE", "REQUESTS")))
 
 
 @datapath.command("flows")

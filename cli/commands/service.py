@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -9,10 +10,11 @@ import click
 import yaml
 
 from cli.context import CliError, Context, pass_ctx
-from cli.output import dump, emit, output_option
+from cli.output import dump, emit, output_option, table
 from cluster.documents import service_to_doc, services_from_file_doc
 from cluster.errors import ValidationError
-from cluster.model import ServiceSpec
+from cluster.model import Mode, ServiceSpec
+from cluster.sdk import ClusterClient, SdkError
 
 HEADER = ("NAME", "VIP", "PORT", "MODE", "POLICY", "POOL", "PERSISTENCE", "CHECK", "RULES")
 
@@ -84,9 +86,24 @@ def list_(ctx: Context, fmt: str) -> None:
 @output_option
 @pass_ctx
 def get(ctx: Context, name: str, fmt: str) -> None:
-    """Show one service (-o yaml gives a file `service apply` takes back)."""
+    """Show one service (-o yaml gives a file `service apply` takes back); in table form, with
+    the leader's rule hit counts for an l7 service."""
     spec = ctx.run(lambda c: c.get_service(name))
-    click.echo(dump(service_to_doc(spec), "json" if fmt == "json" else "yaml"))
+    if fmt != "table":
+        click.echo(dump(service_to_doc(spec), fmt))
+        return
+    click.echo(dump(service_to_doc(spec), "yaml"))
+    if spec.mode == Mode.L7:
+        hits = ctx.run(_rule_hits)
+        rows = [[r.name, hits.get(f"{name}/{r.name}", 0)] for r in spec.rules]
+        rows.append(["(default pool)", hits.get(f"{name}/-", 0)])
+        click.echo("\n" + table(rows, ("RULE", "HITS (on the leader, since it leads)")))
+
+
+async def _rule_hits(c: ClusterClient) -> dict[str, int]:
+    with contextlib.suppress(SdkError):
+        return (await c.datapath()).rule_hits
+    return {}
 
 
 @service.command("delete")

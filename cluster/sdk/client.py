@@ -66,6 +66,10 @@ class DatapathView:
     trusted: tuple[str, ...]
     stats: dict[str, int]
     rings: dict[str, dict[str, int]]  # service -> node -> weight its Maglev ring holds
+    hop_stats: dict[str, int]  # L7 hop outcomes (scheduler) and adoptions (any node)
+    rule_hits: dict[str, int]  # "service/rule" -> requests matched ("service/-": default pool)
+    hop_p50_ms: float
+    hop_p99_ms: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +281,10 @@ class ClusterClient:
             tuple(r.trusted),
             dict(r.stats),
             {w.service: dict(w.weights) for w in r.rings},
+            dict(r.hop_stats),
+            dict(r.rule_hits),
+            r.hop_p50_ms,
+            r.hop_p99_ms,
         )
 
     async def flows(

@@ -8,7 +8,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from cluster.adopt import Adopter
 from cluster.api.v1 import cluster_pb2, cluster_pb2_grpc
+from cluster.l7 import L7Hopper
 from cluster.scheduler import Scheduler
 from cluster.server.cluster_service import ClusterService
 from cluster.server.hop_service import HopService
@@ -21,7 +23,12 @@ CLUSTER_SERVICE = cluster_pb2.DESCRIPTOR.services_by_name["Cluster"].full_name
 
 
 async def start_server(
-    state: ClusterState, scheduler: Scheduler, listen: str, datapath: Datapath | None = None
+    state: ClusterState,
+    scheduler: Scheduler,
+    listen: str,
+    datapath: Datapath | None = None,
+    adopter: Adopter | None = None,
+    hopper: L7Hopper | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Start serving on listen (host:port, port 0 picks one); return the server and its port."""
     # Accept the SDK's keepalive pings (every 10 s) instead of answering them with GOAWAY.
@@ -35,7 +42,9 @@ async def start_server(
     cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterService(state), server)
     cluster_pb2_grpc.add_TelemetryServicer_to_server(TelemetryService(scheduler), server)
     cluster_pb2_grpc.add_SchedulerServicer_to_server(SchedulerService(scheduler), server)
-    cluster_pb2_grpc.add_HopServicer_to_server(HopService(state.answered_by, datapath), server)
+    cluster_pb2_grpc.add_HopServicer_to_server(
+        HopService(state.answered_by, datapath, adopter, hopper), server
+    )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

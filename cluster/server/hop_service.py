@@ -8,10 +8,13 @@ from typing import Any, TypeAlias
 import grpc
 
 from agent.sample import established_connections
+from cluster.adopt import Adopter
 from cluster.api.v1 import cluster_pb2 as pb
 from cluster.api.v1 import cluster_pb2_grpc
-from cluster.errors import ValidationError
+from cluster.errors import HopRefused, NotFound, ValidationError
+from cluster.l7 import L7Hopper, state_from_pb
 from datapath.protocol import Datapath
+from datapath.tcprepair import RepairError
 
 Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 DEFAULT_FLOWS = 1000
@@ -19,8 +22,28 @@ MAX_FLOWS = 100_000
 
 
 class HopService(cluster_pb2_grpc.HopServicer):
-    def __init__(self, node_id: str, datapath: Datapath | None) -> None:
-        self.node_id, self.datapath = node_id, datapath
+    def __init__(
+        self,
+        node_id: str,
+        datapath: Datapath | None,
+        adopter: Adopter | None = None,
+        hopper: L7Hopper | None = None,
+    ) -> None:
+        self.node_id, self.datapath, self.adopter, self.hopper = node_id, datapath, adopter, hopper
+
+    async def Adopt(self, request: pb.AdoptRequest, context: Ctx) -> pb.AdoptResponse:
+        if self.adopter is None:
+            raise HopRefused("this node runs without a datapath: it cannot adopt connections")
+        try:
+            hop_id = self.adopter.adopt(request.service, state_from_pb(request.state))
+        except RepairError as e:
+            raise HopRefused(str(e)) from None
+        return pb.AdoptResponse(hop_id=hop_id)
+
+    async def Commit(self, request: pb.CommitRequest, context: Ctx) -> pb.CommitResponse:
+        if self.adopter is None or not self.adopter.commit(request.hop_id, request.go):
+            raise NotFound(f"no pending hop {request.hop_id!r} (expired or unknown)")
+        return pb.CommitResponse()
 
     async def GetDatapath(
         self, request: pb.GetDatapathRequest, context: Ctx
@@ -38,6 +61,13 @@ class HopService(cluster_pb2_grpc.HopServicer):
             scheduling=state.scheduler is not None,
             vips=sorted(state.vips),
             trusted=sorted(state.trusted),
+            hop_stats={
+                **(self.adopter.stats if self.adopter else {}),
+                **(self.hopper.stats if self.hopper else {}),
+            },
+            rule_hits=self.hopper.rule_hits if self.hopper else {},
+            hop_p50_ms=self.hopper.latency_ms(0.5) if self.hopper else 0.0,
+            hop_p99_ms=self.hopper.latency_ms(0.99) if self.hopper else 0.0,
             rings=[
                 pb.ServiceWeights(service=s.name, weights=dict(s.weights))
                 for s in (state.scheduler.services if state.scheduler else ())

@@ -27,6 +27,8 @@
 #define MAX_SERVICES 16
 #define MAX_BACKENDS 1024
 #define VIP_L7 1
+#define TCP_SYN 0x02
+#define TCP_ACK 0x10
 
 enum stat {
 	STAT_PASSED = 0,          // neither encapsulated nor for a VIP service: left to the stack
@@ -221,6 +223,12 @@ static __always_inline int schedule(struct xdp_md *ctx, struct ethhdr *eth, stru
 	fk.sport = tcp->source;
 	fk.dport = tcp->dest;
 	__u32 *found = bpf_map_lookup_elem(&flows, &fk);
+	if (found && (meta->flags & VIP_L7) && (tcp->flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
+		// A new connection from a client port a hopped one used before: the old flow is
+		// stale (its server socket is gone), and the listener must see this SYN.
+		bpf_map_delete_elem(&flows, &fk);
+		found = 0;
+	}
 	if (found) {
 		idx = *found;
 	} else {

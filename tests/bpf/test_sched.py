@@ -109,6 +109,13 @@ def test_l7_connections_go_to_the_local_listener_until_they_have_a_flow(prog: Bp
     prog.update(layout.FLOWS_MAP, layout.flow_key(CLIENT, VIP, 42000, 8080), layout.u32(1))
     verdict, out = prog.test_run(layout.PROG, packet(42000, dport=8080, flags=0x10))
     assert (verdict, server_of(out)) == (XDP_TX, "b")  # hopped: the L7 hop installed the flow
+    before = stat(prog, Stat.TO_LISTENER)
+    assert prog.test_run(layout.PROG, packet(42000, dport=8080)) == (  # port reused: a new SYN
+        XDP_PASS,
+        packet(42000, dport=8080),
+    )
+    assert stat(prog, Stat.TO_LISTENER) == before + 1
+    assert prog.lookup(layout.FLOWS_MAP, layout.flow_key(CLIENT, VIP, 42000, 8080), 4) is None
 
 
 @pytest.mark.parametrize(

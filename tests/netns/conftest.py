@@ -1,15 +1,51 @@
-"""A LAN of network namespaces with etcd and real tcphopd nodes holding VIPs on eth0."""
+"""Network-namespace fixtures: a LAN of tcphopd nodes holding VIPs on eth0, and the lab
+`clusterctl lab up` builds (with the SDK to drive it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
+from cli import lab
 from cli.netlab import NetCluster as Cluster
 from cli.netlab import NetLab, netns_available
-from tests.conftest import need
+from cluster.sdk import ClusterClient
+from tests.conftest import clusterctl, load_bpf, need
+
+T = TypeVar("T")
+
+
+def sdk(state: lab.LabState, op: Callable[[ClusterClient], Awaitable[T]]) -> T:
+    """Run one SDK call against the lab, from synchronous test code."""
+
+    async def run() -> T:
+        async with ClusterClient(state.endpoints, timeout_s=5) as c:
+            return await op(c)
+
+    return asyncio.run(run())
+
+
+@contextlib.contextmanager
+def running_lab(where: Path, nodes: int) -> Iterator[lab.LabState]:
+    """`clusterctl lab up` in `where`, and `lab down` after (gated on netns and BPF)."""
+    ok, why = netns_available()
+    need("netns", ok, why)
+    load_bpf().close()  # gating: root, clang, libbpf, a kernel that loads the program
+    env = {"TCPHOP_LAB_DIR": str(where)}
+    up = clusterctl("lab", "up", "--nodes", str(nodes), env=env)
+    try:
+        assert up.returncode == 0, up.stderr
+        state = lab.LabState.load(where)
+        assert state is not None
+        yield state
+    finally:
+        down = clusterctl("lab", "down", env=env)
+        assert down.returncode == 0, down.stderr
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ the tests of this module, in order; each leaves it as it found it (n1 leading, a
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -21,22 +20,13 @@ from pathlib import Path
 import pytest
 
 from cli import lab
-from cli.netlab import netns_available
 from cluster.model import Role, Serving
-from cluster.sdk import ClusterClient
-from tests.conftest import clusterctl, load_bpf, need, wait_for
+from tests.conftest import clusterctl, wait_for
+from tests.netns.conftest import running_lab, sdk
 
 pytestmark = [pytest.mark.netns, pytest.mark.bpf, pytest.mark.e2e]
 NODES = 4
 MB = 2**20
-
-
-def sdk(state: lab.LabState, op):  # type: ignore[no-untyped-def]
-    async def run():  # type: ignore[no-untyped-def]
-        async with ClusterClient(state.endpoints, timeout_s=5) as c:
-            return await op(c)
-
-    return asyncio.run(run())
 
 
 def weights(state: lab.LabState) -> dict[str, int]:
@@ -51,22 +41,10 @@ def leader(state: lab.LabState) -> str:
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabState]:
-    ok, why = netns_available()
-    need("netns", ok, why)
-    load_bpf().close()  # gating: root, clang, libbpf, a kernel that loads the program
-    where = tmp_path_factory.mktemp("lab") / "lab"
-    env = {"TCPHOP_LAB_DIR": str(where)}
-    up = clusterctl("lab", "up", "--nodes", str(NODES), env=env)
-    try:
-        assert up.returncode == 0, up.stderr
-        loaded = lab.LabState.load(where)
-        assert loaded is not None
+    with running_lab(tmp_path_factory.mktemp("lab") / "lab", NODES) as loaded:
         sdk(loaded, lambda c: c.apply_service(lab.sample_service(loaded)))
         wait_for(lambda: len(weights(loaded)) == NODES, 20, "every server eligible")
         yield loaded
-    finally:
-        down = clusterctl("lab", "down", env=env)
-        assert down.returncode == 0, down.stderr
 
 
 RUNNING: list[subprocess.Popen[str]] = []

@@ -498,13 +498,89 @@ class GetLoadsResponse(_message.Message):
     weights: _containers.RepeatedCompositeFieldContainer[ServiceWeights]
     def __init__(self, leader: _Optional[str] = ..., term: _Optional[int] = ..., loads: _Optional[_Iterable[_Union[NodeLoad, _Mapping]]] = ..., weights: _Optional[_Iterable[_Union[ServiceWeights, _Mapping]]] = ...) -> None: ...
 
+class TcpState(_message.Message):
+    __slots__ = ("local_addr", "local_port", "peer_addr", "peer_port", "snd_seq", "rcv_seq", "send_queue", "recv_queue", "mss", "snd_wscale", "rcv_wscale", "sack", "timestamps", "tsval", "window", "peer_closed")
+    LOCAL_ADDR_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_PORT_FIELD_NUMBER: _ClassVar[int]
+    PEER_ADDR_FIELD_NUMBER: _ClassVar[int]
+    PEER_PORT_FIELD_NUMBER: _ClassVar[int]
+    SND_SEQ_FIELD_NUMBER: _ClassVar[int]
+    RCV_SEQ_FIELD_NUMBER: _ClassVar[int]
+    SEND_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    RECV_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    MSS_FIELD_NUMBER: _ClassVar[int]
+    SND_WSCALE_FIELD_NUMBER: _ClassVar[int]
+    RCV_WSCALE_FIELD_NUMBER: _ClassVar[int]
+    SACK_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
+    TSVAL_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    PEER_CLOSED_FIELD_NUMBER: _ClassVar[int]
+    local_addr: str
+    local_port: int
+    peer_addr: str
+    peer_port: int
+    snd_seq: int
+    rcv_seq: int
+    send_queue: bytes
+    recv_queue: bytes
+    mss: int
+    snd_wscale: int
+    rcv_wscale: int
+    sack: bool
+    timestamps: bool
+    tsval: int
+    window: bytes
+    peer_closed: bool
+    def __init__(self, local_addr: _Optional[str] = ..., local_port: _Optional[int] = ..., peer_addr: _Optional[str] = ..., peer_port: _Optional[int] = ..., snd_seq: _Optional[int] = ..., rcv_seq: _Optional[int] = ..., send_queue: _Optional[bytes] = ..., recv_queue: _Optional[bytes] = ..., mss: _Optional[int] = ..., snd_wscale: _Optional[int] = ..., rcv_wscale: _Optional[int] = ..., sack: _Optional[bool] = ..., timestamps: _Optional[bool] = ..., tsval: _Optional[int] = ..., window: _Optional[bytes] = ..., peer_closed: _Optional[bool] = ...) -> None: ...
+
+class AdoptRequest(_message.Message):
+    __slots__ = ("service", "state")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    state: TcpState
+    def __init__(self, service: _Optional[str] = ..., state: _Optional[_Union[TcpState, _Mapping]] = ...) -> None: ...
+
+class AdoptResponse(_message.Message):
+    __slots__ = ("hop_id",)
+    HOP_ID_FIELD_NUMBER: _ClassVar[int]
+    hop_id: str
+    def __init__(self, hop_id: _Optional[str] = ...) -> None: ...
+
+class CommitRequest(_message.Message):
+    __slots__ = ("hop_id", "go")
+    HOP_ID_FIELD_NUMBER: _ClassVar[int]
+    GO_FIELD_NUMBER: _ClassVar[int]
+    hop_id: str
+    go: bool
+    def __init__(self, hop_id: _Optional[str] = ..., go: _Optional[bool] = ...) -> None: ...
+
+class CommitResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class GetDatapathRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class GetDatapathResponse(_message.Message):
-    __slots__ = ("node_id", "kind", "interface", "mode", "address", "stats", "scheduling", "vips", "trusted", "rings")
+    __slots__ = ("node_id", "kind", "interface", "mode", "address", "stats", "scheduling", "vips", "trusted", "rings", "hop_stats", "rule_hits", "hop_p50_ms", "hop_p99_ms")
     class StatsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class HopStatsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class RuleHitsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -521,6 +597,10 @@ class GetDatapathResponse(_message.Message):
     VIPS_FIELD_NUMBER: _ClassVar[int]
     TRUSTED_FIELD_NUMBER: _ClassVar[int]
     RINGS_FIELD_NUMBER: _ClassVar[int]
+    HOP_STATS_FIELD_NUMBER: _ClassVar[int]
+    RULE_HITS_FIELD_NUMBER: _ClassVar[int]
+    HOP_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    HOP_P99_MS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     kind: str
     interface: str
@@ -531,7 +611,11 @@ class GetDatapathResponse(_message.Message):
     vips: _containers.RepeatedScalarFieldContainer[str]
     trusted: _containers.RepeatedScalarFieldContainer[str]
     rings: _containers.RepeatedCompositeFieldContainer[ServiceWeights]
-    def __init__(self, node_id: _Optional[str] = ..., kind: _Optional[str] = ..., interface: _Optional[str] = ..., mode: _Optional[str] = ..., address: _Optional[str] = ..., stats: _Optional[_Mapping[str, int]] = ..., scheduling: _Optional[bool] = ..., vips: _Optional[_Iterable[str]] = ..., trusted: _Optional[_Iterable[str]] = ..., rings: _Optional[_Iterable[_Union[ServiceWeights, _Mapping]]] = ...) -> None: ...
+    hop_stats: _containers.ScalarMap[str, int]
+    rule_hits: _containers.ScalarMap[str, int]
+    hop_p50_ms: float
+    hop_p99_ms: float
+    def __init__(self, node_id: _Optional[str] = ..., kind: _Optional[str] = ..., interface: _Optional[str] = ..., mode: _Optional[str] = ..., address: _Optional[str] = ..., stats: _Optional[_Mapping[str, int]] = ..., scheduling: _Optional[bool] = ..., vips: _Optional[_Iterable[str]] = ..., trusted: _Optional[_Iterable[str]] = ..., rings: _Optional[_Iterable[_Union[ServiceWeights, _Mapping]]] = ..., hop_stats: _Optional[_Mapping[str, int]] = ..., rule_hits: _Optional[_Mapping[str, int]] = ..., hop_p50_ms: _Optional[float] = ..., hop_p99_ms: _Optional[float] = ...) -> None: ...
 
 class Flow(_message.Message):
     __slots__ = ("client", "client_port", "vip", "port", "node")

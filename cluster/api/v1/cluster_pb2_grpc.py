@@ -711,6 +711,16 @@ class HopStub:
                 request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsRequest.SerializeToString,
                 response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsResponse.FromString,
                 _registered_method=True)
+        self.Adopt = channel.unary_unary(
+                '/tcphop.v1.Hop/Adopt',
+                request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptRequest.SerializeToString,
+                response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptResponse.FromString,
+                _registered_method=True)
+        self.Commit = channel.unary_unary(
+                '/tcphop.v1.Hop/Commit',
+                request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.CommitRequest.SerializeToString,
+                response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.CommitResponse.FromString,
+                _registered_method=True)
 
 
 class HopServicer:
@@ -737,6 +747,20 @@ class HopServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Adopt(self, request, context):
+        """The L7 hop, on the node a connection moves to: restore it (still silent), then, once the
+        scheduler has steered the client's packets here, go live and hand it to the application.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Commit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HopServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -754,6 +778,16 @@ def add_HopServicer_to_server(servicer, server):
                     servicer.ListConnections,
                     request_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsRequest.FromString,
                     response_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsResponse.SerializeToString,
+            ),
+            'Adopt': grpc.unary_unary_rpc_method_handler(
+                    servicer.Adopt,
+                    request_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptRequest.FromString,
+                    response_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptResponse.SerializeToString,
+            ),
+            'Commit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Commit,
+                    request_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.CommitRequest.FromString,
+                    response_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.CommitResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -840,6 +874,60 @@ class Hop:
             '/tcphop.v1.Hop/ListConnections',
             cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsRequest.SerializeToString,
             cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Adopt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tcphop.v1.Hop/Adopt',
+            cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptRequest.SerializeToString,
+            cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Commit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tcphop.v1.Hop/Commit',
+            cluster_dot_api_dot_v1_dot_cluster__pb2.CommitRequest.SerializeToString,
+            cluster_dot_api_dot_v1_dot_cluster__pb2.CommitResponse.FromString,
             options,
             channel_credentials,
             insecure,

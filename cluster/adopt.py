@@ -1,0 +1,148 @@
+"""The receiving end of the L7 hop: restore a connection, wait for the go, hand it over.
+
+`Adopter.adopt` restores the socket from the scheduler's snapshot, bound to the VIP and still in
+repair mode (it sends nothing yet); `commit(go=True)`, which the scheduler sends once the
+client's packets are steered here, takes it live and delivers it to the application as the
+service says:
+
+- `splice` / `proxy-v2`: connect to the application's HOST:PORT on this node (after a PROXY
+  protocol v2 header with the client's address for proxy-v2) and relay both ways; the response
+  leaves this node straight to the client.
+- `descriptor`: pass the socket itself over the Unix socket `target` to an application using the
+  SDK's `HopListener`, whose accept() returns it with the client as its peer.
+
+A restored socket not committed within PENDING_S is closed silently. Every outcome is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import struct
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import structlog
+
+from cluster.model import Delivery, ServiceSpec
+from datapath import tcprepair
+from datapath.tcprepair import RepairError, TcpState
+
+log = structlog.get_logger()
+PENDING_S = 5.0
+CONNECT_TIMEOUT_S = 2.0
+PROXY_V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_v2_header(client: tuple[str, int], vip: tuple[str, int]) -> bytes:
+    """PROXY protocol v2, PROXY command, TCP over IPv4: the client and the VIP it dialled."""
+    addresses = socket.inet_aton(client[0]) + socket.inet_aton(vip[0])
+    addresses += struct.pack("!HH", client[1], vip[1])
+    return PROXY_V2_SIGNATURE + bytes([0x21, 0x11]) + struct.pack("!H", 12) + addresses
+
+
+class Adopter:
+    def __init__(self, node_id: str, services: Callable[[], dict[str, ServiceSpec]]) -> None:
+        """services() gives the current service specs (from the node's latest snapshot)."""
+        self.node_id, self.services = node_id, services
+        self.pending: dict[str, tuple[socket.socket, str, bool]] = {}
+        self.stats: Counter[str] = Counter()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def adopt(self, service: str, state: TcpState) -> str:
+        try:
+            sock = tcprepair.restore(state)
+        except RepairError:
+            self.stats["adopt_failed"] += 1
+            raise
+        hop_id = os.urandom(8).hex()
+        self.pending[hop_id] = (sock, service, state.peer_closed)
+        asyncio.get_running_loop().call_later(PENDING_S, self._expire, hop_id)
+        self.stats["adopted"] += 1
+        return hop_id
+
+    def _expire(self, hop_id: str) -> None:
+        found = self.pending.pop(hop_id, None)
+        if found is not None:
+            found[0].close()  # still in repair mode: silent
+            self.stats["expired"] += 1
+
+    def commit(self, hop_id: str, go: bool) -> bool:
+        """Go live and deliver (in the background); False if the hop is unknown or expired."""
+        found = self.pending.pop(hop_id, None)
+        if found is None:
+            return False
+        sock, service, peer_closed = found
+        if not go:
+            sock.close()
+            self.stats["aborted"] += 1
+            return True
+        tcprepair.release(sock, peer_closed)
+        self.stats["committed"] += 1
+        self.deliver(service, sock, b"")
+        return True
+
+    def deliver(self, service: str, sock: socket.socket, prefix: bytes) -> None:
+        """Hand a live connection to the service's application; `prefix`: bytes already read
+        from it that the application must see first (a connection that did not hop)."""
+        task = asyncio.get_running_loop().create_task(self._deliver(service, sock, prefix))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _deliver(self, service: str, sock: socket.socket, prefix: bytes) -> None:
+        spec = self.services().get(service)
+        try:
+            if spec is None:
+                raise OSError(f"service {service!r} is not known here")
+            if spec.delivery == Delivery.DESCRIPTOR:
+                await asyncio.to_thread(self._pass_descriptor, spec, sock)
+                return
+            await self._splice(spec, sock, prefix)
+        except OSError as e:
+            self.stats["delivery_failed"] += 1
+            log.warning("hop_delivery_failed", service=service, reason=str(e))
+            sock.close()
+
+    def _pass_descriptor(self, spec: ServiceSpec, sock: socket.socket) -> None:
+        meta = json.dumps({"service": spec.name, "peer": list(sock.getpeername())}).encode()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix:
+            unix.settimeout(CONNECT_TIMEOUT_S)
+            unix.connect(spec.delivery_target.replace("{node}", self.node_id))
+            socket.send_fds(unix, [meta], [sock.fileno()])
+        sock.close()  # the application holds its own descriptor now
+        self.stats["delivered_descriptor"] += 1
+
+    async def _splice(self, spec: ServiceSpec, sock: socket.socket, prefix: bytes) -> None:
+        host, _, port = spec.delivery_target.rpartition(":")
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            app_r, app_w = await asyncio.open_connection(host, int(port))
+        sock.setblocking(False)
+        cli_r, cli_w = await asyncio.open_connection(sock=sock)
+        self.stats["delivered_splice"] += 1
+        if spec.delivery == Delivery.PROXY_V2:
+            app_w.write(proxy_v2_header(sock.getpeername(), sock.getsockname()))
+        if prefix:
+            app_w.write(prefix)
+        started = time.monotonic()
+        await asyncio.gather(_pump(cli_r, app_w), _pump(app_r, cli_w))
+        app_w.close()
+        cli_w.close()
+        log.debug("hop_spliced", service=spec.name, seconds=round(time.monotonic() - started, 3))
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while chunk := await reader.read(256 * 1024):
+            writer.write(chunk)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (ConnectionError, OSError):
+        writer.close()
+    finally:
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.drain()

@@ -1,0 +1,285 @@
+"""The L7 hop, scheduler side: delayed binding on the leader.
+
+For every `l7` service the leader listens on VIP:port (the XDP program passes new connections
+of L7 services to the local stack). Per connection: read the request head with bounds (size,
+header count, HEAD_TIMEOUT_S; 400/408/431 and close on violation), match the service's rules,
+place (the rule's pool and policy; persistence by cookie or source address), then hop:
+
+    freeze + snapshot -> Hop.Adopt on the chosen node -> flow into the XDP flow map
+    -> Hop.Commit(go) -> close the frozen socket (in repair mode: silent)
+
+If a node refuses or does not answer within HOP_TIMEOUT_S the next candidate gets the same
+snapshot; when none is left the socket is thawed and answered 503. A connection placed on the
+leader itself does not hop: it is handed to the local application directly (splice services;
+descriptor services never place on the scheduler, which has no way to put the read request
+back into a live socket). Keep-alive requests stay on the node the connection hopped to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import socket
+import time
+from collections import Counter
+
+import grpc
+import structlog
+
+from cluster.adopt import Adopter
+from cluster.api.v1 import cluster_pb2 as pb
+from cluster.api.v1 import cluster_pb2_grpc
+from cluster.model import Delivery, Mode, ServiceSpec
+from cluster.request import BadRequest, RequestHead, parse_head, select_rule
+from cluster.scheduler import Scheduler
+from cluster.state import Snapshot
+from datapath import tcprepair
+from datapath.protocol import Datapath, Flow
+from datapath.tcprepair import RepairError, TcpState
+
+log = structlog.get_logger()
+HEAD_TIMEOUT_S = 5.0
+HOP_TIMEOUT_S = 0.5
+MAX_ATTEMPTS = 3
+IP_FREEBIND = 15
+REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
+REASONS[503] = "Service Unavailable"
+
+
+def answer(status: int) -> bytes:
+    body = f"{status} {REASONS[status]}\n".encode()
+    return (
+        f"HTTP/1.1 {status} {REASONS[status]}\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\nContent-Type: text/plain\r\n\r\n"
+    ).encode() + body
+
+
+def state_to_pb(s: TcpState) -> pb.TcpState:
+    return pb.TcpState(
+        local_addr=s.local[0],
+        local_port=s.local[1],
+        peer_addr=s.peer[0],
+        peer_port=s.peer[1],
+        snd_seq=s.snd_seq,
+        rcv_seq=s.rcv_seq,
+        send_queue=s.send_queue,
+        recv_queue=s.recv_queue,
+        mss=s.mss,
+        snd_wscale=s.snd_wscale,
+        rcv_wscale=s.rcv_wscale,
+        sack=s.sack,
+        timestamps=s.timestamps,
+        tsval=s.tsval,
+        window=s.window,
+        peer_closed=s.peer_closed,
+    )
+
+
+def state_from_pb(m: pb.TcpState) -> TcpState:
+    return TcpState(
+        (m.local_addr, m.local_port),
+        (m.peer_addr, m.peer_port),
+        m.snd_seq,
+        m.rcv_seq,
+        m.send_queue,
+        m.recv_queue,
+        m.mss,
+        m.snd_wscale,
+        m.rcv_wscale,
+        m.sack,
+        m.timestamps,
+        m.tsval,
+        m.window,
+        m.peer_closed,
+    )
+
+
+class L7Hopper:
+    def __init__(
+        self, node_id: str, scheduler: Scheduler, datapath: Datapath, adopter: Adopter
+    ) -> None:
+        self.node_id, self.scheduler, self.datapath, self.adopter = (
+            node_id,
+            scheduler,
+            datapath,
+            adopter,
+        )
+        self.snap: Snapshot | None = None
+        self.listeners: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self.stats: Counter[str] = Counter()
+        self.rule_hits: Counter[str] = Counter()
+        self.latencies: collections.deque[float] = collections.deque(maxlen=2000)
+        self.channels: dict[str, grpc.aio.Channel] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def services(self) -> dict[str, ServiceSpec]:
+        return dict(self.snap.services) if self.snap else {}
+
+    async def update(self, snap: Snapshot, leading: bool) -> None:
+        """Listen on exactly the L7 services' VIP:ports while leading."""
+        self.snap = snap
+        wanted = {
+            (s.vip, s.port): s.name for s in snap.services.values() if s.mode == Mode.L7
+        } if leading else {}  # fmt: skip
+        for key in [k for k in self.listeners if k not in wanted]:
+            self.listeners.pop(key).cancel()
+            log.info("l7_listener_stopped", vip=key[0], port=key[1])
+        for key in wanted.keys() - self.listeners.keys():
+            try:
+                sock = _listen(*key)
+            except OSError as e:
+                log.warning("l7_listen_failed", vip=key[0], port=key[1], reason=str(e))
+                continue
+            self.listeners[key] = asyncio.get_running_loop().create_task(self._accept(sock))
+            log.info("l7_listener_started", vip=key[0], port=key[1])
+
+    async def close(self) -> None:
+        for task in self.listeners.values():
+            task.cancel()
+        self.listeners.clear()
+        for channel in self.channels.values():
+            await channel.close()
+
+    async def _accept(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                conn, client = await loop.sock_accept(listener)
+                task = loop.create_task(self._handle(conn, client))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+        finally:
+            listener.close()
+
+    async def _handle(self, conn: socket.socket, client: tuple[str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        conn.setblocking(False)
+        buf = b""
+        deadline = loop.time() + HEAD_TIMEOUT_S
+        try:
+            head: RequestHead | None = None
+            while head is None:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await loop.sock_recv(conn, 65536)
+                if not chunk:
+                    conn.close()
+                    return
+                buf += chunk
+                head = parse_head(buf)
+        except TimeoutError:
+            await self._refuse(conn, 408)
+            return
+        except BadRequest as e:
+            await self._refuse(conn, e.status)
+            return
+        except OSError:
+            conn.close()
+            return
+        await self._hop(conn, client, buf, head)
+
+    async def _refuse(self, conn: socket.socket, status: int) -> None:
+        self.stats[f"answered_{status}"] += 1
+        with contextlib.suppress(OSError):
+            await asyncio.get_running_loop().sock_sendall(conn, answer(status))
+        conn.close()
+
+    async def _hop(
+        self, conn: socket.socket, client: tuple[str, int], buf: bytes, head: RequestHead
+    ) -> None:
+        started = time.monotonic()
+        vip = conn.getsockname()
+        snap = self.snap
+        spec = next(
+            (s for s in (snap.services.values() if snap else ()) if (s.vip, s.port) == vip),
+            None,
+        )
+        if snap is None or spec is None:
+            await self._refuse(conn, 503)
+            return
+        rule = select_rule(spec, head)
+        self.rule_hits[f"{spec.name}/{rule.name if rule else '-'}"] += 1
+        persist = None
+        if spec.persistence == "source-ip":
+            persist = client[0].encode()
+        elif spec.persistence.startswith("cookie:"):
+            value = head.cookies.get(spec.persistence.removeprefix("cookie:"))
+            persist = value.encode() if value else None
+        candidates = self.scheduler.l7_candidates(snap, spec, rule, persist)
+        if spec.delivery == Delivery.DESCRIPTOR:
+            candidates = [n for n in candidates if n != self.node_id]
+        if candidates and candidates[0] == self.node_id:
+            self.stats["served_locally"] += 1
+            self.adopter.deliver(spec.name, conn, buf)
+            self.latencies.append(time.monotonic() - started)
+            return
+        try:
+            tcprepair.freeze(conn)
+            state = tcprepair.snapshot(conn, buf)
+        except (OSError, RepairError) as e:
+            log.warning("hop_snapshot_failed", reason=str(e))
+            await self._give_up(conn)
+            return
+        for attempt, node in enumerate(c for c in candidates[:MAX_ATTEMPTS] if c != self.node_id):
+            if attempt:
+                self.stats["hops_retried"] += 1
+            if await self._hop_to(node, snap, spec, state):
+                conn.close()  # in repair mode: nothing is sent
+                self.stats["hops_done"] += 1
+                self.latencies.append(time.monotonic() - started)
+                return
+        self.stats["hops_failed"] += 1
+        await self._give_up(conn)
+
+    async def _give_up(self, conn: socket.socket) -> None:
+        try:
+            tcprepair.thaw(conn)
+        except OSError:
+            conn.close()
+            return
+        await self._refuse(conn, 503)
+
+    async def _hop_to(self, node: str, snap: Snapshot, spec: ServiceSpec, state: TcpState) -> bool:
+        registration = snap.registrations.get(node)
+        if registration is None:
+            return False
+        stub = cluster_pb2_grpc.HopStub(self._channel(registration.endpoint))
+        try:
+            adopted = await stub.Adopt(
+                pb.AdoptRequest(service=spec.name, state=state_to_pb(state)),
+                timeout=HOP_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as e:
+            log.warning("hop_refused", node=node, code=e.code().name, reason=e.details())
+            return False
+        flow = Flow(state.peer[0], state.peer[1], state.local[0], state.local[1], node)
+        go = await self.datapath.add_flows([flow]) == 1
+        try:
+            await stub.Commit(pb.CommitRequest(hop_id=adopted.hop_id, go=go), timeout=HOP_TIMEOUT_S)
+        except grpc.aio.AioRpcError as e:
+            log.warning("hop_commit_failed", node=node, code=e.code().name, reason=e.details())
+            if go:  # the flow already points there; its restored socket expires unused
+                self.datapath.remove_flow(*state.peer, *state.local)
+            return False
+        return go
+
+    def _channel(self, endpoint: str) -> grpc.aio.Channel:
+        if endpoint not in self.channels:
+            self.channels[endpoint] = grpc.aio.insecure_channel(endpoint)
+        return self.channels[endpoint]
+
+    def latency_ms(self, q: float) -> float:
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _listen(vip: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+    sock.bind((vip, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock

@@ -1,0 +1,216 @@
+"""The L7 hop end to end in the lab: delayed binding on the leader, TCP_REPAIR state transfer
+to the chosen node, the response straight from there to the client.
+
+Services (all on the lab's VIP, every node's application is the test service):
+- shop   :8080 splice, rules /static -> n1,n2; X-Tenant: blue -> n3; cookie `session` sticky
+- shopfd :8081 descriptor delivery to the application's HopListener
+- shoppx :8082 splice with a PROXY protocol v2 header
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli import lab
+from cluster.model import (
+    CheckType,
+    Delivery,
+    HeaderMatch,
+    HealthCheck,
+    Match,
+    Mode,
+    Policy,
+    Pool,
+    Rule,
+    ServiceSpec,
+)
+from tests.conftest import wait_for
+from tests.netns.conftest import running_lab, sdk
+
+pytestmark = [pytest.mark.netns, pytest.mark.bpf, pytest.mark.e2e]
+MB = 2**20
+CLIENT = """
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+c.sendall(sys.argv[3].encode().decode("unicode_escape").encode("latin-1"))
+c.shutdown(socket.SHUT_WR)
+out = b""
+while chunk := c.recv(65536):
+    out += chunk
+sys.stdout.write(out.decode("latin-1"))
+"""
+
+
+SLOW = """
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+c.sendall(b"GET / HTTP/1.1\\r\\nX-Slow: 1\\r\\n")
+sys.stdout.write(c.recv(65536).decode("latin-1"))
+"""
+
+
+def specs(state: lab.LabState) -> list[ServiceSpec]:
+    hc = HealthCheck(type=CheckType.TCP, interval_s=1.0, rise=1)
+    rules = (
+        Rule("static", Match(path_prefix="/static"), Pool(("n1", "n2"))),
+        Rule("blue", Match(header=HeaderMatch("X-Tenant", exact="blue")), Pool(("n3",))),
+    )
+    common = {"mode": Mode.L7, "policy": Policy.ROUND_ROBIN, "health_check": hc}
+    return [
+        ServiceSpec("shop", state.vip, 8080, persistence="cookie:session", rules=rules, **common),
+        ServiceSpec(
+            "shopfd",
+            state.vip,
+            8081,
+            delivery=Delivery.DESCRIPTOR,
+            target=lab.hop_socket(state),
+            **common,
+        ),
+        ServiceSpec(
+            "shoppx", state.vip, 8082, delivery=Delivery.PROXY_V2, target="127.0.0.1:8080", **common
+        ),
+    ]
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabState]:
+    with running_lab(tmp_path_factory.mktemp("lab") / "lab", 4) as loaded:
+        for spec in specs(loaded):
+            sdk(loaded, lambda c, s=spec: c.apply_service(s))  # type: ignore[misc]
+
+        def ready() -> bool:
+            rings = sdk(loaded, lambda c: c.datapath()).rings
+            return len(rings) == 3 and all(len(r) == 4 for r in rings.values())
+
+        wait_for(ready, 20, "every server eligible for every service")
+        yield loaded
+
+
+def get(state: lab.LabState, port: int, path: str = "/", *headers: str) -> dict[str, str]:
+    """One request on a new connection; the answer's headers (lower-cased names)."""
+    args = [a for h in headers for a in ("-H", h)]
+    done = lab.curl(state, "-D", "-", "-o", "/dev/null", *args, f"http://{state.vip}:{port}{path}")
+    assert done.returncode == 0, done.stderr
+    return {k.lower(): v for k, v in re.findall(r"(?m)^([\w-]+): (.*?)\r?$", done.stdout)}
+
+
+def raw(state: lab.LabState, port: int, data: str) -> str:
+    """Send raw bytes in one write from the client namespace; everything answered."""
+    net = state.lab
+    done = subprocess.run(
+        net.exec(net.ns("c"), "python3", "-c", CLIENT, state.vip, str(port), data),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_each_request_goes_where_its_rule_says(state: lab.LabState) -> None:
+    static = {get(state, 8080, f"/static/{i}.js")["x-served-by"] for i in range(8)}
+    assert static == {"n1", "n2"}
+    blue = {get(state, 8080, "/", "X-Tenant: blue")["x-served-by"] for _ in range(5)}
+    assert blue == {"n3"}
+    default = Counter(get(state, 8080, "/")["x-served-by"] for _ in range(12))
+    assert set(default) == {"n1", "n2", "n3", "n4"}, default  # round-robin over all
+    stats = sdk(state, lambda c: c.datapath())
+    assert stats.rule_hits["shop/static"] >= 8 and stats.rule_hits["shop/blue"] >= 5
+    assert stats.hop_stats["hops_done"] >= 10 and stats.hop_stats["served_locally"] >= 1
+
+
+def test_a_session_cookie_sticks_to_one_node_and_keep_alive_stays(state: lab.LabState) -> None:
+    nodes = {get(state, 8080, "/", "Cookie: session=abc123")["x-served-by"] for _ in range(8)}
+    assert len(nodes) == 1
+    url = f"http://{state.vip}:8080/"
+    done = lab.curl(state, "-D", "-", *(["-o", "/dev/null"] * 4), url, url, url, url)
+    served = re.findall(r"(?mi)^x-served-by: (\S+)", done.stdout)
+    assert len(served) == 4 and len(set(served)) == 1  # one connection, one node
+
+
+def test_a_pipelined_second_request_in_the_first_packet_is_served(state: lab.LabState) -> None:
+    out = raw(
+        state, 8080, "GET /a HTTP/1.1\\r\\nHost: x\\r\\n\\r\\nGET /bytes/5 HTTP/1.1\\r\\n\\r\\n"
+    )
+    assert out.count("HTTP/1.1 200 OK") == 2, out
+    assert out.endswith("xxxxx")
+    assert len(set(re.findall(r"X-Served-By: (\S+)", out))) == 1
+
+
+def test_a_20_mb_response_skips_the_scheduler_and_a_20_mb_upload_arrives(
+    state: lab.LabState, tmp_path: Path
+) -> None:
+    net = state.lab
+    before = net.tx_bytes(net.port_to(1))  # the router's port to the leader n1
+    done = lab.curl(
+        state, "-H", "X-Tenant: blue", "-o", "/dev/null", "-w", "%{size_download}",
+        f"http://{state.vip}:8080/bytes/{20 * MB}",
+    )  # fmt: skip
+    assert done.returncode == 0 and int(done.stdout) == 20 * MB, done.stderr
+    assert net.tx_bytes(net.port_to(1)) - before < 2 * MB  # the client's ACKs only
+    blob = tmp_path / "up"
+    data = os.urandom(20 * MB)
+    blob.write_bytes(data)
+    up = lab.curl(state, "-H", "X-Tenant: blue", "-T", str(blob), f"http://{state.vip}:8080/up")
+    assert up.returncode == 0, up.stderr
+    assert up.stdout.strip() == hashlib.sha256(data).hexdigest()
+
+
+def test_applications_see_the_real_client_by_descriptor_and_by_proxy_v2(
+    state: lab.LabState,
+) -> None:
+    client = state.lab.client_ip
+    by_fd = [get(state, 8081) for _ in range(4)]
+    assert {h["x-client"].split(":")[0] for h in by_fd} == {client}
+    assert "n1" not in {h["x-served-by"] for h in by_fd}  # the scheduler never takes these
+    by_proxy = [get(state, 8082) for _ in range(4)]
+    assert {h["x-client"].split(":")[0] for h in by_proxy} == {client}
+    assert len({h["x-served-by"] for h in by_proxy}) >= 3
+
+
+def test_bad_slow_or_oversized_requests_get_their_answer_and_others_go_on(
+    state: lab.LabState,
+) -> None:
+    assert raw(state, 8080, "BLAH\\r\\n\\r\\n").startswith("HTTP/1.1 400 ")
+    big = "GET / HTTP/1.1\\r\\nX-A: " + "a" * 20000 + "\\r\\n\\r\\n"
+    assert raw(state, 8080, big).startswith("HTTP/1.1 431 ")
+    net = state.lab
+    with contextlib.nullcontext():  # a slowloris head that never ends
+        started = time.monotonic()
+        slow = subprocess.run(
+            net.exec(net.ns("c"), "python3", "-c", SLOW, state.vip, "8080"),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert slow.stdout.startswith("HTTP/1.1 408 "), slow.stdout + slow.stderr
+    assert 4 < time.monotonic() - started < 15
+    assert get(state, 8080, "/")["x-served-by"]  # the scheduler keeps serving
+
+
+def test_an_adoptive_node_that_does_not_answer_gets_a_503_and_others_go_on(
+    state: lab.LabState,
+) -> None:
+    n3 = state.nodes[2]
+    os.kill(n3.pid, signal.SIGSTOP)  # n3's tcphopd cannot adopt: the hop times out
+    try:
+        assert raw(state, 8080, "GET / HTTP/1.1\\r\\nX-Tenant: blue\\r\\n\\r\\n").startswith(
+            "HTTP/1.1 503 "
+        )
+        assert get(state, 8080, "/static/x")["x-served-by"] in ("n1", "n2")
+    finally:
+        os.kill(n3.pid, signal.SIGCONT)
+    assert sdk(state, lambda c: c.datapath()).hop_stats["hops_failed"] >= 1
