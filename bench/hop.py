@@ -33,11 +33,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cli import lab
-from cluster.sdk import ClusterClient
+from cluster.model import HealthCheck, Mode, Policy
+from cluster.sdk import ClusterClient, DatapathView
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_PORT = 8080
@@ -55,7 +56,18 @@ frontend bench
 backend servers
     balance roundrobin
 {servers}
+frontend web7
+    mode http
+    bind {bind7}
+    timeout http-request 5s
+    default_backend servers7
+backend servers7
+    mode http
+    balance roundrobin
+{servers}
 """
+L7_PORT = 8080  # the lab's L7 service; its application listens on 127.0.0.1:8080 per node
+HAPROXY_L7_PORT = 8083
 
 
 @dataclass
@@ -167,8 +179,15 @@ def run(tmp: Path, args: argparse.Namespace) -> None:
     async def prepare() -> None:
         async with ClusterClient(state.endpoints) as c:
             await c.apply_service(lab.sample_service(state))
+            await c.apply_service(
+                replace(lab.sample_service(state), name="shop", port=L7_PORT, mode=Mode.L7,
+                        policy=Policy.ROUND_ROBIN, health_check=HealthCheck())
+            )  # fmt: skip
             deadline = time.monotonic() + 30
-            while len((await c.datapath()).rings.get("web", {})) < args.nodes:
+            while True:
+                rings = (await c.datapath()).rings
+                if all(len(rings.get(s, {})) >= args.nodes for s in ("web", "shop")):
+                    break
                 if time.monotonic() > deadline:
                     sys.exit("not every server became eligible within 30 s")
                 await asyncio.sleep(0.2)
@@ -186,6 +205,7 @@ def run(tmp: Path, args: argparse.Namespace) -> None:
     cfg.write_text(
         HAPROXY_CFG.format(
             bind=f"{net.node_ip(1)}:{HAPROXY_PORT}",
+            bind7=f"{net.node_ip(1)}:{HAPROXY_L7_PORT}",
             servers="\n".join(
                 f"    server n{i} {net.node_ip(i)}:{BASE_PORT}" for i in range(1, args.nodes + 1)
             ),
@@ -244,11 +264,22 @@ def run(tmp: Path, args: argparse.Namespace) -> None:
             before = measure()
             r = wrk(state, url, args.seconds, 8, False)
             cpu[t] = (measure() - before, r.bytes_read)
-        per_gb = {t: s / (b / 2**30) for t, (s, b) in cpu.items()}
+        l7 = l7_cases(state, args, haproxy.pid, prog)
     finally:
         haproxy.terminate()
         haproxy.wait()
         subprocess.run(["sysctl", "-qw", "kernel.bpf_stats_enabled=0"], check=True)
+    report(state, args, rows, cpu, l7)
+
+
+def report(
+    state: lab.LabState,
+    args: argparse.Namespace,
+    rows: list[list[object]],
+    cpu: dict[str, tuple[float, int]],
+    l7: list[tuple[str, float, float]],
+) -> None:
+    per_gb = {t: s / (b / 2**30) for t, (s, b) in cpu.items()}
     print(
         f"# hop benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, {args.nodes} nodes,"
         f" {state.xdp_mode} XDP on the schedulers' veths,"
@@ -265,6 +296,65 @@ def run(tmp: Path, args: argparse.Namespace) -> None:
             f"| {t} | {s:.3f} | {b / 2**30:.2f} | {per_gb[t]:.4f} | "
             f"{per_gb[t] / per_gb['HAProxy']:.3f} |"
         )
+
+    print("\n| L7 (rules read, connection hopped) | value | HAProxy mode http | ratio |")
+    print("|---|---:|---:|---:|")
+    for label, ours, theirs in l7:
+        ratio = f"{ours / theirs:.3f}" if theirs else ""
+        print(f"| {label} | {ours:,.4g} | {theirs:,.4g} | {ratio} |" if theirs else
+              f"| {label} | {ours:,.4g} | | |")  # fmt: skip
+
+
+def l7_cases(
+    state: lab.LabState, args: argparse.Namespace, haproxy_pid: int, prog: int
+) -> list[tuple[str, float, float]]:
+    """New connections through the L7 hop (latency, hops per scheduler CPU-second) and 1 MiB
+    responses (scheduler CPU per GiB), against HAProxy doing the same routing as a proxy."""
+    net, leader = state.lab, state.nodes[0].pid
+    ours_url = f"http://{state.vip}:{L7_PORT}"
+    theirs_url = f"http://{net.node_ip(1)}:{HAPROXY_L7_PORT}"
+
+    def datapath() -> DatapathView:
+        async def get() -> DatapathView:
+            async with ClusterClient(state.endpoints) as c:
+                return await c.datapath("n1")
+
+        return asyncio.run(get())
+
+    wrk(state, ours_url + "/", 3, 8, True)  # warm-up
+    wrk(state, theirs_url + "/", 3, 8, True)
+    before, cpu0 = datapath(), proc_cpu_s(leader)
+    ours = wrk(state, ours_url + "/", args.seconds, 16, True)
+    after, cpu = datapath(), proc_cpu_s(leader) - cpu0
+    handled = sum(
+        after.hop_stats.get(k, 0) - before.hop_stats.get(k, 0)
+        for k in ("hops_done", "served_locally")
+    )
+    hcpu0 = proc_cpu_s(haproxy_pid)
+    theirs = wrk(state, theirs_url + "/", args.seconds, 16, True)
+    hcpu = proc_cpu_s(haproxy_pid) - hcpu0
+    theirs_per_cpu_s = theirs.requests_s * args.seconds / hcpu
+    size = f"/bytes/{2**20}"
+
+    def gib_s(r: WrkResult) -> float:
+        return float(r.bytes_read / 2**30 / args.seconds)
+
+    s0 = xdp_run_time_s(prog) + proc_cpu_s(leader)
+    big = wrk(state, ours_url + size, args.seconds, 8, False)
+    ours_gb = (xdp_run_time_s(prog) + proc_cpu_s(leader) - s0) / (big.bytes_read / 2**30)
+    h0 = proc_cpu_s(haproxy_pid)
+    hbig = wrk(state, theirs_url + size, args.seconds, 8, False)
+    theirs_gb = (proc_cpu_s(haproxy_pid) - h0) / (hbig.bytes_read / 2**30)
+    return [
+        ("new connections: requests/s", ours.requests_s, theirs.requests_s),
+        ("new connections: p50 ms (client)", ours.p50_ms, theirs.p50_ms),
+        ("new connections: p99 ms (client)", ours.p99_ms, theirs.p99_ms),
+        ("hop latency p50 ms (request read -> committed)", after.hop_p50_ms, 0.0),
+        ("hop latency p99 ms", after.hop_p99_ms, 0.0),
+        ("connections per scheduler CPU-second", handled / cpu, theirs_per_cpu_s),
+        ("1 MiB responses: GiB/s to the client", gib_s(big), gib_s(hbig)),
+        ("1 MiB responses: scheduler CPU s per GiB", ours_gb, theirs_gb),
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -211,7 +211,6 @@ class L7Hopper:
         if candidates and candidates[0] == self.node_id:
             self.stats["served_locally"] += 1
             self.adopter.deliver(spec.name, conn, buf)
-            self.latencies.append(time.monotonic() - started)
             return
         try:
             tcprepair.freeze(conn)

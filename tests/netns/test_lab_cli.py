@@ -45,7 +45,9 @@ def test_lab_up_status_demo_down(tmp_path: Path) -> None:
         assert out.count("(intact)") == 2, out  # downloads across the handover and the kill
         assert "node_joined" in out
         status = clusterctl("lab", "status", env=env)
-        assert status.returncode == 0 and status.stdout.count("running") == 7
+        assert (
+            status.returncode == 0 and status.stdout.count("running") == 10
+        )  # etcd, 3 x (tcphopd, VIP service, app)
         state = json.loads((lab_dir / "lab.json").read_text())
         pids += [n["pid"] for n in state["nodes"]]
         made = [c for c in state["created"] if not c.startswith("link:")]
