@@ -305,6 +305,28 @@ def report(
               f"| {label} | {ours:,.4g} | | |")  # fmt: skip
 
 
+SEQUENTIAL = """
+import socket, statistics, sys, time
+took = []
+for _ in range(int(sys.argv[3])):
+    t = time.perf_counter()
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+    c.sendall(b"GET / HTTP/1.1\\r\\nConnection: close\\r\\n\\r\\n")
+    while c.recv(65536):
+        pass
+    c.close()
+    took.append(time.perf_counter() - t)
+print(statistics.median(took) * 1000)
+"""
+
+
+def sequential(state: lab.LabState, port: int, count: int) -> float:
+    """Median ms of `count` requests, each on a new connection, one after the other."""
+    net = state.lab
+    cmd = net.exec(net.ns("c"), sys.executable, "-c", SEQUENTIAL, state.vip, str(port), str(count))
+    return float(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
 def l7_cases(
     state: lab.LabState, args: argparse.Namespace, haproxy_pid: int, prog: int
 ) -> list[tuple[str, float, float]]:
@@ -321,6 +343,8 @@ def l7_cases(
 
         return asyncio.run(get())
 
+    quiet = sequential(state, L7_PORT, 300)  # one connection at a time: the hop alone
+    idle = datapath()
     wrk(state, ours_url + "/", 3, 8, True)  # warm-up
     wrk(state, theirs_url + "/", 3, 8, True)
     before, cpu0 = datapath(), proc_cpu_s(leader)
@@ -349,8 +373,11 @@ def l7_cases(
         ("new connections: requests/s", ours.requests_s, theirs.requests_s),
         ("new connections: p50 ms (client)", ours.p50_ms, theirs.p50_ms),
         ("new connections: p99 ms (client)", ours.p99_ms, theirs.p99_ms),
-        ("hop latency p50 ms (request read -> committed)", after.hop_p50_ms, 0.0),
-        ("hop latency p99 ms", after.hop_p99_ms, 0.0),
+        ("hop latency p50 ms, one connection at a time", idle.hop_p50_ms, 0.0),
+        ("hop latency p99 ms, one connection at a time", idle.hop_p99_ms, 0.0),
+        ("client request p50 ms, one connection at a time", quiet, 0.0),
+        ("hop latency p50 ms under load (request read -> committed)", after.hop_p50_ms, 0.0),
+        ("hop latency p99 ms under load", after.hop_p99_ms, 0.0),
         ("connections per scheduler CPU-second", handled / cpu, theirs_per_cpu_s),
         ("1 MiB responses: GiB/s to the client", gib_s(big), gib_s(hbig)),
         ("1 MiB responses: scheduler CPU s per GiB", ours_gb, theirs_gb),
