@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import struct
 import time
@@ -53,17 +52,15 @@ class Adopter:
         self.stats: Counter[str] = Counter()
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def adopt(self, service: str, state: TcpState) -> str:
+    def adopt(self, service: str, state: TcpState, hop_id: str) -> None:
         try:
             sock = tcprepair.restore(state)
         except RepairError:
             self.stats["adopt_failed"] += 1
             raise
-        hop_id = os.urandom(8).hex()
         self.pending[hop_id] = (sock, service, state.peer_closed)
         asyncio.get_running_loop().call_later(PENDING_S, self._expire, hop_id)
         self.stats["adopted"] += 1
-        return hop_id
 
     def _expire(self, hop_id: str) -> None:
         found = self.pending.pop(hop_id, None)

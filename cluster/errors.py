@@ -5,7 +5,6 @@
     ├── NotFound             unknown node or service              -> NOT_FOUND
     ├── AlreadyExists        e.g. a node id registered twice      -> ALREADY_EXISTS
     ├── NotLeader            a leader-only call reached a follower -> FAILED_PRECONDITION
-    ├── HopRefused           this node cannot adopt a connection   -> ABORTED
     └── StoreError
         ├── StoreUnavailable etcd cannot be reached in time       -> UNAVAILABLE
         ├── LeaseExpired     a lease we held is gone
@@ -42,10 +41,6 @@ class AlreadyExists(ClusterError):
 
 class NotLeader(ClusterError):
     """Only the leader answers this call."""
-
-
-class HopRefused(ClusterError):
-    """This node cannot adopt the connection (no datapath, or the restore failed)."""
 
 
 class StoreError(ClusterError):

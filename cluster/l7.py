@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import socket
 import time
 from collections import Counter
@@ -95,6 +96,71 @@ def state_from_pb(m: pb.TcpState) -> TcpState:
     )
 
 
+class HopStream:
+    """One long-lived `Hop.Adopt` stream to a node: adopt() waits for the node's answer,
+    commit() does not (one round trip per hop). Broken or hung, it is reopened on next use."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.channel = channel
+        self.call: grpc.aio.StreamStreamCall[pb.AdoptMessage, pb.AdoptReply] | None = None
+        self.waiting: dict[int, asyncio.Future[pb.AdoptReply]] = {}
+        self.ids = itertools.count(1)
+        self.lock = asyncio.Lock()
+        self.reader: asyncio.Task[None] | None = None
+
+    def _open(self) -> grpc.aio.StreamStreamCall[pb.AdoptMessage, pb.AdoptReply]:
+        if self.call is None or self.call.done():
+            self.call = cluster_pb2_grpc.HopStub(self.channel).Adopt()
+            self.reader = asyncio.get_running_loop().create_task(self._read(self.call))
+        return self.call
+
+    async def _read(self, call: grpc.aio.StreamStreamCall[pb.AdoptMessage, pb.AdoptReply]) -> None:
+        try:
+            while (reply := await call.read()) is not grpc.aio.EOF:
+                assert isinstance(reply, pb.AdoptReply)
+                future = self.waiting.pop(reply.id, None)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+        except grpc.aio.AioRpcError:
+            pass
+        finally:
+            for future in self.waiting.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("the hop stream closed"))
+            self.waiting.clear()
+
+    async def adopt(self, service: str, state: TcpState, timeout_s: float) -> tuple[int, str]:
+        """(hop id, "") once the node holds the restored connection; (id, reason) if not."""
+        call = self._open()
+        hop_id = next(self.ids)
+        future = asyncio.get_running_loop().create_future()
+        self.waiting[hop_id] = future
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self.lock:
+                    await call.write(
+                        pb.AdoptMessage(id=hop_id, service=service, state=state_to_pb(state))
+                    )
+                reply = await future
+        finally:
+            self.waiting.pop(hop_id, None)
+        return hop_id, "" if reply.ok else reply.error or "refused"
+
+    async def commit(self, hop_id: int, go: bool) -> None:
+        call = self._open()
+        async with self.lock:
+            await call.write(pb.AdoptMessage(id=hop_id, commit=True, go=go))
+
+    def reset(self) -> None:
+        if self.call is not None:
+            self.call.cancel()
+            self.call = None
+
+    async def close(self) -> None:
+        self.reset()
+        await self.channel.close()
+
+
 class L7Hopper:
     def __init__(
         self, node_id: str, scheduler: Scheduler, datapath: Datapath, adopter: Adopter
@@ -110,7 +176,7 @@ class L7Hopper:
         self.stats: Counter[str] = Counter()
         self.rule_hits: Counter[str] = Counter()
         self.latencies: collections.deque[float] = collections.deque(maxlen=2000)
-        self.channels: dict[str, grpc.aio.Channel] = {}
+        self.streams: dict[str, HopStream] = {}
         self.tasks: set[asyncio.Task[None]] = set()
 
     def services(self) -> dict[str, ServiceSpec]:
@@ -138,8 +204,8 @@ class L7Hopper:
         for task in self.listeners.values():
             task.cancel()
         self.listeners.clear()
-        for channel in self.channels.values():
-            await channel.close()
+        for stream in self.streams.values():
+            await stream.close()
 
     async def _accept(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -242,30 +308,33 @@ class L7Hopper:
         registration = snap.registrations.get(node)
         if registration is None:
             return False
-        stub = cluster_pb2_grpc.HopStub(self._channel(registration.endpoint))
+        stream = self._stream(registration.endpoint)
         try:
-            adopted = await stub.Adopt(
-                pb.AdoptRequest(service=spec.name, state=state_to_pb(state)),
-                timeout=HOP_TIMEOUT_S,
-            )
-        except grpc.aio.AioRpcError as e:
-            log.warning("hop_refused", node=node, code=e.code().name, reason=e.details())
+            hop_id, error = await stream.adopt(spec.name, state, HOP_TIMEOUT_S)
+        except (TimeoutError, ConnectionError, grpc.aio.AioRpcError) as e:
+            log.warning("hop_unanswered", node=node, reason=str(e) or type(e).__name__)
+            stream.reset()
+            return False
+        if error:
+            log.warning("hop_refused", node=node, reason=error)
             return False
         flow = Flow(state.peer[0], state.peer[1], state.local[0], state.local[1], node)
         go = await self.datapath.add_flows([flow]) == 1
         try:
-            await stub.Commit(pb.CommitRequest(hop_id=adopted.hop_id, go=go), timeout=HOP_TIMEOUT_S)
-        except grpc.aio.AioRpcError as e:
-            log.warning("hop_commit_failed", node=node, code=e.code().name, reason=e.details())
+            async with asyncio.timeout(HOP_TIMEOUT_S):
+                await stream.commit(hop_id, go)
+        except (TimeoutError, ConnectionError, grpc.aio.AioRpcError) as e:
+            log.warning("hop_commit_failed", node=node, reason=str(e) or type(e).__name__)
             if go:  # the flow already points there; its restored socket expires unused
                 self.datapath.remove_flow(*state.peer, *state.local)
+            stream.reset()
             return False
         return go
 
-    def _channel(self, endpoint: str) -> grpc.aio.Channel:
-        if endpoint not in self.channels:
-            self.channels[endpoint] = grpc.aio.insecure_channel(endpoint)
-        return self.channels[endpoint]
+    def _stream(self, endpoint: str) -> HopStream:
+        if endpoint not in self.streams:
+            self.streams[endpoint] = HopStream(grpc.aio.insecure_channel(endpoint))
+        return self.streams[endpoint]
 
     def latency_ms(self, q: float) -> float:
         if not self.latencies:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import grpc
@@ -11,7 +13,7 @@ from agent.sample import established_connections
 from cluster.adopt import Adopter
 from cluster.api.v1 import cluster_pb2 as pb
 from cluster.api.v1 import cluster_pb2_grpc
-from cluster.errors import HopRefused, NotFound, ValidationError
+from cluster.errors import ValidationError
 from cluster.l7 import L7Hopper, state_from_pb
 from datapath.protocol import Datapath
 from datapath.tcprepair import RepairError
@@ -31,19 +33,25 @@ class HopService(cluster_pb2_grpc.HopServicer):
     ) -> None:
         self.node_id, self.datapath, self.adopter, self.hopper = node_id, datapath, adopter, hopper
 
-    async def Adopt(self, request: pb.AdoptRequest, context: Ctx) -> pb.AdoptResponse:
-        if self.adopter is None:
-            raise HopRefused("this node runs without a datapath: it cannot adopt connections")
-        try:
-            hop_id = self.adopter.adopt(request.service, state_from_pb(request.state))
-        except RepairError as e:
-            raise HopRefused(str(e)) from None
-        return pb.AdoptResponse(hop_id=hop_id)
-
-    async def Commit(self, request: pb.CommitRequest, context: Ctx) -> pb.CommitResponse:
-        if self.adopter is None or not self.adopter.commit(request.hop_id, request.go):
-            raise NotFound(f"no pending hop {request.hop_id!r} (expired or unknown)")
-        return pb.CommitResponse()
+    async def Adopt(
+        self, request_iterator: AsyncIterator[pb.AdoptMessage], context: Ctx
+    ) -> AsyncIterator[pb.AdoptReply]:
+        stream = os.urandom(4).hex()  # hop ids are the scheduler's, unique per stream
+        async for m in request_iterator:
+            hop_id = f"{stream}:{m.id}"
+            if m.commit:
+                if self.adopter is not None:
+                    self.adopter.commit(hop_id, m.go)
+                continue
+            if self.adopter is None:
+                yield pb.AdoptReply(id=m.id, error="this node runs without a datapath")
+                continue
+            try:
+                self.adopter.adopt(m.service, state_from_pb(m.state), hop_id)
+            except RepairError as e:
+                yield pb.AdoptReply(id=m.id, error=str(e))
+                continue
+            yield pb.AdoptReply(id=m.id, ok=True)
 
     async def GetDatapath(
         self, request: pb.GetDatapathRequest, context: Ctx

@@ -7,7 +7,6 @@ import grpc
 from cluster.errors import (
     AlreadyExists,
     ClusterError,
-    HopRefused,
     NotFound,
     NotLeader,
     RevisionCompacted,
@@ -20,7 +19,6 @@ STATUS_BY_ERROR: tuple[tuple[type[ClusterError], grpc.StatusCode], ...] = (
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (NotLeader, grpc.StatusCode.FAILED_PRECONDITION),
-    (HopRefused, grpc.StatusCode.ABORTED),
     (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
     (RevisionCompacted, grpc.StatusCode.OUT_OF_RANGE),
 )

@@ -534,31 +534,29 @@ class TcpState(_message.Message):
     peer_closed: bool
     def __init__(self, local_addr: _Optional[str] = ..., local_port: _Optional[int] = ..., peer_addr: _Optional[str] = ..., peer_port: _Optional[int] = ..., snd_seq: _Optional[int] = ..., rcv_seq: _Optional[int] = ..., send_queue: _Optional[bytes] = ..., recv_queue: _Optional[bytes] = ..., mss: _Optional[int] = ..., snd_wscale: _Optional[int] = ..., rcv_wscale: _Optional[int] = ..., sack: _Optional[bool] = ..., timestamps: _Optional[bool] = ..., tsval: _Optional[int] = ..., window: _Optional[bytes] = ..., peer_closed: _Optional[bool] = ...) -> None: ...
 
-class AdoptRequest(_message.Message):
-    __slots__ = ("service", "state")
+class AdoptMessage(_message.Message):
+    __slots__ = ("id", "service", "state", "commit", "go")
+    ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    GO_FIELD_NUMBER: _ClassVar[int]
+    id: int
     service: str
     state: TcpState
-    def __init__(self, service: _Optional[str] = ..., state: _Optional[_Union[TcpState, _Mapping]] = ...) -> None: ...
-
-class AdoptResponse(_message.Message):
-    __slots__ = ("hop_id",)
-    HOP_ID_FIELD_NUMBER: _ClassVar[int]
-    hop_id: str
-    def __init__(self, hop_id: _Optional[str] = ...) -> None: ...
-
-class CommitRequest(_message.Message):
-    __slots__ = ("hop_id", "go")
-    HOP_ID_FIELD_NUMBER: _ClassVar[int]
-    GO_FIELD_NUMBER: _ClassVar[int]
-    hop_id: str
+    commit: bool
     go: bool
-    def __init__(self, hop_id: _Optional[str] = ..., go: _Optional[bool] = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., service: _Optional[str] = ..., state: _Optional[_Union[TcpState, _Mapping]] = ..., commit: _Optional[bool] = ..., go: _Optional[bool] = ...) -> None: ...
 
-class CommitResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+class AdoptReply(_message.Message):
+    __slots__ = ("id", "ok", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    ok: bool
+    error: str
+    def __init__(self, id: _Optional[int] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class GetDatapathRequest(_message.Message):
     __slots__ = ()

@@ -711,15 +711,10 @@ class HopStub:
                 request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsRequest.SerializeToString,
                 response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsResponse.FromString,
                 _registered_method=True)
-        self.Adopt = channel.unary_unary(
+        self.Adopt = channel.stream_stream(
                 '/tcphop.v1.Hop/Adopt',
-                request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptRequest.SerializeToString,
-                response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptResponse.FromString,
-                _registered_method=True)
-        self.Commit = channel.unary_unary(
-                '/tcphop.v1.Hop/Commit',
-                request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.CommitRequest.SerializeToString,
-                response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.CommitResponse.FromString,
+                request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptMessage.SerializeToString,
+                response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptReply.FromString,
                 _registered_method=True)
 
 
@@ -747,16 +742,12 @@ class HopServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Adopt(self, request, context):
-        """The L7 hop, on the node a connection moves to: restore it (still silent), then, once the
-        scheduler has steered the client's packets here, go live and hand it to the application.
+    def Adopt(self, request_iterator, context):
+        """The L7 hop, on the node a connection moves to, over one long-lived stream per scheduler:
+        an adopt message restores a connection (still silent) and is answered; a commit message,
+        sent once the scheduler has steered the client's packets here, takes it live and hands it
+        to the application (go), or drops it silently (not go). Commits are not answered.
         """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Commit(self, request, context):
-        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -779,15 +770,10 @@ def add_HopServicer_to_server(servicer, server):
                     request_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsRequest.FromString,
                     response_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsResponse.SerializeToString,
             ),
-            'Adopt': grpc.unary_unary_rpc_method_handler(
+            'Adopt': grpc.stream_stream_rpc_method_handler(
                     servicer.Adopt,
-                    request_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptRequest.FromString,
-                    response_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptResponse.SerializeToString,
-            ),
-            'Commit': grpc.unary_unary_rpc_method_handler(
-                    servicer.Commit,
-                    request_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.CommitRequest.FromString,
-                    response_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.CommitResponse.SerializeToString,
+                    request_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptMessage.FromString,
+                    response_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -885,7 +871,7 @@ class Hop:
             _registered_method=True)
 
     @staticmethod
-    def Adopt(request,
+    def Adopt(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -895,39 +881,12 @@ class Hop:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_stream(
+            request_iterator,
             target,
             '/tcphop.v1.Hop/Adopt',
-            cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptRequest.SerializeToString,
-            cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Commit(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/tcphop.v1.Hop/Commit',
-            cluster_dot_api_dot_v1_dot_cluster__pb2.CommitRequest.SerializeToString,
-            cluster_dot_api_dot_v1_dot_cluster__pb2.CommitResponse.FromString,
+            cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptMessage.SerializeToString,
+            cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptReply.FromString,
             options,
             channel_credentials,
             insecure,
