@@ -76,7 +76,7 @@ async def run(cfg: DaemonConfig) -> int:
             if isinstance(vips, TunVipHolder):
                 await vips.start()
             if forwarder is not None:
-                await forwarder.datapath.start()
+                await forwarder.start(cfg.advertise)
         except DatapathError as e:
             log.error("start_refused", reason=f"--uplink {cfg.uplink}: {e}")
             return EXIT_CONFIG

@@ -22,6 +22,7 @@ import time
 import grpc
 import structlog
 
+from cluster import hopwire
 from cluster.api.v1 import cluster_pb2 as pb
 from cluster.api.v1 import cluster_pb2_grpc
 from cluster.config import parse_hostport
@@ -78,12 +79,23 @@ class Forwarder:
     ) -> None:
         self.datapath, self.state, self.scheduler, self.vips = datapath, state, scheduler, vips
         self.node_id, self.hopper = node_id, hopper
+        self.hop_server: asyncio.Server | None = None
         self.leading = False
         self.stepped_down_at: float | None = None
         self.lock = asyncio.Lock()
         self.wake = asyncio.Event()
 
+    async def start(self, api_endpoint: str) -> None:
+        """Attach the datapath; accept hop channels next to the API (its port + 1)."""
+        await self.datapath.start()
+        if self.hopper is not None:
+            self.hop_server = await hopwire.serve(
+                self.hopper.adopter, api_endpoint, lambda: self.datapath.programmed().trusted
+            )
+
     async def close(self) -> None:
+        if self.hop_server is not None:
+            self.hop_server.close()
         if self.hopper is not None:
             await self.hopper.close()
         await self.datapath.close()

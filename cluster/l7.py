@@ -5,8 +5,8 @@ of L7 services to the local stack). Per connection: read the request head with b
 header count, HEAD_TIMEOUT_S; 400/408/431 and close on violation), match the service's rules,
 place (the rule's pool and policy; persistence by cookie or source address), then hop:
 
-    freeze + snapshot -> Hop.Adopt on the chosen node -> flow into the XDP flow map
-    -> Hop.Commit(go) -> close the frozen socket (in repair mode: silent)
+    freeze + snapshot -> adopt on the chosen node (cluster/hopwire.py) -> flow into the XDP
+    flow map -> commit -> close the frozen socket (in repair mode: silent)
 
 If a node refuses or does not answer within HOP_TIMEOUT_S the next candidate gets the same
 snapshot; when none is left the socket is thawed and answered 503. A connection placed on the
@@ -20,17 +20,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import itertools
 import socket
 import time
 from collections import Counter
 
-import grpc
 import structlog
 
 from cluster.adopt import Adopter
-from cluster.api.v1 import cluster_pb2 as pb
-from cluster.api.v1 import cluster_pb2_grpc
+from cluster.hopwire import HopChannel
 from cluster.model import Delivery, Mode, ServiceSpec
 from cluster.request import BadRequest, RequestHead, parse_head, select_rule
 from cluster.scheduler import Scheduler
@@ -56,111 +53,6 @@ def answer(status: int) -> bytes:
     ).encode() + body
 
 
-def state_to_pb(s: TcpState) -> pb.TcpState:
-    return pb.TcpState(
-        local_addr=s.local[0],
-        local_port=s.local[1],
-        peer_addr=s.peer[0],
-        peer_port=s.peer[1],
-        snd_seq=s.snd_seq,
-        rcv_seq=s.rcv_seq,
-        send_queue=s.send_queue,
-        recv_queue=s.recv_queue,
-        mss=s.mss,
-        snd_wscale=s.snd_wscale,
-        rcv_wscale=s.rcv_wscale,
-        sack=s.sack,
-        timestamps=s.timestamps,
-        tsval=s.tsval,
-        window=s.window,
-        peer_closed=s.peer_closed,
-    )
-
-
-def state_from_pb(m: pb.TcpState) -> TcpState:
-    return TcpState(
-        (m.local_addr, m.local_port),
-        (m.peer_addr, m.peer_port),
-        m.snd_seq,
-        m.rcv_seq,
-        m.send_queue,
-        m.recv_queue,
-        m.mss,
-        m.snd_wscale,
-        m.rcv_wscale,
-        m.sack,
-        m.timestamps,
-        m.tsval,
-        m.window,
-        m.peer_closed,
-    )
-
-
-class HopStream:
-    """One long-lived `Hop.Adopt` stream to a node: adopt() waits for the node's answer,
-    commit() does not (one round trip per hop). Broken or hung, it is reopened on next use."""
-
-    def __init__(self, channel: grpc.aio.Channel) -> None:
-        self.channel = channel
-        self.call: grpc.aio.StreamStreamCall[pb.AdoptMessage, pb.AdoptReply] | None = None
-        self.waiting: dict[int, asyncio.Future[pb.AdoptReply]] = {}
-        self.ids = itertools.count(1)
-        self.lock = asyncio.Lock()
-        self.reader: asyncio.Task[None] | None = None
-
-    def _open(self) -> grpc.aio.StreamStreamCall[pb.AdoptMessage, pb.AdoptReply]:
-        if self.call is None or self.call.done():
-            self.call = cluster_pb2_grpc.HopStub(self.channel).Adopt()
-            self.reader = asyncio.get_running_loop().create_task(self._read(self.call))
-        return self.call
-
-    async def _read(self, call: grpc.aio.StreamStreamCall[pb.AdoptMessage, pb.AdoptReply]) -> None:
-        try:
-            while (reply := await call.read()) is not grpc.aio.EOF:
-                assert isinstance(reply, pb.AdoptReply)
-                future = self.waiting.pop(reply.id, None)
-                if future is not None and not future.done():
-                    future.set_result(reply)
-        except grpc.aio.AioRpcError:
-            pass
-        finally:
-            for future in self.waiting.values():
-                if not future.done():
-                    future.set_exception(ConnectionError("the hop stream closed"))
-            self.waiting.clear()
-
-    async def adopt(self, service: str, state: TcpState, timeout_s: float) -> tuple[int, str]:
-        """(hop id, "") once the node holds the restored connection; (id, reason) if not."""
-        call = self._open()
-        hop_id = next(self.ids)
-        future = asyncio.get_running_loop().create_future()
-        self.waiting[hop_id] = future
-        try:
-            async with asyncio.timeout(timeout_s):
-                async with self.lock:
-                    await call.write(
-                        pb.AdoptMessage(id=hop_id, service=service, state=state_to_pb(state))
-                    )
-                reply = await future
-        finally:
-            self.waiting.pop(hop_id, None)
-        return hop_id, "" if reply.ok else reply.error or "refused"
-
-    async def commit(self, hop_id: int, go: bool) -> None:
-        call = self._open()
-        async with self.lock:
-            await call.write(pb.AdoptMessage(id=hop_id, commit=True, go=go))
-
-    def reset(self) -> None:
-        if self.call is not None:
-            self.call.cancel()
-            self.call = None
-
-    async def close(self) -> None:
-        self.reset()
-        await self.channel.close()
-
-
 class L7Hopper:
     def __init__(
         self, node_id: str, scheduler: Scheduler, datapath: Datapath, adopter: Adopter
@@ -176,7 +68,7 @@ class L7Hopper:
         self.stats: Counter[str] = Counter()
         self.rule_hits: Counter[str] = Counter()
         self.latencies: collections.deque[float] = collections.deque(maxlen=2000)
-        self.streams: dict[str, HopStream] = {}
+        self.channels: dict[str, HopChannel] = {}
         self.tasks: set[asyncio.Task[None]] = set()
 
     def services(self) -> dict[str, ServiceSpec]:
@@ -204,8 +96,8 @@ class L7Hopper:
         for task in self.listeners.values():
             task.cancel()
         self.listeners.clear()
-        for stream in self.streams.values():
-            await stream.close()
+        for channel in self.channels.values():
+            await channel.close()
 
     async def _accept(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -308,10 +200,10 @@ class L7Hopper:
         registration = snap.registrations.get(node)
         if registration is None:
             return False
-        stream = self._stream(registration.endpoint)
+        stream = self._channel(registration.endpoint)
         try:
             hop_id, error = await stream.adopt(spec.name, state, HOP_TIMEOUT_S)
-        except (TimeoutError, ConnectionError, grpc.aio.AioRpcError) as e:
+        except (TimeoutError, OSError) as e:
             log.warning("hop_unanswered", node=node, reason=str(e) or type(e).__name__)
             stream.reset()
             return False
@@ -323,7 +215,7 @@ class L7Hopper:
         try:
             async with asyncio.timeout(HOP_TIMEOUT_S):
                 await stream.commit(hop_id, go)
-        except (TimeoutError, ConnectionError, grpc.aio.AioRpcError) as e:
+        except (TimeoutError, OSError) as e:
             log.warning("hop_commit_failed", node=node, reason=str(e) or type(e).__name__)
             if go:  # the flow already points there; its restored socket expires unused
                 self.datapath.remove_flow(*state.peer, *state.local)
@@ -331,10 +223,10 @@ class L7Hopper:
             return False
         return go
 
-    def _stream(self, endpoint: str) -> HopStream:
-        if endpoint not in self.streams:
-            self.streams[endpoint] = HopStream(grpc.aio.insecure_channel(endpoint))
-        return self.streams[endpoint]
+    def _channel(self, endpoint: str) -> HopChannel:
+        if endpoint not in self.channels:
+            self.channels[endpoint] = HopChannel(endpoint)
+        return self.channels[endpoint]
 
     def latency_ms(self, q: float) -> float:
         if not self.latencies:

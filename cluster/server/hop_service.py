@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import grpc
@@ -14,9 +12,8 @@ from cluster.adopt import Adopter
 from cluster.api.v1 import cluster_pb2 as pb
 from cluster.api.v1 import cluster_pb2_grpc
 from cluster.errors import ValidationError
-from cluster.l7 import L7Hopper, state_from_pb
+from cluster.l7 import L7Hopper
 from datapath.protocol import Datapath
-from datapath.tcprepair import RepairError
 
 Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 DEFAULT_FLOWS = 1000
@@ -32,26 +29,6 @@ class HopService(cluster_pb2_grpc.HopServicer):
         hopper: L7Hopper | None = None,
     ) -> None:
         self.node_id, self.datapath, self.adopter, self.hopper = node_id, datapath, adopter, hopper
-
-    async def Adopt(
-        self, request_iterator: AsyncIterator[pb.AdoptMessage], context: Ctx
-    ) -> AsyncIterator[pb.AdoptReply]:
-        stream = os.urandom(4).hex()  # hop ids are the scheduler's, unique per stream
-        async for m in request_iterator:
-            hop_id = f"{stream}:{m.id}"
-            if m.commit:
-                if self.adopter is not None:
-                    self.adopter.commit(hop_id, m.go)
-                continue
-            if self.adopter is None:
-                yield pb.AdoptReply(id=m.id, error="this node runs without a datapath")
-                continue
-            try:
-                self.adopter.adopt(m.service, state_from_pb(m.state), hop_id)
-            except RepairError as e:
-                yield pb.AdoptReply(id=m.id, error=str(e))
-                continue
-            yield pb.AdoptReply(id=m.id, ok=True)
 
     async def GetDatapath(
         self, request: pb.GetDatapathRequest, context: Ctx

@@ -711,11 +711,6 @@ class HopStub:
                 request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsRequest.SerializeToString,
                 response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsResponse.FromString,
                 _registered_method=True)
-        self.Adopt = channel.stream_stream(
-                '/tcphop.v1.Hop/Adopt',
-                request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptMessage.SerializeToString,
-                response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptReply.FromString,
-                _registered_method=True)
 
 
 class HopServicer:
@@ -742,16 +737,6 @@ class HopServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Adopt(self, request_iterator, context):
-        """The L7 hop, on the node a connection moves to, over one long-lived stream per scheduler:
-        an adopt message restores a connection (still silent) and is answered; a commit message,
-        sent once the scheduler has steered the client's packets here, takes it live and hands it
-        to the application (go), or drops it silently (not go). Commits are not answered.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_HopServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -769,11 +754,6 @@ def add_HopServicer_to_server(servicer, server):
                     servicer.ListConnections,
                     request_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsRequest.FromString,
                     response_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsResponse.SerializeToString,
-            ),
-            'Adopt': grpc.stream_stream_rpc_method_handler(
-                    servicer.Adopt,
-                    request_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptMessage.FromString,
-                    response_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -860,33 +840,6 @@ class Hop:
             '/tcphop.v1.Hop/ListConnections',
             cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsRequest.SerializeToString,
             cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Adopt(request_iterator,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.stream_stream(
-            request_iterator,
-            target,
-            '/tcphop.v1.Hop/Adopt',
-            cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptMessage.SerializeToString,
-            cluster_dot_api_dot_v1_dot_cluster__pb2.AdoptReply.FromString,
             options,
             channel_credentials,
             insecure,
