@@ -214,3 +214,26 @@ def test_an_adoptive_node_that_does_not_answer_gets_a_503_and_others_go_on(
     finally:
         os.kill(n3.pid, signal.SIGCONT)
     assert sdk(state, lambda c: c.datapath()).hop_stats["hops_failed"] >= 1
+
+
+def test_the_hop_channel_refuses_anyone_but_registered_nodes(state: lab.LabState) -> None:
+    net = state.lab
+    probe = """
+import socket, sys
+c = socket.create_connection((sys.argv[1], 7701), timeout=5)
+c.sendall(b"\\x00\\x00\\x00\\x02\\x08\\x01")  # a well-formed frame: AdoptMessage(id=1)
+try:
+    print(repr(c.recv(100)))
+except ConnectionResetError:
+    print("reset")
+"""
+    done = subprocess.run(
+        net.exec(net.ns("c"), "python3", "-c", probe, net.node_ip(2)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    # closed (or reset: the frame was left unread), never answered
+    assert done.stdout.strip() in ("b''", "reset"), done.stdout + done.stderr
+    assert sdk(state, lambda c: c.datapath("n2")).hop_stats["channel_refused"] >= 1
