@@ -27,7 +27,7 @@ from cluster.api.v1 import cluster_pb2 as pb
 from cluster.api.v1 import cluster_pb2_grpc
 from cluster.config import parse_hostport
 from cluster.election import VipHolder
-from cluster.errors import StoreError
+from cluster.errors import StoreError, ValidationError
 from cluster.l7 import L7Hopper
 from cluster.model import Mode, Registration
 from cluster.scheduler import Scheduler
@@ -123,7 +123,7 @@ class Forwarder:
                 await self.datapath.apply(desired)
                 if self.hopper is not None:
                     await self.hopper.update(snap, self.leading)
-            except (StoreError, DatapathError) as e:
+            except (StoreError, DatapathError, ValidationError, OSError) as e:
                 log.warning("datapath_sync_failed", reason=str(e))
 
     def handoff_left_s(self) -> float:

@@ -31,7 +31,7 @@ from datapath.protocol import DatapathInfo, DesiredState, Flow, SchedulerTables,
 log = structlog.get_logger()
 BPF_FS_MAGIC = 0xCAFE4A11
 NEXT_HOP_TTL_S = 30.0
-RESOLVE_TIMEOUT_S = 1.0
+RESOLVE_TIMEOUT_S = 0.3
 LO_LABEL = "lo:tcphop"
 EMPTY_RING = bytes(4 * layout.RING_SIZE)
 
@@ -156,9 +156,15 @@ class XdpDatapath:
             self.bpf.delete(layout.TRUSTED_MAP, socket.inet_aton(addr))
 
     async def _apply_scheduler(self, tables: SchedulerTables) -> None:
+        reachable = []
         for node, addr in tables.backends:
+            try:
+                mac = await self._next_hop_mac(addr)
+            except DatapathError as e:  # left out of the rings until it resolves
+                log.warning("backend_unreachable", node=node, reason=str(e))
+                continue
+            reachable.append((node, addr))
             self.node_of[addr] = node
-            mac = await self._next_hop_mac(addr)
             if addr not in self.backend_index:
                 used = set(self.backend_index.values())
                 free = next((i for i in range(layout.MAX_BACKENDS) if i not in used), None)
@@ -170,7 +176,7 @@ class XdpDatapath:
                 layout.u32(self.backend_index[addr]),
                 layout.backend(addr, mac),
             )
-        address_of = dict(tables.backends)
+        address_of = dict(reachable)
         wanted = {s.key: s for s in tables.services}
         for key in [k for k in self.service_index if k not in wanted]:
             self.bpf.delete(layout.VIPS_MAP, layout.vip_key(*key))
@@ -264,7 +270,9 @@ class XdpDatapath:
         return self.node_of.get(addr, addr)
 
     async def add_flows(self, flows: list[Flow]) -> int:
-        index_of_node = {n: self.backend_index[a] for a, n in self.node_of.items()}
+        index_of_node = {
+            n: self.backend_index[a] for a, n in self.node_of.items() if a in self.backend_index
+        }
         added = 0
         for f in flows:
             if f.node in index_of_node:
