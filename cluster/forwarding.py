@@ -38,7 +38,7 @@ from datapath.protocol import Datapath, DesiredState, Flow, SchedulerTables, Vip
 log = structlog.get_logger()
 PERIOD_S = 0.5
 STEP_DOWN_GRACE_S = 5.0
-RECOVERY_TIMEOUT_S = 0.3
+RECOVERY_TIMEOUT_S = 1.0  # a busy node must still answer; a dead one refuses at once
 HANDOFF_S = 1.5  # a stopping ex-leader answers ListConnections this long after stepping down
 
 

@@ -166,7 +166,7 @@ def test_restarting_the_leaders_tcphopd_keeps_open_connections(
     ][-1]
     assert started["reused_maps"] and started["flows"] > 0  # the pinned flow table survived
     for d in open_:
-        assert d.finish() == 16 * MB
+        assert d.finish() == 16 * MB, f"the download from {d.server()} broke"
     served = Counter(lab.served_by(state, 40))
     assert len(served) >= 3, served
 
@@ -185,7 +185,7 @@ def test_a_planned_designation_change_moves_the_scheduler_and_keeps_connections(
         served = Counter(lab.served_by(state, 40))
         assert len(served) >= 3, served
         for d in open_:
-            assert d.finish() == 10 * MB
+            assert d.finish() == 10 * MB, f"the download from {d.server()} broke"
         assert sdk(state, lambda c: c.datapath("n2")).stats["encapsulated"] > before
     finally:
         sdk(state, lambda c: c.designate("n1", Role.PRIMARY))
