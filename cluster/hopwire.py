@@ -139,13 +139,14 @@ class HopChannel:
         self.waiting: dict[int, asyncio.Future[pb.AdoptReply]] = {}
         self.ids = itertools.count(1)
         self.connecting = asyncio.Lock()
+        self.reader: asyncio.Task[None] | None = None  # a reference keeps the task alive
 
     async def _open(self) -> asyncio.StreamWriter:
         async with self.connecting:
             if self.writer is None or self.writer.is_closing():
                 async with asyncio.timeout(CONNECT_TIMEOUT_S):
                     reader, self.writer = await asyncio.open_connection(*self.address)
-                asyncio.get_running_loop().create_task(self._read(reader))
+                self.reader = asyncio.get_running_loop().create_task(self._read(reader))
             return self.writer
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
