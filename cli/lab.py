@@ -23,7 +23,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cli.netlab import VIP_SEGMENT, RoutedLab, netns_available, node_command
-from cluster.model import CheckType, HealthCheck, Mode, Policy, Pool, ServiceSpec
+from cluster.model import (
+    CheckType,
+    HeaderMatch,
+    HealthCheck,
+    Match,
+    Mode,
+    Policy,
+    Pool,
+    Rule,
+    ServiceSpec,
+)
 from cluster.store.embedded import EmbeddedEtcd
 from datapath.libbpf import BpfError
 
@@ -275,6 +285,28 @@ def sample_service(state: LabState) -> ServiceSpec:
         pool=Pool.everyone(),
         policy=Policy.LEAST_LOADED,
         health_check=HealthCheck(type=CheckType.HTTP, path="/healthz", interval_s=1.0, rise=1),
+    )
+
+
+def sample_l7_service(state: LabState) -> ServiceSpec:
+    """The demo's L7 service on the VIP's port APP_PORT: /static -> n1, n2; X-Tenant: blue ->
+    n3 (with three nodes or more); otherwise round-robin over all; cookie `session` sticks;
+    each connection hops to its node and is spliced to the application on 127.0.0.1:APP_PORT."""
+    rules = [Rule("static", Match(path_prefix="/static"), Pool(("n1", "n2")[: state.size]))]
+    if state.size >= 3:
+        rules.append(
+            Rule("blue", Match(header=HeaderMatch("X-Tenant", exact="blue")), Pool(("n3",)))
+        )
+    return ServiceSpec(
+        name="shop",
+        vip=state.vip,
+        port=APP_PORT,
+        mode=Mode.L7,
+        pool=Pool.everyone(),
+        policy=Policy.ROUND_ROBIN,
+        persistence="cookie:session",
+        health_check=HealthCheck(type=CheckType.TCP, interval_s=1.0, rise=1),
+        rules=tuple(rules),
     )
 
 

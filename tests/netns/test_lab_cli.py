@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def test_lab_up_status_demo_down(tmp_path: Path) -> None:
         shares = {r[0]: int(r[2]) for r in rows if len(r) > 2 and r[2].isdigit()}
         assert set(shares) == {"n1", "n2", "n3"} and min(shares.values()) > 0, out
         assert "response packets seen by n1's XDP program: 0" in out
+        assert re.search(r"(?m)^GET / with X-Tenant: blue +-> n3$", out), out  # the L7 rule
+        assert int(re.search(r"hopped with TCP_REPAIR: (\d+)", out).group(1)) > 0  # type: ignore[union-attr]
         assert "n2 leads after" in out  # planned handover
         assert "n1 leads after" in out  # the killed leader's backup took over
         assert out.count("(intact)") == 2, out  # downloads across the handover and the kill
