@@ -203,7 +203,7 @@ def run(tmp: Path, args: argparse.Namespace) -> None:
         bind = f"{net.node_ip(i)}:{BASE_PORT}"
         cmd = [sys.executable, "-m", "cli.testservice", "--bind", bind, "--name", f"n{i}"]
         state.services.append(
-            lab._spawn(state, f"base-n{i}", net.exec(net.node_ns(i), *cmd), f"--bind\0{bind}", bind)
+            lab.spawn(state, f"base-n{i}", net.exec(net.node_ns(i), *cmd), f"--bind\0{bind}", bind)
         )
     state.save()
     scheduler_ns = net.node_ns(1)

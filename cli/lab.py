@@ -138,7 +138,7 @@ def running_endpoints(directory: Path) -> list[str]:
     return [n.endpoint for n in state.nodes if n.running()] if state else []
 
 
-def _spawn(state: LabState, name: str, cmd: list[str], marker: str, endpoint: str) -> LabProcess:
+def spawn(state: LabState, name: str, cmd: list[str], marker: str, endpoint: str) -> LabProcess:
     """Start a detached process (its own session, output to the lab's logs): it outlives the
     command, and nothing here waits for it (`down` stops it by PID)."""
     logs = Path(state.directory) / "logs"
@@ -177,7 +177,7 @@ def start_node(state: LabState, i: int) -> LabProcess:
         bpf_pin_dir=str(Path(state.directory) / "bpf" / node),
         xdp_mode=state.xdp_mode if lab.subnet(i) == VIP_SEGMENT else "generic",
     )
-    return _spawn(state, node, lab.exec(lab.node_ns(i), *cmd), f"--listen\0{endpoint}", endpoint)
+    return spawn(state, node, lab.exec(lab.node_ns(i), *cmd), f"--listen\0{endpoint}", endpoint)
 
 
 def start_service(state: LabState, i: int) -> LabProcess:
@@ -185,7 +185,7 @@ def start_service(state: LabState, i: int) -> LabProcess:
     lab, bind = state.lab, f"{state.vip}:{SERVICE_PORT}"
     cmd = [sys.executable, "-m", "cli.testservice", "--bind", bind, "--name", f"n{i}"]
     marker = f"--name\0n{i}"
-    return _spawn(state, f"http-n{i}", lab.exec(lab.node_ns(i), *cmd), marker, bind)
+    return spawn(state, f"http-n{i}", lab.exec(lab.node_ns(i), *cmd), marker, bind)
 
 
 def start_app(state: LabState, i: int) -> LabProcess:
@@ -195,7 +195,7 @@ def start_app(state: LabState, i: int) -> LabProcess:
     path = hop_socket(state).replace("{node}", f"n{i}")
     cmd = [sys.executable, "-m", "cli.testservice", "--bind", bind, "--name", f"n{i}"]
     cmd += ["--hop-socket", path]
-    return _spawn(state, f"app-n{i}", lab.exec(lab.node_ns(i), *cmd), f"\0{path}", bind)
+    return spawn(state, f"app-n{i}", lab.exec(lab.node_ns(i), *cmd), f"\0{path}", bind)
 
 
 def hop_socket(state: LabState) -> str:

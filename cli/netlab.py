@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from cluster.store.embedded import EmbeddedEtcd
 from datapath.arp import who_has
@@ -97,8 +98,35 @@ def node_command(
     ]
 
 
+class Topology:
+    """Namespaces and root-namespace links a topology made, by name in `created` ("link:" for a
+    link); `create()` builds it all or nothing, `destroy()` removes exactly what was made."""
+
+    created: list[str]
+
+    def _create(self) -> None:
+        raise NotImplementedError
+
+    def create(self) -> Self:
+        try:
+            self._create()
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def destroy(self) -> None:
+        for name in reversed(self.created):
+            with contextlib.suppress(RuntimeError):  # already gone
+                if name.startswith("link:"):
+                    ip("link", "del", name.removeprefix("link:"))
+                else:
+                    ip("netns", "del", name)
+        self.created.clear()
+
+
 @dataclass
-class NetLab:
+class NetLab(Topology):
     """The LAN; `create()` builds it, `destroy()` removes exactly what it built."""
 
     nodes: int
@@ -129,14 +157,6 @@ class NetLab:
 
     def vip(self, n: int = 100) -> str:
         return f"{self.net}.{n}"
-
-    def create(self) -> NetLab:
-        try:
-            self._create()
-        except BaseException:
-            self.destroy()
-            raise
-        return self
 
     def _create(self) -> None:
         ip("netns", "add", self.lan)
@@ -174,17 +194,6 @@ class NetLab:
     def mac(self, i: int) -> bytes:
         out = ip("-br", "link", "show", "eth0", netns=self.node_ns(i)).split()
         return bytes.fromhex(out[2].replace(":", ""))
-
-    def destroy(self) -> None:
-        for name in reversed(self.created):
-            try:
-                if name.startswith("link:"):
-                    ip("link", "del", name.removeprefix("link:"))
-                else:
-                    ip("netns", "del", name)
-            except RuntimeError:
-                pass  # already gone
-        self.created.clear()
 
 
 ECHO_PORT = 8080
@@ -307,7 +316,7 @@ VIP_SEGMENT = 2  # the subnet of the nodes that can hold the VIP (n1, n2)
 
 
 @dataclass
-class RoutedLab:
+class RoutedLab(Topology):
     """A client, a router and nodes in at least two subnets, all in network namespaces:
 
         root 10.A.0.2 -- router 10.A.0.1 (etcd on 10.A.2.1)
@@ -357,14 +366,6 @@ class RoutedLab:
     def port_to(self, i: int) -> str:
         """The router's port towards node i (its counters show what reached the node)."""
         return f"p{i}"
-
-    def create(self) -> RoutedLab:
-        try:
-            self._create()
-        except BaseException:
-            self.destroy()
-            raise
-        return self
 
     def _add_ns(self, role: str) -> str:
         ns = self.ns(role)
@@ -434,12 +435,3 @@ class RoutedLab:
         """Bytes the router sent out of one of its ports."""
         out = ip("-s", "-j", "link", "show", router_port, netns=self.ns("r"))
         return int(json.loads(out)[0]["stats64"]["tx"]["bytes"])
-
-    def destroy(self) -> None:
-        for name in reversed(self.created):
-            with contextlib.suppress(RuntimeError):  # already gone
-                if name.startswith("link:"):
-                    ip("link", "del", name.removeprefix("link:"))
-                else:
-                    ip("netns", "del", name)
-        self.created.clear()
