@@ -250,6 +250,15 @@ async def _wait_eligible(client: ClusterClient, service: str, count: int) -> Non
     raise CliError(f"not every server passed {service}'s health check within 20 s")
 
 
+def _served_by(headers: str) -> str:
+    """The X-Served-By header in curl's dumped response headers ("" when absent)."""
+    return next(
+        (line.split(":", 1)[1].strip() for line in headers.splitlines()
+         if line.lower().startswith("x-served-by:")),
+        "",
+    )  # fmt: skip
+
+
 async def _direct_return(client: ClusterClient, state: lab.LabState, leader: str) -> None:
     net = state.lab
     i = next(k for k, n in enumerate(state.nodes, 1) if n.name == leader)
@@ -262,11 +271,7 @@ async def _direct_return(client: ClusterClient, state: lab.LabState, leader: str
     if done.returncode != 0:
         raise CliError(f"the download through the VIP failed: {done.stderr.strip()}")
     after_dp, after_link = await client.datapath(leader), net.tx_bytes(net.port_to(i))
-    server = next(
-        (line.split(":", 1)[1].strip() for line in done.stdout.splitlines()
-         if line.lower().startswith("x-served-by:")),
-        "?",
-    )  # fmt: skip
+    server = _served_by(done.stdout) or "?"
     got = int(done.stdout.strip().splitlines()[-1])
 
     def delta(name: str) -> int:
@@ -314,11 +319,7 @@ async def _l7(client: ClusterClient, state: lab.LabState) -> None:
         done = await asyncio.to_thread(
             lab.curl, state, "-sD", "-", "-o", "/dev/null", *extra, url + path
         )
-        served = next(
-            (line.split(":", 1)[1].strip() for line in done.stdout.splitlines()
-             if line.lower().startswith("x-served-by:")),
-            f"failed: {done.stderr.strip()}",
-        )  # fmt: skip
+        served = _served_by(done.stdout) or f"failed: {done.stderr.strip()}"
         click.echo(f"{label:<32} -> {served}")
     view = await client.datapath()
     hopped = view.hop_stats.get("hops_done", 0) - before.get("hops_done", 0)
