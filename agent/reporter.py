@@ -26,7 +26,8 @@ from cluster.errors import StoreError
 from cluster.keys import Keys
 from cluster.model import Delivery, LoadReport, Mode, ServiceHealth, ServiceSpec
 from cluster.sdk import convert
-from cluster.state import ClusterState, encode
+from cluster.snapshot import encode
+from cluster.state import ClusterState
 from cluster.store.base import LeaseId
 
 log = structlog.get_logger()

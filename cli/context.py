@@ -13,8 +13,9 @@ from cli import lab
 from cluster.sdk import ClusterClient, SdkError, Unavailable
 
 _T = TypeVar("_T")
-EXIT_USER = 1
-EXIT_UNREACHABLE = 2
+EXIT_USER = 1  # the cluster refused: invalid input, unknown node or service
+EXIT_USAGE = 2  # called wrong: a missing or unknown option or argument (click, POSIX)
+EXIT_UNREACHABLE = 3  # no endpoint answered
 DEFAULT_ENDPOINT = "127.0.0.1:7700"
 
 

@@ -176,6 +176,7 @@ def start_node(state: LabState, i: int) -> LabProcess:
         uplink="eth0",
         bpf_pin_dir=str(Path(state.directory) / "bpf" / node),
         xdp_mode=state.xdp_mode if lab.subnet(i) == VIP_SEGMENT else "generic",
+        descriptor_dir=str(Path(hop_socket(state)).parent),
     )
     return spawn(state, node, lab.exec(lab.node_ns(i), *cmd), f"--listen\0{endpoint}", endpoint)
 

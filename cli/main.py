@@ -1,7 +1,8 @@
 """clusterctl: the command line of a tcphop cluster. It speaks only through the SDK.
 
-Exit codes: 0 success; 1 a user error (bad input, unknown node or service), with a one-line
-message; 2 the cluster cannot be reached. A traceback only with --debug.
+Exit codes: 0 success; 1 the cluster refused (bad input, unknown node or service), with a
+one-line message; 2 a usage error (missing or unknown option or argument); 3 the cluster cannot
+be reached. A traceback only with --debug.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 import click
 
 from cli.commands import cluster, datapath, lab_cmd, service, top
-from cli.context import EXIT_UNREACHABLE, EXIT_USER, Context, Unreachable
+from cli.context import EXIT_UNREACHABLE, EXIT_USAGE, EXIT_USER, Context, Unreachable
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,7 +56,7 @@ def main() -> None:
     except click.UsageError as e:
         hint = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
         click.echo(f"Error: {e.format_message()}{hint}", err=True)
-        sys.exit(EXIT_USER)
+        sys.exit(EXIT_USAGE)
     except click.ClickException as e:
         e.show()
         sys.exit(EXIT_UNREACHABLE if isinstance(e, Unreachable) else EXIT_USER)

@@ -63,6 +63,7 @@ def node_command(
     check_host: str | None = None,
     bpf_pin_dir: str | None = None,
     xdp_mode: str = "generic",
+    descriptor_dir: str | None = None,
 ) -> list[str]:
     """The tcphopd command line the lab, the tests and the benchmarks start nodes with.
 
@@ -74,6 +75,7 @@ def node_command(
         "--etcd-prefix": key_root,
         "--check-host": check_host,
         "--bpf-pin-dir": bpf_pin_dir,
+        "--descriptor-dir": descriptor_dir,
     }
     datapath = ["--datapath", "xdp", "--xdp-mode", xdp_mode] if bpf_pin_dir else []
     return [

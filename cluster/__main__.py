@@ -96,6 +96,12 @@ from cluster.logs import configure_logging
     help="Remove the XDP program, the VIPs on lo and the pinned maps this node's datapath "
     "keeps between runs (they survive a stop so that a restart keeps every flow), then exit.",
 )
+@click.option(
+    "--descriptor-dir",
+    default="/run/tcphop",
+    show_default=True,
+    help="Services with `delivery: descriptor` may name Unix sockets under this directory only.",
+)
 @click.option("--etcd-prefix", default=DEFAULT_ROOT, show_default=True, hidden=True)
 @click.option(
     "--log-level",
@@ -119,6 +125,7 @@ def main(
     bpf_pin_dir: str | None,
     cpu_scope: str,
     teardown: bool,
+    descriptor_dir: str,
     etcd_prefix: str,
     log_level: str,
     log_json: bool | None,
@@ -143,6 +150,7 @@ def main(
             datapath,
             xdp_mode,
             bpf_pin_dir,
+            descriptor_dir,
         )
     except ValidationError as e:
         raise click.UsageError(str(e)) from None

@@ -12,13 +12,19 @@ service says:
   SDK's `HopListener`, whose accept() returns it with the client as its peer.
 
 A restored socket not committed within PENDING_S is closed silently. Every outcome is counted.
+
+What a hop message may ask is bounded: the service must be one this node knows, the socket's
+local address its VIP:port, at most MAX_PENDING_ADOPTS restored sockets wait at once, a splice
+target is a loopback address and a descriptor socket lies under the node's --descriptor-dir.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
+import os
 import socket
 import struct
 import time
@@ -27,6 +33,7 @@ from collections.abc import Callable
 
 import structlog
 
+from cluster.limits import MAX_PENDING_ADOPTS
 from cluster.model import Delivery, ServiceSpec
 from datapath import tcprepair
 from datapath.tcprepair import RepairError, TcpState
@@ -45,16 +52,33 @@ def proxy_v2_header(client: tuple[str, int], vip: tuple[str, int]) -> bytes:
 
 
 class Adopter:
-    def __init__(self, node_id: str, services: Callable[[], dict[str, ServiceSpec]]) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        services: Callable[[], dict[str, ServiceSpec]],
+        descriptor_dir: str = "/run/tcphop",
+    ) -> None:
         """services() gives the current service specs (from the node's latest snapshot)."""
         self.node_id, self.services = node_id, services
+        self.descriptor_dir = os.path.normpath(descriptor_dir)
         self.pending: dict[str, tuple[socket.socket, str, bool]] = {}
         self.stats: Counter[str] = Counter()
         self.tasks: set[asyncio.Task[None]] = set()
 
     def adopt(self, service: str, state: TcpState, hop_id: str) -> None:
+        """Restore the connection in repair mode; RepairError says why not."""
+        spec = self.services().get(service)
+        if spec is None or state.local != (spec.vip, spec.port):
+            self.stats["adopt_refused"] += 1
+            raise RepairError(f"{service!r} at {state.local} is not a service of this node")
+        if len(self.pending) >= MAX_PENDING_ADOPTS:
+            self.stats["adopt_refused"] += 1
+            raise RepairError(f"{MAX_PENDING_ADOPTS} hops already wait for their commit")
         try:
             sock = tcprepair.restore(state)
+        except (OSError, ValueError, OverflowError) as e:
+            self.stats["adopt_failed"] += 1
+            raise RepairError(f"cannot restore the connection: {e}") from e
         except RepairError:
             self.stats["adopt_failed"] += 1
             raise
@@ -106,15 +130,20 @@ class Adopter:
 
     def _pass_descriptor(self, spec: ServiceSpec, sock: socket.socket) -> None:
         meta = json.dumps({"service": spec.name, "peer": list(sock.getpeername())}).encode()
+        path = os.path.normpath(spec.delivery_target.replace("{node}", self.node_id))
+        if not path.startswith(self.descriptor_dir + "/"):
+            raise OSError(f"{path} is not under --descriptor-dir {self.descriptor_dir}")
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix:
             unix.settimeout(CONNECT_TIMEOUT_S)
-            unix.connect(spec.delivery_target.replace("{node}", self.node_id))
+            unix.connect(path)
             socket.send_fds(unix, [meta], [sock.fileno()])
         sock.close()  # the application holds its own descriptor now
         self.stats["delivered_descriptor"] += 1
 
     async def _splice(self, spec: ServiceSpec, sock: socket.socket, prefix: bytes) -> None:
         host, _, port = spec.delivery_target.rpartition(":")
+        if not ipaddress.IPv4Address(host).is_loopback:
+            raise OSError(f"delivery target {host} is not a loopback address")
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
             app_r, app_w = await asyncio.open_connection(host, int(port))
         sock.setblocking(False)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from cluster.errors import ValidationError
 from cluster.keys import DEFAULT_ROOT
 from cluster.store.etcd import parse_endpoints
 from cluster.validation import validate_node_id
+
+DEFAULT_DESCRIPTOR_DIR = "/run/tcphop"
+
+
+def _descriptor_dir(value: str) -> str:
+    path = os.path.normpath(value or DEFAULT_DESCRIPTOR_DIR)
+    if not path.startswith("/") or path == "/":
+        raise ValidationError([f"--descriptor-dir: {value!r} must be an absolute directory, not /"])
+    return path
 
 
 def parse_hostport(value: str, where: str) -> tuple[str, int]:
@@ -34,6 +44,7 @@ class DaemonConfig:
     datapath: str = "none"
     xdp_generic: bool = False
     bpf_pin_dir: str = ""
+    descriptor_dir: str = DEFAULT_DESCRIPTOR_DIR
 
     @property
     def datapath_address(self) -> str:
@@ -57,6 +68,7 @@ class DaemonConfig:
         datapath: str = "none",
         xdp_mode: str = "native",
         bpf_pin_dir: str | None = None,
+        descriptor_dir: str = "",
     ) -> DaemonConfig:
         validate_node_id(node_id, "--node-id")
         try:
@@ -111,4 +123,5 @@ class DaemonConfig:
             datapath,
             xdp_mode == "generic",
             bpf_pin_dir or f"/sys/fs/bpf/tcphop/{node_id}",
+            _descriptor_dir(descriptor_dir),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import socket
 import time
@@ -21,6 +22,7 @@ from cluster.errors import AlreadyExists, StoreUnavailable
 from cluster.forwarding import Forwarder
 from cluster.keys import Keys
 from cluster.l7 import L7Hopper
+from cluster.looplag import LoopLag
 from cluster.membership import Membership
 from cluster.model import Registration
 from cluster.scheduler import Scheduler
@@ -34,6 +36,7 @@ from datapath.xdp import XdpDatapath
 log = structlog.get_logger()
 EXIT_DUPLICATE = 3
 EXIT_CONFIG = 2
+EXIT_FAILED = 4  # a loop died: the daemon stops whole (a supervisor restarts it)
 GRACE_S = 2.0
 RETRY_S = 1.0
 
@@ -45,8 +48,18 @@ def tcphop_version() -> str:
         return "dev"
 
 
+def raise_file_limit() -> int:
+    """Every connection is a descriptor (L7 heads, splices, restored sockets): take the hard
+    limit rather than the usual soft 1024, as HAProxy and nginx do. Returns the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
 async def run(cfg: DaemonConfig) -> int:
     structlog.contextvars.bind_contextvars(node_id=cfg.node_id)
+    raise_file_limit()
     store = EtcdStore(cfg.etcd, timeout_s=cfg.etcd_timeout_s)
     keys = Keys(cfg.key_root)
     state = ClusterState(store, keys, answered_by=cfg.node_id)
@@ -55,6 +68,7 @@ async def run(cfg: DaemonConfig) -> int:
     )
     membership = Membership(store, keys, registration, cfg.lease_ttl_s)
     stop = asyncio.Event()
+    lag = LoopLag()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -72,6 +86,25 @@ async def run(cfg: DaemonConfig) -> int:
         lambda: membership.lease,
     )
     try:
+        return await _serve(cfg, state, scheduler, membership, roles, forwarder, vips, stop, lag)
+    except* Exception as group:  # the one place a loop's death ends up: stop whole, say why
+        for e in group.exceptions:
+            log.error("daemon_failed", reason=f"{type(e).__name__}: {e}", exc_info=e)
+    return EXIT_FAILED
+
+
+async def _serve(
+    cfg: DaemonConfig,
+    state: ClusterState,
+    scheduler: Scheduler,
+    membership: Membership,
+    roles: RoleManager,
+    forwarder: Forwarder | None,
+    vips: VipHolder,
+    stop: asyncio.Event,
+    lag: LoopLag,
+) -> int:
+    try:
         try:
             if isinstance(vips, TunVipHolder):
                 await vips.start()
@@ -84,11 +117,12 @@ async def run(cfg: DaemonConfig) -> int:
             return 0 if stop.is_set() else EXIT_DUPLICATE
         agent = Agent(
             state,
-            keys,
+            state.keys,
             cfg.node_id,
             lambda: membership.lease,
             cfg.report_interval_s,
             cfg.check_host,
+            cfg.cpu_scope,
         )
         server, port = await start_server(
             state,
@@ -97,6 +131,7 @@ async def run(cfg: DaemonConfig) -> int:
             forwarder.datapath if forwarder else None,
             forwarder.hopper.adopter if forwarder and forwarder.hopper else None,
             forwarder.hopper if forwarder else None,
+            lag,
         )
         log.info("daemon_started", listen=cfg.listen, port=port, etcd=",".join(cfg.etcd))
         try:
@@ -104,6 +139,7 @@ async def run(cfg: DaemonConfig) -> int:
                 tg.create_task(membership.run(stop))
                 tg.create_task(roles.run(stop))
                 tg.create_task(agent.run(stop))
+                tg.create_task(lag.run(stop))
                 if forwarder is not None:
                     tg.create_task(forwarder.run(stop))
         finally:
@@ -119,7 +155,7 @@ async def run(cfg: DaemonConfig) -> int:
             await vips.close()
         if forwarder is not None:
             await forwarder.close()  # the datapath stays attached: a restart keeps every flow
-        await store.close()
+        await state.store.close()
         log.info("daemon_stopped")
     return 0
 
@@ -146,7 +182,7 @@ def _forwarder(
     """The datapath, the L7 hop on both of its ends, and what keeps them programmed."""
     datapath = _xdp(cfg)
     hopper: L7Hopper | None = None
-    adopter = Adopter(cfg.node_id, lambda: hopper.services() if hopper else {})
+    adopter = Adopter(cfg.node_id, lambda: hopper.services() if hopper else {}, cfg.descriptor_dir)
     hopper = L7Hopper(cfg.node_id, scheduler, datapath, adopter)
     return Forwarder(datapath, state, scheduler, vips, cfg.node_id, hopper)
 

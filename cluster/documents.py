@@ -6,6 +6,7 @@ validation (`cluster.validation`). Writers produce the canonical form that reade
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, fields, replace
 from typing import Any, TypeVar
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 from cluster.errors import ValidationError
 from cluster.model import (
     DEFAULT_WEIGHT,
+    MAX_WEIGHT,
     CheckType,
     CookieMatch,
     Delivery,
@@ -285,11 +287,13 @@ def designation_to_doc(d: Designation) -> dict[str, object]:
 
 def designation_from_doc(node_id: str, data: Mapping[str, object]) -> Designation:
     weight = data.get("weight", DEFAULT_WEIGHT)
+    if not isinstance(weight, int) or isinstance(weight, bool) or not 0 <= weight <= MAX_WEIGHT:
+        raise ValueError(f"weight: {weight!r} is not in 0..{MAX_WEIGHT}")
     return Designation(
         node_id,
         Role(str(data.get("role", "none"))),
         Serving(str(data.get("serving", "enabled"))),
-        weight if isinstance(weight, int) else DEFAULT_WEIGHT,
+        weight,
     )
 
 
@@ -302,9 +306,27 @@ def record_to_doc(record: Registration | LeaderRecord | Handover | VipOwner) -> 
 
 def record_from_doc(cls: type[_R], data: Mapping[str, object]) -> _R:
     """A flat record written by tcphop; unknown fields (from newer versions) are ignored."""
-    names = {f.name for f in fields(cls)}
-    known: dict[str, Any] = {k: v for k, v in data.items() if k in names}
+    types = {f.name: str(f.type) for f in fields(cls)}
+    known: dict[str, Any] = {k: v for k, v in data.items() if k in types}
+    for name, value in known.items():
+        want = _SCALARS.get(types[name])
+        if want is not None and (not isinstance(value, want) or _wrong_bool(value, want)):
+            raise ValueError(f"{name}: expected {types[name]}, got {_kind(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name}: {value} is not a finite number")
     return cls(**known)
+
+
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+}
+
+
+def _wrong_bool(value: object, want: tuple[type, ...]) -> bool:
+    return isinstance(value, bool) and bool not in want
 
 
 def report_to_doc(r: LoadReport) -> dict[str, object]:

@@ -30,7 +30,7 @@ from cluster.documents import record_to_doc
 from cluster.errors import LeaseExpired, StoreError, ValidationError
 from cluster.keys import Keys, Kind
 from cluster.model import Handover, LeaderRecord, Registration, Role, VipOwner
-from cluster.state import Snapshot, encode, read_snapshot
+from cluster.snapshot import Snapshot, encode, read_snapshot
 from cluster.store.base import Compare, Delete, LeaseId, Put, Store
 
 log = structlog.get_logger()
@@ -378,6 +378,9 @@ class RoleManager:
         return (await self.store.txn([guard], ops)).succeeded
 
     async def _campaign(self, view: Snapshot) -> None:
+        if view.vacant_leader_mod:
+            await self._clear_vacant_leader(view)
+            return
         granted_at = time.monotonic()
         lease, ttl_s = await self.store.grant_lease(self.cfg.ttl_s)
         term = view.term + 1
@@ -427,6 +430,19 @@ class RoleManager:
         leading = replace(view, leader=record, leader_revision=result.revision, term=term)
         if await self._fenced(self._vip_ops(leading)):
             await self._hold(view.vips)
+
+    async def _clear_vacant_leader(self, view: Snapshot) -> None:
+        """A leader key that is unreadable or held by no lease never expires: delete it, in a
+        transaction that compares the revision we judged, so a leader elected meanwhile (and
+        any other candidate's clearing) wins; the next cycle campaigns as usual."""
+        guard = Compare(self.keys.leader, "mod", "==", view.vacant_leader_mod)
+        if (await self.store.txn([guard], [Delete(self.keys.leader)])).succeeded:
+            log.warning(
+                "leader_key_cleared",
+                reason="the leader key was unreadable or held by no lease",
+                revision=view.vacant_leader_mod,
+            )
+        self.wake.set()
 
     async def _hand_over(self, view: Snapshot, target: str) -> None:
         assert view.leader is not None

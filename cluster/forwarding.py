@@ -31,7 +31,8 @@ from cluster.errors import StoreError, ValidationError
 from cluster.l7 import L7Hopper
 from cluster.model import Mode, Registration
 from cluster.scheduler import Scheduler
-from cluster.state import ClusterState, Snapshot
+from cluster.snapshot import Snapshot
+from cluster.state import ClusterState
 from datapath.errors import DatapathError
 from datapath.protocol import Datapath, DesiredState, Flow, SchedulerTables, VipService
 

@@ -10,6 +10,8 @@ Every key lives under a root prefix, `/tcphop/v1/` by default (tests give each c
     term                the last leader term (JSON int), persistent
     vips/<address>      VIP owner (JSON), under the leader's lease
     handover            the last planned handover (JSON), persistent
+    services-generation bumped by every service write, so a transaction that compares it sees
+                        every other service write (VIP:port uniqueness across services)
     health/<id>         the agent's LoadReport summary (JSON), under the node's lease
 """
 
@@ -71,8 +73,13 @@ class Keys:
     def handover(self) -> bytes:
         return self.prefix() + b"handover"
 
+    @property
+    def services_generation(self) -> bytes:
+        return self.prefix() + b"services-generation"
+
     def parse(self, key: bytes) -> tuple[Kind, str] | None:
-        """Split a key into its kind and name; None for keys outside the layout."""
+        """Split a key into its kind and name; None for keys outside the layout.
+        UnicodeDecodeError (a ValueError) for a key that is not UTF-8."""
         text = key.decode()
         if not text.startswith(self.root):
             return None

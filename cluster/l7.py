@@ -2,8 +2,9 @@
 
 For every `l7` service the leader listens on VIP:port (the XDP program passes new connections
 of L7 services to the local stack). Per connection: read the request head with bounds (size,
-header count, HEAD_TIMEOUT_S; 400/408/431 and close on violation), match the service's rules,
-place (the rule's pool and policy; persistence by cookie or source address), then hop:
+header count, time, concurrency: cluster/limits.py; 400/408/431 and close on violation), match
+the service's rules (RE2: linear time), place (the rule's pool and policy; persistence by
+cookie or source address), then hop:
 
     freeze + snapshot -> adopt on the chosen node (cluster/hopwire.py) -> flow into the XDP
     flow map -> commit -> close the frozen socket (in repair mode: silent)
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import socket
 import time
 from collections import Counter
@@ -28,16 +30,16 @@ import structlog
 
 from cluster.adopt import Adopter
 from cluster.hopwire import HopChannel
+from cluster.limits import ACCEPT_BACKOFF_S, HEAD_TIMEOUT_S, MAX_PENDING_HEADS
 from cluster.model import Delivery, Mode, ServiceSpec
 from cluster.request import BadRequest, RequestHead, parse_head, select_rule
 from cluster.scheduler import Scheduler
-from cluster.state import Snapshot
+from cluster.snapshot import Snapshot
 from datapath import tcprepair
 from datapath.protocol import Datapath, Flow
 from datapath.tcprepair import RepairError, TcpState
 
 log = structlog.get_logger()
-HEAD_TIMEOUT_S = 5.0
 HOP_TIMEOUT_S = 0.5
 MAX_ATTEMPTS = 3
 IP_FREEBIND = 15
@@ -70,6 +72,13 @@ class L7Hopper:
         self.latencies: collections.deque[float] = collections.deque(maxlen=2000)
         self.channels: dict[str, HopChannel] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        # Connections whose request head is still being read, oldest first. At
+        # MAX_PENDING_HEADS the oldest is dropped for the newest: a slow-head flood costs bounded
+        # memory, and a client that sends its head at once still gets through.
+        self.reading: collections.OrderedDict[asyncio.Task[None], socket.socket] = (
+            collections.OrderedDict()
+        )
+        self.match_ms_max = 0.0  # the longest rule match so far (RE2: bounded by the input)
 
     def services(self) -> dict[str, ServiceSpec]:
         return dict(self.snap.services) if self.snap else {}
@@ -100,17 +109,48 @@ class L7Hopper:
             await channel.close()
 
     async def _accept(self, listener: socket.socket) -> None:
+        """Accept for ever. Out of descriptors or buffers (EMFILE, ENFILE, ENOBUFS, ENOMEM) is
+        a passing state: back off (doubling, capped) and accept again, never give up."""
         loop = asyncio.get_running_loop()
+        backoff = ACCEPT_BACKOFF_S[0]
         try:
             while True:
-                conn, client = await loop.sock_accept(listener)
+                try:
+                    conn, client = await loop.sock_accept(listener)
+                except OSError as e:
+                    if e.errno not in _ACCEPT_RETRY:
+                        raise
+                    self.stats["accept_errors"] += 1
+                    log.warning("l7_accept_failed", reason=str(e), retry_in_s=backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(2 * backoff, ACCEPT_BACKOFF_S[1])
+                    continue
+                backoff = ACCEPT_BACKOFF_S[0]
+                if len(self.reading) >= MAX_PENDING_HEADS:
+                    oldest, oldest_conn = self.reading.popitem(last=False)
+                    oldest.cancel()
+                    oldest_conn.close()
+                    self.stats["heads_evicted"] += 1
                 task = loop.create_task(self._handle(conn, client))
+                self.reading[task] = conn
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
         finally:
             listener.close()
 
     async def _handle(self, conn: socket.socket, client: tuple[str, int]) -> None:
+        try:
+            head_and_buf = await self._read_head(conn)
+        except asyncio.CancelledError:
+            conn.close()  # evicted by a newer connection (or the listener stopped)
+            raise
+        finally:
+            if (me := asyncio.current_task()) is not None:
+                self.reading.pop(me, None)
+        if head_and_buf is not None:
+            await self._hop(conn, client, head_and_buf[1], head_and_buf[0])
+
+    async def _read_head(self, conn: socket.socket) -> tuple[RequestHead, bytes] | None:
         loop = asyncio.get_running_loop()
         conn.setblocking(False)
         buf = b""
@@ -122,19 +162,19 @@ class L7Hopper:
                     chunk = await loop.sock_recv(conn, 65536)
                 if not chunk:
                     conn.close()
-                    return
+                    return None
                 buf += chunk
                 head = parse_head(buf)
         except TimeoutError:
             await self._refuse(conn, 408)
-            return
+            return None
         except BadRequest as e:
             await self._refuse(conn, e.status)
-            return
+            return None
         except OSError:
             conn.close()
-            return
-        await self._hop(conn, client, buf, head)
+            return None
+        return head, buf
 
     async def _refuse(self, conn: socket.socket, status: int) -> None:
         self.stats[f"answered_{status}"] += 1
@@ -155,7 +195,9 @@ class L7Hopper:
         if snap is None or spec is None:
             await self._refuse(conn, 503)
             return
+        matching = time.perf_counter()
         rule = select_rule(spec, head)
+        self.match_ms_max = max(self.match_ms_max, 1000 * (time.perf_counter() - matching))
         self.rule_hits[f"{spec.name}/{rule.name if rule else '-'}"] += 1
         persist = None
         if spec.persistence == "source-ip":
@@ -233,6 +275,9 @@ class L7Hopper:
             return 0.0
         ordered = sorted(self.latencies)
         return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+_ACCEPT_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 def _listen(vip: str, port: int) -> socket.socket:

@@ -16,7 +16,7 @@ from cluster.documents import designation_to_doc, record_to_doc
 from cluster.errors import AlreadyExists, LeaseExpired, StoreError
 from cluster.keys import Keys
 from cluster.model import Designation, Registration
-from cluster.state import decode, encode
+from cluster.snapshot import decode, encode
 from cluster.store.base import LeaseId, Store
 
 log = structlog.get_logger()

@@ -67,6 +67,7 @@ class EventType(StrEnum):
     HANDOVER_STARTED = "handover_started"
     HANDOVER_COMPLETED = "handover_completed"
     HANDOVER_ABORTED = "handover_aborted"
+    VALUE_MALFORMED = "value_malformed"  # a stored value could not be read (subject: its key)
 
 
 # --- nodes ---------------------------------------------------------------------------------
@@ -279,3 +280,4 @@ class ClusterStatus:
     vip_owners: tuple[VipOwner, ...] = ()
     candidates: tuple[str, ...] = ()  # alive primary/backup nodes ready to lead
     handover: Handover | None = None  # the last planned handover
+    malformed: tuple[str, ...] = ()  # keys whose stored values are skipped as unreadable

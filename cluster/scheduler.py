@@ -9,16 +9,20 @@ in etcd. Placement reads services and designations from one etcd snapshot per ca
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from cluster.errors import NotFound, NotLeader, ValidationError
 from cluster.model import LoadReport, Rule, ServiceSpec
 from cluster.placement import Candidate, NodeLoad, Placer, eligible, maglev_weights, score
-from cluster.state import ClusterState, Snapshot
+from cluster.snapshot import Snapshot
+from cluster.state import ClusterState
+from cluster.validation import report_problems
 
 STALE_INTERVALS = 3
 SUMMARY_STALE_S = 6.0
+REGISTERED_REFRESH_S = 1.0  # an unknown node id re-reads the registrations at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +53,36 @@ class Scheduler:
         self.loads_term = 0
         self.placer = Placer()
         self.weights: dict[str, dict[str, int]] = {}
+        self.registered: frozenset[str] = frozenset()
+        self.registered_at = -REGISTERED_REFRESH_S
+        self.refused: Counter[str] = Counter()  # telemetry refused, by reason
+
+    async def check_report(self, report: LoadReport) -> None:
+        """Refuse (and count) a report that is malformed or from a node that is not
+        registered: the load table holds registered nodes only. Raises ValidationError,
+        NotFound."""
+        problems = report_problems(report)
+        if problems:
+            self.refused["invalid"] += 1
+            raise ValidationError([f"report.{p}" for p in problems])
+        now = time.monotonic()
+        if (
+            report.node_id not in self.registered
+            and now - self.registered_at > REGISTERED_REFRESH_S
+        ):
+            self.registered_at = now
+            self._registered((await self.state.snapshot()).registrations.keys())
+        if report.node_id not in self.registered:
+            self.refused["unregistered"] += 1
+            raise NotFound(f"node {report.node_id!r} is not registered: register it first")
+
+    def _registered(self, nodes: Iterable[str]) -> None:
+        self.registered = frozenset(nodes)
+        for gone in self.loads.keys() - self.registered:
+            del self.loads[gone]
 
     def record(self, report: LoadReport) -> int:
-        """Keep an agent's report; return the leader term. Raises NotLeader."""
+        """Keep an agent's (checked) report; return the leader term. Raises NotLeader."""
         term = self.term()
         if not term:
             raise NotLeader(
@@ -128,6 +159,7 @@ class Scheduler:
     async def service_weights(self, snap: Snapshot | None = None) -> dict[str, dict[str, int]]:
         """Kernel-datapath Maglev weights per service, with hysteresis across calls."""
         snap = snap or await self.state.snapshot()
+        self._registered(snap.registrations.keys())
         for name, spec in snap.services.items():
             candidates, loads = self._candidates(snap, spec)
             self.weights[name] = maglev_weights(candidates, loads, self.weights.get(name, {}))

@@ -1,47 +1,35 @@
 """ClusterState: reading and changing the shared state in etcd.
 
-`Snapshot` is one consistent read of the whole key space (one range request at one revision);
-the API and the election both decide from it. Writes are compare-and-swap on mod revisions, so
-two operators racing on the same node or service never lose an update silently: the loser
-re-reads and re-applies its change.
+Reads decide from one `Snapshot` (cluster/snapshot.py: one range request at one revision,
+every value through the guarded decoder). Writes are transactions that compare the mod revisions
+the decision read, so two operators racing never lose an update silently and never both win:
+the loser re-reads and re-applies its change. Every service write also bumps the
+`services-generation` key and compares it, so VIP:port uniqueness holds across services; a
+designation write compares every designation, so the one-primary rule holds.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 
-from cluster.documents import (
-    designation_from_doc,
-    designation_to_doc,
-    normalize_service,
-    record_from_doc,
-    report_from_doc,
-    service_from_doc,
-    service_to_doc,
-)
+from cluster.documents import designation_to_doc, normalize_service, service_to_doc
 from cluster.errors import NotFound, ValidationError
-from cluster.keys import Keys, Kind
+from cluster.events import event_of
+from cluster.keys import Keys
+from cluster.limits import MAX_APPLY_SERVICES, MAX_SERVICES, MAX_SPEC_BYTES
 from cluster.model import (
     ApplyResult,
     ClusterEvent,
     ClusterStatus,
     Designation,
-    EventType,
-    Handover,
-    LeaderRecord,
-    LoadReport,
     Node,
-    Registration,
     Role,
     ServiceSpec,
     Serving,
-    VipOwner,
 )
-from cluster.store.base import Compare, Delete, KeyValue, Put, Revision, Store, WatchEvent
+from cluster.snapshot import Snapshot, encode, guarded, parse_service_value, read_snapshot
+from cluster.store.base import Compare, Delete, Put, Revision, Store
 from cluster.validation import (
     endpoint_problems,
     validate_node_id,
@@ -50,137 +38,6 @@ from cluster.validation import (
 )
 
 CAS_ATTEMPTS = 5
-
-
-def encode(doc: dict[str, object]) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-
-
-def decode(value: bytes) -> dict[str, object]:
-    doc = json.loads(value)
-    if not isinstance(doc, dict):
-        raise ValueError(f"expected a JSON object, got {value[:60]!r}")
-    return doc
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """Everything under the key root at one revision."""
-
-    revision: int
-    registrations: dict[str, Registration]
-    designations: dict[str, Designation]
-    designation_revisions: dict[str, int]
-    ready: frozenset[str]  # alive candidates
-    services: dict[str, ServiceSpec]
-    service_revisions: dict[str, int]
-    leader: LeaderRecord | None
-    leader_revision: int  # the leader key's create revision (the fencing token); 0: none
-    leader_lease: int
-    term: int
-    term_mod_revision: int
-    owners: dict[str, VipOwner]
-    handover: Handover | None
-    malformed: tuple[str, ...] = ()  # keys whose values could not be read; they are ignored
-    health: dict[str, LoadReport] = field(default_factory=dict)
-
-    @property
-    def alive(self) -> frozenset[str]:
-        return frozenset(self.registrations)
-
-    @property
-    def vips(self) -> frozenset[str]:
-        return frozenset(s.vip for s in self.services.values())
-
-    def role(self, node_id: str) -> Role:
-        return self.designations.get(node_id, Designation(node_id)).role
-
-    def nodes(self) -> list[Node]:
-        """Every node that ever registered (or was force-designated), sorted by id."""
-        ids = sorted(self.designations.keys() | self.registrations.keys())
-        return [
-            Node(
-                n,
-                self.designations.get(n, Designation(n)),
-                self.registrations.get(n),
-                self.health.get(n),
-            )
-            for n in ids
-        ]
-
-
-@functools.lru_cache(maxsize=1024)
-def _service(value: bytes) -> ServiceSpec:
-    """Parsing and validating a spec is the costly part of a snapshot, and every node takes a
-    snapshot every TTL/5: parse each stored value once (specs are immutable)."""
-    return service_from_doc(decode(value))
-
-
-_READERS: dict[Kind, Callable[[str, bytes], object]] = {
-    Kind.NODE: lambda _, v: record_from_doc(Registration, decode(v)),
-    Kind.DESIGNATION: lambda name, v: designation_from_doc(name, decode(v)),
-    Kind.SERVICE: lambda _, v: _service(v),
-    Kind.CANDIDATE: lambda _, v: True,
-    Kind.VIP: lambda _, v: record_from_doc(VipOwner, decode(v)),
-    Kind.HEALTH: lambda _, v: report_from_doc(decode(v)),
-}
-_BAD_VALUE = (ValueError, TypeError, KeyError, ValidationError)
-
-
-def read_snapshot(kvs: list[KeyValue], revision: int, keys: Keys) -> Snapshot:
-    """Parse one range read of the key root. Unreadable values are skipped and listed."""
-    values: dict[Kind, dict[str, Any]] = {kind: {} for kind in _READERS}
-    revs: dict[Kind, dict[str, int]] = {kind: {} for kind in _READERS}
-    singles: dict[bytes, KeyValue] = {}
-    malformed: list[str] = []
-    for kv in kvs:
-        parsed = keys.parse(kv.key)
-        if parsed is None:
-            singles[kv.key] = kv
-            continue
-        kind, name = parsed
-        try:
-            values[kind][name] = _READERS[kind](name, kv.value)
-            revs[kind][name] = kv.mod_revision
-        except _BAD_VALUE:
-            malformed.append(kv.key.decode(errors="replace"))  # written by hand or a bug
-    leader, leader_kv = _single(singles.get(keys.leader), LeaderRecord, malformed)
-    handover, _ = _single(singles.get(keys.handover), Handover, malformed)
-    term_kv = singles.get(keys.term)
-    registrations = values[Kind.NODE]
-    return Snapshot(
-        revision,
-        registrations,
-        values[Kind.DESIGNATION],
-        revs[Kind.DESIGNATION],
-        frozenset(values[Kind.CANDIDATE].keys() & registrations.keys()),
-        values[Kind.SERVICE],
-        revs[Kind.SERVICE],
-        leader,
-        leader_kv.create_revision if leader_kv else 0,
-        leader_kv.lease if leader_kv else 0,
-        int(term_kv.value) if term_kv else 0,
-        term_kv.mod_revision if term_kv else 0,
-        values[Kind.VIP],
-        handover,
-        tuple(malformed),
-        values[Kind.HEALTH],
-    )
-
-
-_S = TypeVar("_S", LeaderRecord, Handover)
-
-
-def _single(
-    kv: KeyValue | None, cls: type[_S], malformed: list[str]
-) -> tuple[_S | None, KeyValue | None]:
-    if kv is None:
-        return None, None
-    try:
-        return record_from_doc(cls, decode(kv.value)), kv
-    except _BAD_VALUE:
-        malformed.append(kv.key.decode(errors="replace"))
-        return None, None
 
 
 class ClusterState:
@@ -264,11 +121,16 @@ class ClusterState:
         return warnings
 
     async def _write_designations(self, snap: Snapshot, changes: list[Designation]) -> bool:
-        guards, ops = [], []
-        for d in changes:
-            key = self.keys.designation(d.node_id)
-            guards.append(Compare(key, "mod", "==", snap.designation_revisions.get(d.node_id, 0)))
-            ops.append(Put(key, encode(designation_to_doc(d))))
+        """Compare every designation the decision read, and the changed ones' absence where
+        they were absent: a concurrent designate of another node makes this one retry."""
+        ids = set(snap.designation_revisions) | {d.node_id for d in changes}
+        guards = [
+            Compare(self.keys.designation(n), "mod", "==", snap.designation_revisions.get(n, 0))
+            for n in sorted(ids)
+        ]
+        ops = [
+            Put(self.keys.designation(d.node_id), encode(designation_to_doc(d))) for d in changes
+        ]
         return (await self.store.txn(guards, ops)).succeeded
 
     async def set_serving(
@@ -306,32 +168,96 @@ class ClusterState:
         return [s for _, s in sorted((await self.snapshot()).services.items())]
 
     async def get_service(self, name: str) -> ServiceSpec:
-        kv = await self.store.get(self.keys.service(name))
+        key = self.keys.service(name)
+        kv = await self.store.get(key)
         if kv is None:
             raise NotFound(f"service {name!r} does not exist (see `clusterctl service list`)")
-        return service_from_doc(decode(kv.value))
+        malformed: list[str] = []
+        spec = guarded(lambda: parse_service_value(kv.value), key, malformed)
+        if spec is None:
+            raise NotFound(
+                f"service {name!r} is stored but its value is malformed (written by hand or by "
+                f"a bug; see the daemon log); re-apply it or `clusterctl service delete {name}`"
+            )
+        return spec
 
     async def apply_service(self, spec: ServiceSpec) -> ApplyResult:
         """Create or replace a service; validate it and its VIP:port against the others."""
-        validate_service(spec)
-        spec = normalize_service(spec)
-        key = self.keys.service(spec.name)
+        return (await self.apply_services([spec]))[0]
+
+    async def apply_services(self, specs: Sequence[ServiceSpec]) -> list[ApplyResult]:
+        """Create or replace services in one transaction: all are stored, or none.
+
+        Each is validated, VIP:ports must be unique among them and against every other stored
+        service, and the transaction compares the services generation, so a concurrent apply
+        of another service cannot take the same VIP:port.
+        """
+        specs = self._validated(specs)
         for _ in range(CAS_ATTEMPTS):
             snap = await self.snapshot()
-            taken = endpoint_problems(spec, list(snap.services.values()))
-            if taken:
-                raise ValidationError(taken)
-            warnings = tuple(self._pool_warnings(spec, snap))
-            existing = snap.services.get(spec.name)
-            if existing == spec:
-                return ApplyResult(spec, "unchanged", snap.service_revisions[spec.name], warnings)
-            guard = Compare(key, "mod", "==", snap.service_revisions.get(spec.name, 0))
-            result = await self.store.txn([guard], [Put(key, encode(service_to_doc(spec)))])
-            if result.succeeded:
-                return ApplyResult(
-                    spec, "updated" if existing else "created", result.revision, warnings
+            others = [s for n, s in snap.services.items() if n not in {p.name for p in specs}]
+            problems = [p for i, spec in enumerate(specs) for p in endpoint_problems(
+                spec, others + list(specs[:i]))]  # fmt: skip
+            if len({*snap.services, *(s.name for s in specs)}) > MAX_SERVICES:
+                problems.append(f"services: more than {MAX_SERVICES} services in the cluster")
+            if problems:
+                raise ValidationError(problems)
+            changed = [s for s in specs if snap.services.get(s.name) != s]
+            guards = [Compare(self.keys.services_generation, "mod", "==", snap.services_generation)]
+            guards += [
+                Compare(
+                    self.keys.service(s.name), "mod", "==", snap.service_revisions.get(s.name, 0)
                 )
-        raise RuntimeError(f"service {spec.name!r} kept changing under us; try again")
+                for s in changed
+            ]
+            ops = [Put(self.keys.service(s.name), encode(service_to_doc(s))) for s in changed]
+            if not changed:
+                revision = snap.revision
+            else:
+                ops.append(Put(self.keys.services_generation, b"{}"))
+                result = await self.store.txn(guards, ops)
+                if not result.succeeded:
+                    continue
+                revision = result.revision
+            return [self._result(s, snap, revision) for s in specs]
+        raise RuntimeError("services kept changing under us; try again")
+
+    def _validated(self, specs: Sequence[ServiceSpec]) -> list[ServiceSpec]:
+        if not specs:
+            raise ValidationError(["services: give at least one service"])
+        if len(specs) > MAX_APPLY_SERVICES:
+            raise ValidationError(
+                [f"services: {len(specs)} in one call, more than {MAX_APPLY_SERVICES}"]
+            )
+        problems: list[str] = []
+        out = []
+        for spec in specs:
+            try:
+                validate_service(spec)
+            except ValidationError as e:
+                problems += e.problems
+                continue
+            spec = normalize_service(spec)
+            size = len(encode(service_to_doc(spec)))
+            if size > MAX_SPEC_BYTES:
+                problems.append(
+                    f"services.{spec.name}: {size} bytes stored, more than {MAX_SPEC_BYTES}"
+                )
+            out.append(spec)
+        names = [s.name for s in specs]
+        problems += [
+            f"services.{n}: given twice" for n in sorted({n for n in names if names.count(n) > 1})
+        ]
+        if problems:
+            raise ValidationError(problems)
+        return out
+
+    def _result(self, spec: ServiceSpec, snap: Snapshot, revision: int) -> ApplyResult:
+        existing = snap.services.get(spec.name)
+        warnings = tuple(self._pool_warnings(spec, snap))
+        if existing == spec:
+            return ApplyResult(spec, "unchanged", snap.service_revisions[spec.name], warnings)
+        return ApplyResult(spec, "updated" if existing else "created", revision, warnings)
 
     def _pool_warnings(self, spec: ServiceSpec, snap: Snapshot) -> list[str]:
         known = {n.node_id for n in snap.nodes()}
@@ -340,7 +266,10 @@ class ClusterState:
 
     async def delete_service(self, name: str) -> Revision:
         key = self.keys.service(name)
-        result = await self.store.txn([Compare(key, "create", ">", 0)], [Delete(key)])
+        result = await self.store.txn(
+            [Compare(key, "create", ">", 0)],
+            [Delete(key), Put(self.keys.services_generation, b"{}")],
+        )
         if not result.succeeded:
             raise NotFound(f"service {name!r} does not exist (see `clusterctl service list`)")
         return result.revision
@@ -359,63 +288,15 @@ class ClusterState:
             vip_owners=tuple(o for _, o in sorted(snap.owners.items())),
             candidates=tuple(sorted(snap.ready)),
             handover=snap.handover,
+            malformed=snap.malformed,
         )
 
     async def events(self, from_revision: int = 0) -> AsyncIterator[ClusterEvent]:
         """Cluster events in revision order, from from_revision (inclusive) or from now (0)."""
         async for ev in self.store.watch_prefix(self.keys.prefix(), from_revision):
-            event = self._event(ev)
+            event = event_of(self.keys, ev)
             if event is not None:
                 yield event
-
-    def _event(self, ev: WatchEvent) -> ClusterEvent | None:
-        rev, deleted = ev.kv.mod_revision, ev.kind == "delete"
-        if ev.kv.key == self.keys.leader:
-            if deleted:
-                old = record_from_doc(LeaderRecord, decode(ev.prev.value)) if ev.prev else None
-                return ClusterEvent(
-                    rev, EventType.LEADER_STEPPED_DOWN, old.node_id if old else "", leader=old
-                )
-            if ev.kv.version != 1:
-                return None  # a note update, not a new leader
-            new = record_from_doc(LeaderRecord, decode(ev.kv.value))
-            return ClusterEvent(rev, EventType.LEADER_ELECTED, new.node_id, leader=new)
-        if ev.kv.key == self.keys.handover and not deleted:
-            h = record_from_doc(Handover, decode(ev.kv.value))
-            kind = {
-                "started": EventType.HANDOVER_STARTED,
-                "completed": EventType.HANDOVER_COMPLETED,
-            }.get(h.state, EventType.HANDOVER_ABORTED)
-            return ClusterEvent(rev, kind, h.to_node, handover=h)
-        parsed = self.keys.parse(ev.kv.key)
-        if parsed is None:
-            return None
-        kind_, name = parsed
-        if kind_ == Kind.NODE:
-            if deleted:
-                return ClusterEvent(rev, EventType.NODE_LEFT, name)
-            if ev.kv.version != 1:
-                return None
-            return ClusterEvent(
-                rev,
-                EventType.NODE_JOINED,
-                name,
-                registration=record_from_doc(Registration, decode(ev.kv.value)),
-            )
-        if kind_ == Kind.DESIGNATION and not deleted:
-            return ClusterEvent(
-                rev,
-                EventType.DESIGNATION_CHANGED,
-                name,
-                designation=designation_from_doc(name, decode(ev.kv.value)),
-            )
-        if kind_ == Kind.SERVICE:
-            if deleted:
-                return ClusterEvent(rev, EventType.SERVICE_DELETED, name)
-            return ClusterEvent(
-                rev, EventType.SERVICE_APPLIED, name, service=service_from_doc(decode(ev.kv.value))
-            )
-        return None
 
 
 def _check_enum(value: object, enum: type[Role] | type[Serving], field: str) -> None:

@@ -8,12 +8,20 @@ part is invalid. Used by the server for API calls and by the document readers fo
 from __future__ import annotations
 
 import ipaddress
-import re
+import posixpath
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import TypeVar
 
 from cluster.errors import ValidationError
+from cluster.limits import (
+    MAX_CONNECTIONS,
+    MAX_PATTERN_BYTES,
+    MAX_REPORT_INTERVAL_S,
+    MAX_REPORT_SERVICES,
+    MAX_RULES,
+    MIN_REPORT_INTERVAL_S,
+)
 from cluster.model import (
     HEADER_NAME_RE,
     MAX_WEIGHT,
@@ -21,12 +29,14 @@ from cluster.model import (
     CheckType,
     Delivery,
     HealthCheck,
+    LoadReport,
     Mode,
     Policy,
     Pool,
     Rule,
     ServiceSpec,
 )
+from cluster.pattern import compile_pattern
 
 
 def validate_node_id(node_id: str, where: str = "node_id") -> None:
@@ -61,13 +71,16 @@ def validate_service(spec: ServiceSpec, where: str | None = None) -> None:
     problems += _delivery_problems(spec, at)
     if spec.rules and spec.mode != Mode.L7:
         problems.append(f"{at}.rules: rules need mode 'l7' (mode is {str(spec.mode)!r})")
+    if len(spec.rules) > MAX_RULES:
+        problems.append(f"{at}.rules: {len(spec.rules)} rules, more than {MAX_RULES}")
     seen: set[str] = set()
-    for i, rule in enumerate(spec.rules):
+    for i, rule in enumerate(spec.rules[:MAX_RULES]):
         rat = f"{at}.rules[{i}]"
         if rule.name in seen:
             problems.append(f"{rat}.name: {rule.name!r} is used by an earlier rule")
         seen.add(rule.name)
         problems += _rule_problems(rule, rat)
+        problems += _rule_pool_problems(rule.pool, spec.pool, f"{rat}.pool")
     if problems:
         raise ValidationError(problems)
 
@@ -129,18 +142,30 @@ def _delivery_problems(spec: ServiceSpec, at: str) -> list[str]:
     if not spec.target:
         return []
     if spec.delivery == Delivery.DESCRIPTOR:
-        if not spec.target.startswith("/") or len(spec.target.encode()) > 107:
+        target = spec.target
+        if (
+            not target.startswith("/")
+            or len(target.encode()) > 107
+            or posixpath.normpath(target) != target
+        ):
             return [
-                f"{at}.target: {spec.target!r} is not an absolute Unix socket path (<= 107 bytes)"
+                f"{at}.target: {target!r} is not a normalized absolute Unix socket path "
+                "(<= 107 bytes, no '..', '.' or '//'); each node accepts only paths under its "
+                "--descriptor-dir"
             ]
         return []
     host, sep, port = spec.target.rpartition(":")
     if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
         return [f"{at}.target: {spec.target!r} is not of the form HOST:PORT"]
     try:
-        ipaddress.IPv4Address(host)
+        addr = ipaddress.IPv4Address(host)
     except ValueError:
         return [f"{at}.target: {host!r} is not an IPv4 address"]
+    if not addr.is_loopback:
+        return [
+            f"{at}.target: {host} is not a loopback address: a hopped connection is delivered "
+            "to an application on the node that adopts it (use 127.0.0.1:PORT)"
+        ]
     return []
 
 
@@ -203,11 +228,54 @@ def _rule_problems(rule: Rule, at: str) -> list[str]:
     return problems
 
 
+def _rule_pool_problems(pool: Pool, service_pool: Pool, at: str) -> list[str]:
+    """A rule's servers must be among the service's: only those check the service, so any
+    other node is never eligible and the rule would answer 503 for ever."""
+    if service_pool.all:
+        return []
+    if pool.all:
+        return [f"{at}: 'all' is wider than the service's pool; list nodes of the service's pool"]
+    return [
+        f"{at}[{i}]: {n!r} is not in the service's pool (add it there, or pick one of "
+        f"{', '.join(service_pool.nodes)})"
+        for i, n in enumerate(pool.nodes)
+        if n not in service_pool.nodes
+    ]
+
+
 def _regex_problems(pattern: str, at: str) -> list[str]:
     if not pattern:
         return []
+    if len(pattern.encode()) > MAX_PATTERN_BYTES:
+        return [
+            f"{at}: the pattern has {len(pattern.encode())} bytes, more than {MAX_PATTERN_BYTES}"
+        ]
     try:
-        re.compile(pattern)
-    except re.error as e:
-        return [f"{at}: {pattern!r} is not a valid regular expression ({e})"]
+        compile_pattern(pattern)
+    except ValueError as e:
+        return [f"{at}: {pattern[:80]!r} is not a valid RE2 regular expression ({e})"]
     return []
+
+
+def report_problems(r: LoadReport) -> list[str]:
+    """What is wrong with an agent's load report (streamed or stored); [] when it is sound."""
+    problems = [] if NAME_RE.match(r.node_id) else [f"node_id: {r.node_id!r} {_NAME_RULE}"]
+    for name, value, low, high in (
+        ("cpu", r.cpu, 0.0, 1.0),
+        ("memory_used", r.memory_used, 0.0, 1.0),
+        ("load1", r.load1, 0.0, 1e6),
+        ("interval_s", r.interval_s, MIN_REPORT_INTERVAL_S, MAX_REPORT_INTERVAL_S),
+        ("connections", r.connections, 0, MAX_CONNECTIONS),
+    ):
+        if not low <= value <= high:  # NaN fails too
+            problems.append(f"{name}: {value} is not in {low}..{high}")
+    if len(r.services) > MAX_REPORT_SERVICES:
+        problems.append(f"services: {len(r.services)} entries, more than {MAX_REPORT_SERVICES}")
+    for i, s in enumerate(r.services[:MAX_REPORT_SERVICES]):
+        if not NAME_RE.match(s.service):
+            problems.append(f"services[{i}].service: {s.service!r} {_NAME_RULE}")
+        if not 0 <= s.latency_ms <= 3_600_000 or not 0 <= s.connections <= MAX_CONNECTIONS:
+            problems.append(f"services[{i}]: latency_ms or connections out of range")
+        if len(s.error) > 1024:
+            problems.append(f"services[{i}].error: longer than 1024 characters")
+    return problems

@@ -8,17 +8,29 @@ from enum import IntEnum
 
 PROG = "tcphop_xdp"
 TRUSTED_MAP = "trusted"  # u32 scheduler address (network order) -> u8
+SERVED_MAP = "served"  # u32 VIP this node serves (network order) -> u8
 VIPS_MAP = "vips"  # VipKey -> VipMeta
 RINGS_MAP = "rings"  # service * RING_SIZE + slot -> backend index + 1 (0: none)
 BACKENDS_MAP = "backends"  # backend index -> Backend
-FLOWS_MAP = "flows"  # FlowKey -> backend index (LRU)
+FLOWS_MAP = "flows"  # FlowKey -> backend index | FLOW_CLOSING (LRU)
 CONFIG_MAP = "config"  # [0] -> this node's address
 STATS_MAP = "stats"  # per-CPU u64 counters indexed by Stat
-MAPS = (TRUSTED_MAP, VIPS_MAP, RINGS_MAP, BACKENDS_MAP, FLOWS_MAP, CONFIG_MAP, STATS_MAP)
+MAPS = (
+    TRUSTED_MAP,
+    SERVED_MAP,
+    VIPS_MAP,
+    RINGS_MAP,
+    BACKENDS_MAP,
+    FLOWS_MAP,
+    CONFIG_MAP,
+    STATS_MAP,
+)
 RING_SIZE = 65_537
 MAX_SERVICES = 16
 MAX_BACKENDS = 1024
 VIP_L7 = 1
+FLOW_CLOSING = 0x8000_0000  # the client sent FIN or RST on the flow
+FLOW_INDEX = 0x7FFF_FFFF
 
 
 class Stat(IntEnum):
@@ -35,6 +47,7 @@ class Stat(IntEnum):
     ENCAP_FAILED = 10
     LOCAL = 11
     VIP_REPLY = 12
+    DECAP_NOT_MINE = 13
 
 
 def vip_key(addr: str, port: int) -> bytes:

@@ -1,16 +1,19 @@
 """A small ctypes binding of libbpf.so.1: build, load, maps, and BPF_PROG_TEST_RUN.
 
-The BPF C sources live in datapath/bpf/ and are compiled with clang when the object is missing or
-older than its source (no compiled object in git). libbpf failures become BpfError with the
-errno text; the verifier's log goes to stderr (libbpf's default printer).
+The BPF C sources live in datapath/bpf/ and are compiled with clang into a private cache keyed
+by the source's and the compiler's hash (no compiled object in git). libbpf failures become
+BpfError with the errno text; the verifier's log goes to stderr (libbpf's default printer).
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
+import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +21,10 @@ from pathlib import Path
 from datapath.errors import DatapathError
 
 BPF_DIR = Path(__file__).resolve().parent / "bpf"
-BUILD_DIR = Path(os.environ.get("TCPHOP_BPF_BUILD", "/tmp/tcphop-bpf-build"))
+# Compiled objects are cached here, keyed by the SHA-256 of the source and the compiler's
+# version. Root loads them into the kernel: the directory must be ours and writable by no one
+# else (never a shared temp directory, where another user could plant an object).
+BUILD_DIR = Path(os.environ.get("TCPHOP_BPF_BUILD", "/var/cache/tcphop/bpf"))
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
 
 
@@ -84,16 +90,38 @@ def _fail(what: str) -> BpfError:
     return BpfError(f"{what}: {os.strerror(err) if err else 'failed'}")
 
 
-def build(name: str = "tcphop") -> Path:
-    """Compile datapath/bpf/<name>.bpf.c into BUILD_DIR when the object is missing or stale."""
-    source = BPF_DIR / f"{name}.bpf.c"
-    target = BUILD_DIR / f"{name}.bpf.o"
-    if target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
-        return target
+def _private(path: Path) -> None:
+    """Refuse a path another user could have written: ours, and no group/other write bit."""
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise BpfError(
+            f"{path} is not private (owner uid {st.st_uid}, mode {oct(st.st_mode & 0o7777)}): "
+            "refusing to load a BPF object another user could have written; set "
+            "TCPHOP_BPF_BUILD to a directory only this user can write"
+        )
+
+
+@functools.lru_cache(maxsize=1)
+def _compiler() -> tuple[str, str]:
     clang = shutil.which("clang")
     if clang is None:
         raise BpfError("clang is missing (apt-get install clang llvm libbpf-dev)")
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([clang, "--version"], capture_output=True, text=True, check=False)
+    return clang, done.stdout
+
+
+def build(name: str = "tcphop") -> Path:
+    """The object of datapath/bpf/<name>.bpf.c from the private cache, compiled if missing."""
+    source = BPF_DIR / f"{name}.bpf.c"
+    clang, version = _compiler()
+    digest = hashlib.sha256(source.read_bytes() + version.encode()).hexdigest()[:24]
+    target = BUILD_DIR / f"{name}-{digest}.bpf.o"
+    BUILD_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _private(BUILD_DIR)
+    if target.exists():
+        _private(target)
+        return target
+    partial = BUILD_DIR / f".{target.name}.{os.getpid()}"
     done = subprocess.run(
         [
             clang,
@@ -106,14 +134,17 @@ def build(name: str = "tcphop") -> Path:
             "-c",
             str(source),
             "-o",
-            str(target),
+            str(partial),
         ],
         capture_output=True,
         text=True,
         check=False,
     )
     if done.returncode != 0:
+        partial.unlink(missing_ok=True)
         raise BpfError(f"clang failed on {source.name}: {done.stderr.strip()}")
+    partial.chmod(0o600)
+    partial.rename(target)  # atomic: a concurrent build finds a whole object or none
     return target
 
 
@@ -179,11 +210,13 @@ class BpfObject:
         if self.lib.bpf_map_update_batch(self.map_fd(map_name), k, v, ctypes.byref(n), None):
             raise _fail(f"cannot update map {map_name}")
 
-    def keys(self, map_name: str, key_size: int) -> list[bytes]:
-        """Every key of a hash map (a snapshot: entries may change meanwhile)."""
-        fd, out = self.map_fd(map_name), []
+    def keys(self, map_name: str, key_size: int, limit: int | None = None) -> list[bytes]:
+        """The keys of a hash map, at most `limit` (a snapshot: entries may change meanwhile)."""
+        fd, out = self.map_fd(map_name), list[bytes]()
         prev, key = None, ctypes.create_string_buffer(key_size)
-        while self.lib.bpf_map_get_next_key(fd, prev, key) == 0:
+        while (limit is None or len(out) < limit) and self.lib.bpf_map_get_next_key(
+            fd, prev, key
+        ) == 0:
             out.append(key.raw)
             prev = ctypes.create_string_buffer(key.raw, key_size)
         return out

@@ -126,7 +126,8 @@ class XdpDatapath:
 
     async def apply(self, desired: DesiredState) -> None:
         await self._apply_vips(desired.vips)
-        self._apply_trusted(desired.trusted)
+        self._sync_addresses(layout.SERVED_MAP, desired.vips)
+        self._sync_addresses(layout.TRUSTED_MAP, desired.trusted)
         if desired.scheduler is not None:
             await self._apply_scheduler(desired.scheduler)
         elif self.state.scheduler is not None or self.service_index:
@@ -148,12 +149,13 @@ class XdpDatapath:
         for vip in sorted(ours - vips):
             await netlink.del_address("lo", vip)
 
-    def _apply_trusted(self, trusted: frozenset[str]) -> None:
-        have = {socket.inet_ntoa(k) for k in self.bpf.keys(layout.TRUSTED_MAP, 4)}
-        for addr in sorted(trusted - have):
-            self.bpf.update(layout.TRUSTED_MAP, socket.inet_aton(addr), b"\x01")
-        for addr in sorted(have - trusted):
-            self.bpf.delete(layout.TRUSTED_MAP, socket.inet_aton(addr))
+    def _sync_addresses(self, map_name: str, wanted: frozenset[str]) -> None:
+        """Make a set of IPv4 addresses (u32 -> u8 map) hold exactly `wanted`."""
+        have = {socket.inet_ntoa(k) for k in self.bpf.keys(map_name, 4)}
+        for addr in sorted(wanted - have):
+            self.bpf.update(map_name, socket.inet_aton(addr), b"\x01")
+        for addr in sorted(have - wanted):
+            self.bpf.delete(map_name, socket.inet_aton(addr))
 
     async def _apply_scheduler(self, tables: SchedulerTables) -> None:
         reachable = []
@@ -183,7 +185,7 @@ class XdpDatapath:
             self.ring_inputs.pop(self.service_index.pop(key), None)
         for service in tables.services:
             index = self._ring_index(service)
-            self._write_ring(index, service, address_of)
+            await self._write_ring(index, service, address_of)
             self.bpf.update(
                 layout.VIPS_MAP, layout.vip_key(*service.key), layout.vip_meta(index, service.l7)
             )
@@ -200,21 +202,29 @@ class XdpDatapath:
             self.service_index[service.key] = free
         return self.service_index[service.key]
 
-    def _write_ring(self, index: int, service: VipService, address_of: dict[str, str]) -> None:
+    async def _write_ring(
+        self, index: int, service: VipService, address_of: dict[str, str]
+    ) -> None:
         weights = {n: w for n, w in service.weights if n in address_of and w > 0}
         servers = {n: self.backend_index[address_of[n]] for n in weights}
         if self.ring_inputs.get(index) == (weights, servers):
             return  # the same table again: building one costs tens of milliseconds
         self.ring_inputs[index] = (weights, servers)
-        if weights:
-            table = maglev.build(weights, layout.RING_SIZE)
-            value = {n: layout.u32(self.backend_index[address_of[n]] + 1) for n in weights}
-            ring = b"".join(value[n] for n in table)
-        else:
-            ring = EMPTY_RING
+        value = {n: layout.u32(self.backend_index[address_of[n]] + 1) for n in weights}
+        # Building and writing 65,537 slots takes tens of milliseconds: off the event loop.
+        await asyncio.to_thread(self._build_and_write_ring, index, weights, value)
+        log.info("ring_written", service=service.name, weights=weights)
+
+    def _build_and_write_ring(
+        self, index: int, weights: dict[str, int], value: dict[str, bytes]
+    ) -> None:
+        ring = (
+            b"".join(value[n] for n in maglev.build(weights, layout.RING_SIZE))
+            if weights
+            else EMPTY_RING
+        )
         keys = b"".join(layout.u32(index * layout.RING_SIZE + i) for i in range(layout.RING_SIZE))
         self.bpf.update_many(layout.RINGS_MAP, keys, ring, layout.RING_SIZE)
-        log.info("ring_written", service=service.name, weights=weights)
 
     async def _next_hop_mac(self, address: str) -> bytes:
         """The MAC of the next hop towards a server (itself, or the router across subnets)."""
@@ -252,12 +262,12 @@ class XdpDatapath:
     def flows(self, limit: int) -> list[Flow]:
         node_by_index = {i: self.node_of.get(a, a) for a, i in self.backend_index.items()}
         out = []
-        for key in self.bpf.keys(layout.FLOWS_MAP, 12)[:limit]:
+        for key in self.bpf.keys(layout.FLOWS_MAP, 12, limit):
             raw = self.bpf.lookup(layout.FLOWS_MAP, key, 4)
             if raw is None:
                 continue  # expired meanwhile
             client, vip, cport, vport = layout.parse_flow_key(key)
-            node = node_by_index.get(struct.unpack("<I", raw)[0], "")
+            node = node_by_index.get(struct.unpack("<I", raw)[0] & layout.FLOW_INDEX, "")
             out.append(Flow(client, cport, vip, vport, node))
         return out
 
@@ -265,7 +275,7 @@ class XdpDatapath:
         raw = self.bpf.lookup(layout.FLOWS_MAP, layout.flow_key(client, vip, client_port, port), 4)
         if raw is None:
             return None
-        index = struct.unpack("<I", raw)[0]
+        index = struct.unpack("<I", raw)[0] & layout.FLOW_INDEX
         addr = next((a for a, i in self.backend_index.items() if i == index), "")
         return self.node_of.get(addr, addr)
 

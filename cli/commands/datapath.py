@@ -28,6 +28,10 @@ def stats(ctx: Context, node: str | None, fmt: str) -> None:
         )
         click.echo(f"vips on lo: {', '.join(view.vips) or '-'}")
         click.echo(f"trusted schedulers: {', '.join(view.trusted) or '-'}")
+        click.echo(
+            f"event loop lag: {view.loop_lag_ms:.1f} ms now, {view.loop_lag_max_ms:.1f} ms max "
+            f"(10 s); longest rule match {view.rule_match_max_ms:.2f} ms"
+        )
         for service, weights in sorted(view.rings.items()):
             shares = ", ".join(f"{n} {w}" for n, w in sorted(weights.items())) or "no server"
             click.echo(f"ring {service}: {shares}")

@@ -63,13 +63,12 @@ def service() -> None:
 @click.option("-f", "--file", "path", required=True, help="YAML or JSON file, '-' for stdin.")
 @pass_ctx
 def apply(ctx: Context, path: str) -> None:
-    """Create or update the services in a file. Nothing is stored if any is invalid."""
+    """Create or update the services in a file, in one transaction: all or nothing."""
     specs = load_specs(path)
-    for spec in specs:
-        result = ctx.run(lambda c, s=spec: c.apply_service(s))  # type: ignore[misc]
+    for result in ctx.run(lambda c: c.apply_services(specs)):
         for warning in result.warnings:
-            click.echo(f"warning: {spec.name}: {warning}", err=True)
-        click.echo(f"service/{spec.name} {result.result}")
+            click.echo(f"warning: {result.service.name}: {warning}", err=True)
+        click.echo(f"service/{result.service.name} {result.result}")
 
 
 @service.command("list")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TypeVar
 
@@ -50,6 +50,7 @@ class LoadsView:
     term: int
     loads: tuple[NodeLoadView, ...]
     weights: dict[str, dict[str, int]]  # service -> node -> kernel-datapath Maglev weight
+    refused_reports: dict[str, int] = field(default_factory=dict)  # by reason, since start
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,9 @@ class DatapathView:
     rule_hits: dict[str, int]  # "service/rule" -> requests matched ("service/-": default pool)
     hop_p50_ms: float
     hop_p99_ms: float
+    loop_lag_ms: float = 0.0  # how late the node's event loop runs now
+    loop_lag_max_ms: float = 0.0  # the most in the last 10 s
+    rule_match_max_ms: float = 0.0  # the longest L7 rule match on this node
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +221,17 @@ class ClusterClient:
             convert.service_from_pb(resp.service), resp.result, resp.revision, tuple(resp.warnings)
         )
 
+    async def apply_services(
+        self, specs: Sequence[ServiceSpec], timeout_s: float | None = None
+    ) -> list[ApplyResult]:
+        """Apply several services in one transaction: all are stored, or none."""
+        req = pb.ApplyServicesRequest(services=[convert.service_to_pb(s) for s in specs])
+        resp = await self._call(lambda s, t: s.ApplyServices(req, timeout=t), timeout_s)
+        return [
+            ApplyResult(convert.service_from_pb(r.service), r.result, r.revision, tuple(r.warnings))
+            for r in resp.results
+        ]
+
     async def list_services(self, timeout_s: float | None = None) -> list[ServiceSpec]:
         resp = await self._call(
             lambda s, t: s.ListServices(pb.ListServicesRequest(), timeout=t), timeout_s
@@ -260,6 +275,7 @@ class ClusterClient:
                 NodeLoadView(convert.report_from_pb(n.report), n.age_s, n.fresh) for n in resp.loads
             ),
             {w.service: dict(w.weights) for w in resp.weights},
+            dict(resp.refused_reports),
         )
 
     async def datapath(
@@ -285,6 +301,9 @@ class ClusterClient:
             dict(r.rule_hits),
             r.hop_p50_ms,
             r.hop_p99_ms,
+            r.loop_lag_ms,
+            r.loop_lag_max_ms,
+            r.rule_match_max_ms,
         )
 
     async def flows(

@@ -59,6 +59,7 @@ EVENT_TO_PB = {
     EventType.HANDOVER_STARTED: pb.EVENT_TYPE_HANDOVER_STARTED,
     EventType.HANDOVER_COMPLETED: pb.EVENT_TYPE_HANDOVER_COMPLETED,
     EventType.HANDOVER_ABORTED: pb.EVENT_TYPE_HANDOVER_ABORTED,
+    EventType.VALUE_MALFORMED: pb.EVENT_TYPE_VALUE_MALFORMED,
 }
 EVENT_FROM_PB = {v: k for k, v in EVENT_TO_PB.items()}
 
@@ -212,6 +213,7 @@ def status_to_pb(s: ClusterStatus) -> pb.GetStatusResponse:
         etcd_endpoints=list(s.etcd_endpoints),
         vip_owners=[pb.VipOwner(**asdict(o)) for o in s.vip_owners],
         candidates=list(s.candidates),
+        malformed_keys=list(s.malformed),
     )
     if s.leader is not None:
         msg.leader.CopyFrom(leader_to_pb(s.leader))
@@ -231,6 +233,7 @@ def status_from_pb(m: pb.GetStatusResponse) -> ClusterStatus:
         vip_owners=tuple(flat_from_pb(o, VipOwner) for o in m.vip_owners),
         candidates=tuple(m.candidates),
         handover=flat_from_pb(m.handover, Handover) if m.HasField("handover") else None,
+        malformed=tuple(m.malformed_keys),
     )
 
 

@@ -10,21 +10,34 @@ application needs no privilege and no other change:
             handle(conn)
 
 The request that was read to route the connection is still in the socket's receive queue.
+
+Only hand-overs from a trusted process count: the sender's SO_PEERCRED uid must be root (as
+tcphopd runs) or one of `trusted_uids`; anything else, a message without a descriptor, or a
+descriptor that is not a TCP socket is closed and skipped.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
+import struct
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
+_PEERCRED = getattr(socket, "SO_PEERCRED", 17)
+
+
+def _is_tcp(conn: socket.socket) -> bool:
+    return conn.type == socket.SOCK_STREAM and conn.family in (socket.AF_INET, socket.AF_INET6)
+
 
 class HopListener:
-    def __init__(self, path: str, mode: int = 0o660) -> None:
+    def __init__(self, path: str, mode: int = 0o660, trusted_uids: Iterable[int] = ()) -> None:
         self.path = path
+        self.trusted_uids = frozenset({0, *trusted_uids})
+        self.refused = 0  # hand-overs skipped: untrusted sender, no descriptor, not TCP
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
@@ -38,12 +51,20 @@ class HopListener:
         while True:
             unix, _ = self.sock.accept()
             with unix:
-                meta, fds, _, _ = socket.recv_fds(unix, 4096, 1)
-            if not fds:
-                continue  # not a hand-over: ignore
-            conn = socket.socket(fileno=fds[0])
+                _, uid, _ = struct.unpack("3i", unix.getsockopt(socket.SOL_SOCKET, _PEERCRED, 12))
+                try:
+                    _, fds, _, _ = socket.recv_fds(unix, 4096, 1)
+                except OSError:
+                    fds = []
+            conns = [socket.socket(fileno=fd) for fd in fds]
+            if uid not in self.trusted_uids or len(conns) != 1 or not _is_tcp(conns[0]):
+                self.refused += 1
+                for conn in conns:
+                    conn.close()
+                continue
+            conn = conns[0]
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            peer = json.loads(meta or b"{}").get("peer") or conn.getpeername()
+            peer = conn.getpeername()  # a restored socket's peer is the real client
             return conn, (str(peer[0]), int(peer[1]))
 
     def fileno(self) -> int:

@@ -11,6 +11,7 @@ from grpc_reflection.v1alpha import reflection
 from cluster.adopt import Adopter
 from cluster.api.v1 import cluster_pb2, cluster_pb2_grpc
 from cluster.l7 import L7Hopper
+from cluster.looplag import LoopLag
 from cluster.scheduler import Scheduler
 from cluster.server.cluster_service import ClusterService
 from cluster.server.hop_service import HopService
@@ -29,6 +30,7 @@ async def start_server(
     datapath: Datapath | None = None,
     adopter: Adopter | None = None,
     hopper: L7Hopper | None = None,
+    lag: LoopLag | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Start serving on listen (host:port, port 0 picks one); return the server and its port."""
     # Accept the SDK's keepalive pings (every 10 s) instead of answering them with GOAWAY.
@@ -43,7 +45,7 @@ async def start_server(
     cluster_pb2_grpc.add_TelemetryServicer_to_server(TelemetryService(scheduler), server)
     cluster_pb2_grpc.add_SchedulerServicer_to_server(SchedulerService(scheduler), server)
     cluster_pb2_grpc.add_HopServicer_to_server(
-        HopService(state.answered_by, datapath, adopter, hopper), server
+        HopService(state.answered_by, datapath, adopter, hopper, lag), server
     )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

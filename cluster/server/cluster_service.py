@@ -10,7 +10,7 @@ import grpc
 from cluster.api.v1 import cluster_pb2 as pb
 from cluster.api.v1 import cluster_pb2_grpc
 from cluster.errors import ValidationError
-from cluster.model import Role, Serving
+from cluster.model import ApplyResult, Role, Serving
 from cluster.sdk import convert
 from cluster.state import ClusterState
 
@@ -65,12 +65,14 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         self, request: pb.ApplyServiceRequest, context: Ctx
     ) -> pb.ApplyServiceResponse:
         result = await self.state.apply_service(convert.service_from_pb(request.service))
-        return pb.ApplyServiceResponse(
-            service=convert.service_to_pb(result.service),
-            result=result.result,
-            warnings=result.warnings,
-            revision=result.revision,
-        )
+        return _applied(result)
+
+    async def ApplyServices(
+        self, request: pb.ApplyServicesRequest, context: Ctx
+    ) -> pb.ApplyServicesResponse:
+        specs = [convert.service_from_pb(s) for s in request.services]
+        results = await self.state.apply_services(specs)
+        return pb.ApplyServicesResponse(results=[_applied(r) for r in results])
 
     async def ListServices(
         self, request: pb.ListServicesRequest, context: Ctx
@@ -101,3 +103,12 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
             raise ValidationError([f"from_revision: {request.from_revision} must be >= 0"])
         async for event in self.state.events(request.from_revision):
             yield convert.event_to_pb(event)
+
+
+def _applied(result: ApplyResult) -> pb.ApplyServiceResponse:
+    return pb.ApplyServiceResponse(
+        service=convert.service_to_pb(result.service),
+        result=result.result,
+        warnings=result.warnings,
+        revision=result.revision,
+    )

@@ -13,6 +13,7 @@ from cluster.api.v1 import cluster_pb2 as pb
 from cluster.api.v1 import cluster_pb2_grpc
 from cluster.errors import ValidationError
 from cluster.l7 import L7Hopper
+from cluster.looplag import LoopLag
 from datapath.protocol import Datapath
 
 Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -27,14 +28,19 @@ class HopService(cluster_pb2_grpc.HopServicer):
         datapath: Datapath | None,
         adopter: Adopter | None = None,
         hopper: L7Hopper | None = None,
+        lag: LoopLag | None = None,
     ) -> None:
         self.node_id, self.datapath, self.adopter, self.hopper = node_id, datapath, adopter, hopper
+        self.lag = lag or LoopLag()
 
     async def GetDatapath(
         self, request: pb.GetDatapathRequest, context: Ctx
     ) -> pb.GetDatapathResponse:
+        lag_ms, lag_max_ms = self.lag.last_ms, self.lag.max_ms
         if self.datapath is None:
-            return pb.GetDatapathResponse(node_id=self.node_id, kind="none")
+            return pb.GetDatapathResponse(
+                node_id=self.node_id, kind="none", loop_lag_ms=lag_ms, loop_lag_max_ms=lag_max_ms
+            )
         info, state = self.datapath.info(), self.datapath.programmed()
         return pb.GetDatapathResponse(
             node_id=self.node_id,
@@ -53,6 +59,9 @@ class HopService(cluster_pb2_grpc.HopServicer):
             rule_hits=self.hopper.rule_hits if self.hopper else {},
             hop_p50_ms=self.hopper.latency_ms(0.5) if self.hopper else 0.0,
             hop_p99_ms=self.hopper.latency_ms(0.99) if self.hopper else 0.0,
+            rule_match_max_ms=self.hopper.match_ms_max if self.hopper else 0.0,
+            loop_lag_ms=lag_ms,
+            loop_lag_max_ms=lag_max_ms,
             rings=[
                 pb.ServiceWeights(service=s.name, weights=dict(s.weights))
                 for s in (state.scheduler.services if state.scheduler else ())
@@ -65,7 +74,8 @@ class HopService(cluster_pb2_grpc.HopServicer):
             raise ValidationError([f"limit: {limit} is above {MAX_FLOWS}"])
         if self.datapath is None:
             return pb.ListFlowsResponse(node_id=self.node_id)
-        flows = self.datapath.flows(limit + 1)
+        # A walk of up to MAX_FLOWS map entries is a few hundred ms of system calls: off the loop.
+        flows = await asyncio.to_thread(self.datapath.flows, limit + 1)
         return pb.ListFlowsResponse(
             node_id=self.node_id,
             flows=[

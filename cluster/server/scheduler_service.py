@@ -22,8 +22,10 @@ class TelemetryService(cluster_pb2_grpc.TelemetryServicer):
     async def Report(
         self, request_iterator: AsyncIterator[pb.LoadReport], context: Ctx
     ) -> AsyncIterator[pb.ReportAck]:
-        async for report in request_iterator:
-            yield pb.ReportAck(term=self.scheduler.record(convert.report_from_pb(report)))
+        async for message in request_iterator:
+            report = convert.report_from_pb(message)
+            await self.scheduler.check_report(report)
+            yield pb.ReportAck(term=self.scheduler.record(report))
 
 
 class SchedulerService(cluster_pb2_grpc.SchedulerServicer):
@@ -46,4 +48,5 @@ class SchedulerService(cluster_pb2_grpc.SchedulerServicer):
                 for _, r in sorted(self.scheduler.loads.items())
             ],
             weights=[pb.ServiceWeights(service=s, weights=w) for s, w in weights.items()],
+            refused_reports=self.scheduler.refused,
         )

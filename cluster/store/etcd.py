@@ -19,6 +19,7 @@ import grpc
 from aetcd import rpc
 
 from cluster.errors import LeaseExpired, RevisionCompacted, StoreError, StoreUnavailable
+from cluster.limits import ETCD_MAX_RECEIVE_BYTES
 from cluster.store.base import (
     Compare,
     Delete,
@@ -94,7 +95,11 @@ def _translate(e: grpc.aio.AioRpcError, target: str) -> StoreError:
 class _Endpoint:
     def __init__(self, target: str) -> None:
         self.target = target
-        self.channel = grpc.aio.insecure_channel(target)
+        # The full-prefix read grows with the cluster; gRPC's 4 MiB default would turn a large
+        # (or stuffed) key space into "etcd unavailable" and stop every election.
+        self.channel = grpc.aio.insecure_channel(
+            target, options=[("grpc.max_receive_message_length", ETCD_MAX_RECEIVE_BYTES)]
+        )
         self.kv = rpc.KVStub(self.channel)
         self.lease = rpc.LeaseStub(self.channel)
         self.watch = rpc.WatchStub(self.channel)

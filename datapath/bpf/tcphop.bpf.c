@@ -2,10 +2,11 @@
 // tcphop's XDP program, attached to the uplink of every node. Map names and the counter enum
 // are mirrored in datapath/layout.py.
 //
-// Receiver side (every node): IPv4-in-IPv4 packets whose outer source is a trusted scheduler
-// are stripped of the outer header and passed to the stack, which serves the inner connection
-// on the VIP bound to lo. Encapsulated packets from anyone else, fragments and malformed
-// encapsulation are dropped and counted.
+// Receiver side (every node): IPv4-in-IPv4 packets whose outer source is a trusted scheduler,
+// whose outer destination is this node and whose inner destination is a VIP it serves (Katran's
+// decap check) are stripped of the outer header and passed to the stack, which serves the inner
+// connection on the VIP bound to lo. Encapsulated packets from anyone else or for anything else,
+// fragments and malformed encapsulation are dropped and counted.
 //
 // Scheduler side (the leader fills `vips`; on other nodes it is empty and everything else
 // passes): IPv4/TCP to a VIP service is encapsulated IPv4-in-IPv4 to the chosen server and sent
@@ -27,8 +28,15 @@
 #define MAX_SERVICES 16
 #define MAX_BACKENDS 1024
 #define VIP_L7 1
+#define TCP_FIN 0x01
 #define TCP_SYN 0x02
+#define TCP_RST 0x04
 #define TCP_ACK 0x10
+// Flow values: the backend index, and this bit once the client sent FIN or RST on the flow.
+// Only then may a new SYN with the same 4-tuple replace an L7 flow (port reuse); a SYN on a
+// live flow goes to its server, which answers it with a challenge ACK (RFC 5961).
+#define FLOW_CLOSING 0x80000000u
+#define FLOW_INDEX 0x7FFFFFFFu
 
 enum stat {
 	STAT_PASSED = 0,          // neither encapsulated nor for a VIP service: left to the stack
@@ -45,7 +53,8 @@ enum stat {
 	STAT_LOCAL = 11,          // this node is the chosen server: passed to its own stack
 	STAT_VIP_REPLY = 12,      // from a VIP service: a reply came through the scheduler (should
 	                          // stay 0: servers answer clients directly)
-	STAT_MAX = 13,
+	STAT_DECAP_NOT_MINE = 13, // encapsulated for another node or a VIP this node does not serve
+	STAT_MAX = 14,
 };
 
 struct vip_key {
@@ -82,6 +91,13 @@ struct {
 	__type(key, __u32);   // scheduler IPv4 address, network order
 	__type(value, __u8);
 } trusted SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);   // a VIP this node serves (bound on lo), network order
+	__type(value, __u8);
+} served SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -159,10 +175,14 @@ static __always_inline int decapsulate(struct xdp_md *ctx, struct ethhdr *eth, s
 	void *data_end = (void *)(long)ctx->data_end;
 	struct iphdr *inner;
 	struct ethhdr saved;
-	__u32 outer_len;
+	struct config *cfg;
+	__u32 outer_len, zero = 0;
 
 	if (!bpf_map_lookup_elem(&trusted, &outer->saddr))
 		return count(STAT_UNTRUSTED, XDP_DROP);
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg || outer->daddr != cfg->addr)
+		return count(STAT_DECAP_NOT_MINE, XDP_DROP);
 	if (outer->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 		return count(STAT_DECAP_FRAGMENT, XDP_DROP);
 	if (outer->ihl < 5)
@@ -173,6 +193,8 @@ static __always_inline int decapsulate(struct xdp_md *ctx, struct ethhdr *eth, s
 	inner = (void *)outer + outer_len;
 	if ((void *)(inner + 1) > data_end || inner->version != 4 || inner->ihl < 5)
 		return count(STAT_DECAP_MALFORMED, XDP_DROP);
+	if (!bpf_map_lookup_elem(&served, &inner->daddr))
+		return count(STAT_DECAP_NOT_MINE, XDP_DROP);
 
 	__builtin_memcpy(&saved, eth, sizeof(saved));
 	if (bpf_xdp_adjust_head(ctx, (int)outer_len))
@@ -223,14 +245,17 @@ static __always_inline int schedule(struct xdp_md *ctx, struct ethhdr *eth, stru
 	fk.sport = tcp->source;
 	fk.dport = tcp->dest;
 	__u32 *found = bpf_map_lookup_elem(&flows, &fk);
-	if (found && (meta->flags & VIP_L7) && (tcp->flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
-		// A new connection from a client port a hopped one used before: the old flow is
-		// stale (its server socket is gone), and the listener must see this SYN.
+	if (found && (meta->flags & VIP_L7) && (tcp->flags & (TCP_SYN | TCP_ACK)) == TCP_SYN &&
+	    (*found & FLOW_CLOSING)) {
+		// A new connection from a client port a hopped one used before, after the client
+		// closed that one: the old flow is stale, and the listener must see this SYN.
 		bpf_map_delete_elem(&flows, &fk);
 		found = 0;
 	}
 	if (found) {
-		idx = *found;
+		if ((tcp->flags & (TCP_FIN | TCP_RST)) && !(*found & FLOW_CLOSING))
+			*found |= FLOW_CLOSING;
+		idx = *found & FLOW_INDEX;
 	} else {
 		if (meta->flags & VIP_L7)
 			return count(STAT_TO_LISTENER, XDP_PASS);

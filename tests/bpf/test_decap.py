@@ -16,6 +16,7 @@ from tests.conftest import load_bpf
 pytestmark = pytest.mark.bpf
 SCHEDULER, STRANGER = "10.0.1.1", "10.0.9.9"
 CLIENT, VIP, SERVER = "192.0.2.7", "10.100.0.10", "10.0.2.12"
+OTHER_NODE, OTHER_VIP = "10.0.2.13", "10.100.0.99"
 ETH = bytes.fromhex("020000000002020000000001") + struct.pack("!H", 0x0800)
 
 
@@ -58,6 +59,8 @@ INNER = ipv4(CLIENT, VIP, socket.IPPROTO_TCP, TCP_SYN)
 def prog() -> Iterator[BpfObject]:
     obj = load_bpf()
     obj.update(layout.TRUSTED_MAP, socket.inet_aton(SCHEDULER), b"\x01")
+    obj.update(layout.CONFIG_MAP, layout.u32(0), socket.inet_aton(SERVER))
+    obj.update(layout.SERVED_MAP, socket.inet_aton(VIP), b"\x01")
     yield obj
     obj.close()
 
@@ -101,6 +104,28 @@ def test_outer_options_are_stripped_too(prog: BpfObject) -> None:
             Stat.DECAP_MALFORMED,
         ),
         (ETH + ipv4(SCHEDULER, SERVER, socket.IPPROTO_IPIP, INNER[:12]), Stat.DECAP_MALFORMED),
+        # Katran's decap check: for this node, and for a VIP it serves
+        (ETH + ipv4(SCHEDULER, OTHER_NODE, socket.IPPROTO_IPIP, INNER), Stat.DECAP_NOT_MINE),
+        (
+            ETH
+            + ipv4(
+                SCHEDULER,
+                SERVER,
+                socket.IPPROTO_IPIP,
+                ipv4(CLIENT, OTHER_VIP, socket.IPPROTO_TCP, TCP_SYN),
+            ),
+            Stat.DECAP_NOT_MINE,
+        ),
+        (
+            ETH
+            + ipv4(
+                SCHEDULER,
+                SERVER,
+                socket.IPPROTO_IPIP,
+                ipv4(CLIENT, SERVER, socket.IPPROTO_TCP, TCP_SYN),
+            ),
+            Stat.DECAP_NOT_MINE,
+        ),
     ],
 )
 def test_untrusted_fragmented_or_malformed_encapsulation_is_dropped_and_counted(

@@ -109,6 +109,16 @@ def test_l7_connections_go_to_the_local_listener_until_they_have_a_flow(prog: Bp
     prog.update(layout.FLOWS_MAP, layout.flow_key(CLIENT, VIP, 42000, 8080), layout.u32(1))
     verdict, out = prog.test_run(layout.PROG, packet(42000, dport=8080, flags=0x10))
     assert (verdict, server_of(out)) == (XDP_TX, "b")  # hopped: the L7 hop installed the flow
+    # A SYN carrying a live hopped connection's 4-tuple (spoofed, or a retransmission) goes to
+    # its server, which answers with a challenge ACK: the flow stays.
+    verdict, out = prog.test_run(layout.PROG, packet(42000, dport=8080))
+    assert (verdict, server_of(out)) == (XDP_TX, "b")
+    key = layout.flow_key(CLIENT, VIP, 42000, 8080)
+    assert prog.lookup(layout.FLOWS_MAP, key, 4) == layout.u32(1)
+    # The client closes (FIN, forwarded and remembered), then reuses the port.
+    verdict, out = prog.test_run(layout.PROG, packet(42000, dport=8080, flags=0x11))
+    assert (verdict, server_of(out)) == (XDP_TX, "b")
+    assert prog.lookup(layout.FLOWS_MAP, key, 4) == layout.u32(1 | layout.FLOW_CLOSING)
     before = stat(prog, Stat.TO_LISTENER)
     assert prog.test_run(layout.PROG, packet(42000, dport=8080)) == (  # port reused: a new SYN
         XDP_PASS,

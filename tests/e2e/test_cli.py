@@ -76,17 +76,17 @@ def test_invalid_spec_file_exits_1_with_field_paths_and_stores_nothing(
     assert missing.returncode == 1 and "cannot read" in missing.stderr
 
 
-def test_user_errors_exit_1_with_one_line(node: Daemon) -> None:
-    for args, message in [
-        (("designate", "ghost", "--role", "primary"), "node 'ghost' is unknown"),
-        (("designate", "n1", "--role", "leader"), "Invalid value for '--role'"),
-        (("server", "drain", "ghost"), "node 'ghost' is unknown"),
-        (("server", "enable", "n1", "--weight", "-5"), "weight: -5 is not in 0..10000"),
-        (("service", "get", "nope"), "service 'nope' does not exist"),
-        (("nodes", "frobnicate"), "No such command 'frobnicate'"),
+def test_refusals_exit_1_and_usage_errors_2_with_one_line(node: Daemon) -> None:
+    for args, message, code in [
+        (("designate", "ghost", "--role", "primary"), "node 'ghost' is unknown", 1),
+        (("designate", "n1", "--role", "leader"), "Invalid value for '--role'", 2),
+        (("server", "drain", "ghost"), "node 'ghost' is unknown", 1),
+        (("server", "enable", "n1", "--weight", "-5"), "weight: -5 is not in 0..10000", 1),
+        (("service", "get", "nope"), "service 'nope' does not exist", 1),
+        (("nodes", "frobnicate"), "No such command 'frobnicate'", 2),
     ]:
         result = clusterctl(*args, endpoint=node.endpoint)
-        assert result.returncode == 1, (args, result.stderr)
+        assert result.returncode == code, (args, result.stderr)
         assert message in result.stderr
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -130,10 +130,14 @@ def test_events_prints_changes_in_order(node: Daemon) -> None:
     ]
 
 
-def test_unreachable_cluster_exits_2_and_debug_shows_the_traceback() -> None:
+def test_exit_codes_tell_usage_from_refusal_from_unreachable() -> None:
     nowhere = f"127.0.0.1:{free_port()}"
+    for usage in (("service", "apply"), ("designate", "n1"), ("nodes", "list", "--bogus")):
+        result = clusterctl(*usage, endpoint=nowhere)
+        assert result.returncode == 2, (usage, result.stderr)  # before any call is made
+        assert result.stderr.startswith("Error: "), result.stderr
     result = clusterctl("--timeout", "1", "nodes", "list", endpoint=nowhere)
-    assert result.returncode == 2
+    assert result.returncode == 3
     assert result.stderr.startswith("Error: cannot reach the cluster")
     assert "Traceback" not in result.stderr
     debug = clusterctl("--debug", "--timeout", "1", "status", endpoint=nowhere)

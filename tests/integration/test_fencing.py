@@ -10,7 +10,7 @@ from cluster.documents import designation_to_doc, record_to_doc
 from cluster.election import ElectionConfig, RecordedVips, RoleManager
 from cluster.keys import Keys
 from cluster.model import Designation, Registration, Role, VipOwner
-from cluster.state import encode
+from cluster.snapshot import encode
 from cluster.store.base import Put
 from cluster.store.etcd import EtcdStore
 

@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -65,6 +66,8 @@ def specs(state: lab.LabState) -> list[ServiceSpec]:
     rules = (
         Rule("static", Match(path_prefix="/static"), Pool(("n1", "n2"))),
         Rule("blue", Match(header=HeaderMatch("X-Tenant", exact="blue")), Pool(("n3",))),
+        # catastrophic for a backtracking engine: linear under RE2
+        Rule("evil", Match(path_regex="^/(a+)+$"), Pool(("n4",))),
     )
     common = {"mode": Mode.L7, "policy": Policy.ROUND_ROBIN, "health_check": hc}
     return [
@@ -207,9 +210,9 @@ def test_an_adoptive_node_that_does_not_answer_gets_a_503_and_others_go_on(
     n3 = state.nodes[2]
     os.kill(n3.pid, signal.SIGSTOP)  # n3's tcphopd cannot adopt: the hop times out
     try:
-        assert raw(state, 8080, "GET / HTTP/1.1\\r\\nX-Tenant: blue\\r\\n\\r\\n").startswith(
-            "HTTP/1.1 503 "
-        )
+        assert raw(
+            state, 8080, "GET / HTTP/1.1\\r\\nHost: x\\r\\nX-Tenant: blue\\r\\n\\r\\n"
+        ).startswith("HTTP/1.1 503 ")
         assert get(state, 8080, "/static/x")["x-served-by"] in ("n1", "n2")
     finally:
         os.kill(n3.pid, signal.SIGCONT)
@@ -237,3 +240,101 @@ except ConnectionResetError:
     # closed (or reset: the frame was left unread), never answered
     assert done.stdout.strip() in ("b''", "reset"), done.stdout + done.stderr
     assert sdk(state, lambda c: c.datapath("n2")).hop_stats["channel_refused"] >= 1
+
+
+def test_a_worst_case_request_against_a_worst_case_rule_does_not_stall_the_leader(
+    state: lab.LabState,
+) -> None:
+    """`^/(a+)+$` against `/aaaa…a!`: exponential for Python's re (it froze the leader for
+    hours), linear for RE2. The request is answered and the match stays within milliseconds."""
+    evil = "/" + "a" * 15_000 + "!"
+    out = raw(state, 8080, f"GET {evil} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+    assert out.startswith("HTTP/1.1 200 OK"), out[:200]
+    out = raw(state, 8080, "GET /" + "a" * 15_000 + " HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+    assert "X-Served-By: n4" in out  # the rule does match where it should
+    view = sdk(state, lambda c: c.datapath())
+    assert view.rule_match_max_ms < 10, view.rule_match_max_ms
+    assert view.loop_lag_max_ms < 1000, view.loop_lag_max_ms  # the figure is reported
+    print(f"rule match max {view.rule_match_max_ms:.2f} ms, loop lag max {view.loop_lag_max_ms} ms")
+
+
+def test_smuggling_and_dodging_heads_are_refused_or_normalized(state: lab.LabState) -> None:
+    for bad in (
+        "POST / HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 4\\r\\n"
+        "Transfer-Encoding: chunked\\r\\n\\r\\n0\\r\\n\\r\\n",
+        "GET / HTTP/1.1\\r\\nHost: a\\r\\nHost: b\\r\\n\\r\\n",
+        "GET / HTTP/1.1\\r\\n\\r\\n",
+        "GET / HTTP/1.1\\r\\nHost: x\\r\\nX-A: 1\\r\\n folded\\r\\n\\r\\n",
+    ):
+        assert raw(state, 8080, bad).startswith("HTTP/1.1 400 "), bad
+    for dodge in ("/%73tatic/x", "/a/../static/x", "/./static/x"):
+        served = {get(state, 8080, dodge)["x-served-by"] for _ in range(4)}
+        assert served <= {"n1", "n2"}, (dodge, served)
+
+
+SLOW_FLOOD = """
+import resource, socket, sys, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (4096, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+conns = []
+for _ in range(int(sys.argv[3])):
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+    c.sendall(b"GET / HTTP/1.1\\r\\nX-Slow: 1\\r\\n")
+    conns.append(c)
+time.sleep(0.5)
+print(len(conns))
+"""
+
+
+def test_a_flood_of_slow_heads_is_bounded_and_others_still_get_through(
+    state: lab.LabState,
+) -> None:
+    from cluster.limits import MAX_PENDING_HEADS
+
+    net = state.lab
+    count = MAX_PENDING_HEADS + 100
+    flood = subprocess.Popen(
+        net.exec(net.ns("c"), "python3", "-c", SLOW_FLOOD, state.vip, "8080", str(count)),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: sdk(state, lambda c: c.datapath()).hop_stats.get("heads_evicted", 0) >= 100,
+            30,
+            "the oldest slow heads to be evicted",
+        )
+        assert get(state, 8080, "/")["x-served-by"]  # a normal client still gets through
+    finally:
+        out, _ = flood.communicate(timeout=60)
+    assert out.strip() == str(count)
+
+
+def test_a_bad_frame_from_a_trusted_node_drops_only_its_channel(state: lab.LabState) -> None:
+    """From the leader's own namespace (a registered address): garbage, then an adopt for a
+    socket outside any service. Both are refused; hops to that node go on."""
+    net = state.lab
+    probe = """
+import socket, struct, sys
+from cluster.api.v1 import cluster_pb2 as pb
+c = socket.create_connection((sys.argv[1], 7701), timeout=5)
+state = pb.TcpState(local_addr="10.9.9.9", local_port=22, peer_addr="10.9.9.8", peer_port=1)
+m = pb.AdoptMessage(id=1, service="shop", state=state).SerializeToString()
+c.sendall(struct.pack("!I", len(m)) + m)
+size, = struct.unpack("!I", c.recv(4))
+print(pb.AdoptReply.FromString(c.recv(size)).error)
+c.sendall(b"\\x00\\x00\\x00\\x03\\xff\\xff\\xff")
+print(repr(c.recv(100)))
+"""
+    done = subprocess.run(
+        net.exec(net.node_ns(1), sys.executable, "-c", probe, net.node_ip(2)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 2, done.stdout + done.stderr
+    assert "is not a service of this node" in lines[0]
+    assert lines[1] == "b''"  # the garbage closed that channel
+    served = {get(state, 8080, f"/static/{i}")["x-served-by"] for i in range(8)}
+    assert served == {"n1", "n2"}  # the scheduler's own channel to n2 is unaffected

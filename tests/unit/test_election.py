@@ -7,7 +7,7 @@ import pytest
 from cluster.election import Action, ElectionConfig, decide
 from cluster.errors import ValidationError
 from cluster.model import Designation, LeaderRecord, Registration, Role
-from cluster.state import Snapshot
+from cluster.snapshot import Snapshot
 
 
 def snap(

@@ -125,6 +125,31 @@ def test_port_out_of_range_names_the_field_path() -> None:
         ("rules.1.policy", "fastest", "services.shop.rules[1].policy: 'fastest' is not one of"),
         ("rules.2.pool", [], "services.shop.rules[2].pool: must be 'all' or a non-empty list"),
         ("rules", {"a": 1}, "services.shop.rules: expected a list, got dict"),
+        # linear-time rules and their limits
+        (
+            "rules.0.match",
+            {"path_regex": "^/(a)\\1$"},
+            "rules[0].match.path_regex: '^/(a)\\\\1$' is not a valid RE2 regular expression "
+            "(invalid escape sequence",
+        ),
+        ("rules.0.match", {"path_regex": "(?=x)"}, "not a valid RE2 regular expression"),
+        (
+            "rules.0.match",
+            {"path_regex": "a" * 1025},
+            "rules[0].match.path_regex: the pattern has 1025 bytes, more than 1024",
+        ),
+        (
+            "rules",
+            [{"name": f"r{i}", "match": {"path_prefix": "/"}, "pool": "all"} for i in range(257)],
+            "services.shop.rules: 257 rules, more than 256",
+        ),
+        # a rule's servers must be the service's (only those check the service)
+        (
+            "pool",
+            ["n1", "n2"],
+            "services.shop.rules[1].pool[0]: 'n3' is not in the service's pool",
+        ),
+        ("target", "10.0.0.5:80", "services.shop.target: 10.0.0.5 is not a loopback address"),
         ("extra", 1, "services.shop.extra: unknown field (allowed: name, vip, port"),
     ],
 )
@@ -225,3 +250,9 @@ def test_nodes_with_health_round_trip_through_protobuf() -> None:
     node = Node("n1", Designation("n1"), Registration("n1", "h:1", "h", 1, "v", 2.0), report)
     assert convert.node_from_pb(convert.node_to_pb(node)) == node
     assert convert.report_from_pb(convert.report_to_pb(report)) == report
+
+
+def test_a_descriptor_path_must_be_normalized() -> None:
+    doc = {**L7, "delivery": "descriptor", "target": "/run/tcphop/../../etc/x.sock"}
+    found = problems_of(doc)
+    assert any("is not a normalized absolute Unix socket path" in p for p in found), found

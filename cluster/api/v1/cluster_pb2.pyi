@@ -34,6 +34,7 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_HANDOVER_STARTED: _ClassVar[EventType]
     EVENT_TYPE_HANDOVER_COMPLETED: _ClassVar[EventType]
     EVENT_TYPE_HANDOVER_ABORTED: _ClassVar[EventType]
+    EVENT_TYPE_VALUE_MALFORMED: _ClassVar[EventType]
 SCHEDULER_ROLE_UNSPECIFIED: SchedulerRole
 SCHEDULER_ROLE_PRIMARY: SchedulerRole
 SCHEDULER_ROLE_BACKUP: SchedulerRole
@@ -53,6 +54,7 @@ EVENT_TYPE_LEADER_STEPPED_DOWN: EventType
 EVENT_TYPE_HANDOVER_STARTED: EventType
 EVENT_TYPE_HANDOVER_COMPLETED: EventType
 EVENT_TYPE_HANDOVER_ABORTED: EventType
+EVENT_TYPE_VALUE_MALFORMED: EventType
 
 class Designation(_message.Message):
     __slots__ = ("node_id", "role", "serving", "weight")
@@ -264,6 +266,18 @@ class ApplyServiceResponse(_message.Message):
     revision: int
     def __init__(self, service: _Optional[_Union[ServiceSpec, _Mapping]] = ..., result: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., revision: _Optional[int] = ...) -> None: ...
 
+class ApplyServicesRequest(_message.Message):
+    __slots__ = ("services",)
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    services: _containers.RepeatedCompositeFieldContainer[ServiceSpec]
+    def __init__(self, services: _Optional[_Iterable[_Union[ServiceSpec, _Mapping]]] = ...) -> None: ...
+
+class ApplyServicesResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ApplyServiceResponse]
+    def __init__(self, results: _Optional[_Iterable[_Union[ApplyServiceResponse, _Mapping]]] = ...) -> None: ...
+
 class ListServicesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -345,7 +359,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("answered_by", "nodes", "services", "revision", "etcd_endpoints", "leader", "vip_owners", "candidates", "handover")
+    __slots__ = ("answered_by", "nodes", "services", "revision", "etcd_endpoints", "leader", "vip_owners", "candidates", "handover", "malformed_keys")
     ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     SERVICES_FIELD_NUMBER: _ClassVar[int]
@@ -355,6 +369,7 @@ class GetStatusResponse(_message.Message):
     VIP_OWNERS_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     HANDOVER_FIELD_NUMBER: _ClassVar[int]
+    MALFORMED_KEYS_FIELD_NUMBER: _ClassVar[int]
     answered_by: str
     nodes: _containers.RepeatedCompositeFieldContainer[Node]
     services: int
@@ -364,7 +379,8 @@ class GetStatusResponse(_message.Message):
     vip_owners: _containers.RepeatedCompositeFieldContainer[VipOwner]
     candidates: _containers.RepeatedScalarFieldContainer[str]
     handover: Handover
-    def __init__(self, answered_by: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., services: _Optional[int] = ..., revision: _Optional[int] = ..., etcd_endpoints: _Optional[_Iterable[str]] = ..., leader: _Optional[_Union[Leader, _Mapping]] = ..., vip_owners: _Optional[_Iterable[_Union[VipOwner, _Mapping]]] = ..., candidates: _Optional[_Iterable[str]] = ..., handover: _Optional[_Union[Handover, _Mapping]] = ...) -> None: ...
+    malformed_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, answered_by: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., services: _Optional[int] = ..., revision: _Optional[int] = ..., etcd_endpoints: _Optional[_Iterable[str]] = ..., leader: _Optional[_Union[Leader, _Mapping]] = ..., vip_owners: _Optional[_Iterable[_Union[VipOwner, _Mapping]]] = ..., candidates: _Optional[_Iterable[str]] = ..., handover: _Optional[_Union[Handover, _Mapping]] = ..., malformed_keys: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WatchEventsRequest(_message.Message):
     __slots__ = ("from_revision",)
@@ -487,16 +503,25 @@ class GetLoadsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetLoadsResponse(_message.Message):
-    __slots__ = ("leader", "term", "loads", "weights")
+    __slots__ = ("leader", "term", "loads", "weights", "refused_reports")
+    class RefusedReportsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     LEADER_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
     LOADS_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_REPORTS_FIELD_NUMBER: _ClassVar[int]
     leader: str
     term: int
     loads: _containers.RepeatedCompositeFieldContainer[NodeLoad]
     weights: _containers.RepeatedCompositeFieldContainer[ServiceWeights]
-    def __init__(self, leader: _Optional[str] = ..., term: _Optional[int] = ..., loads: _Optional[_Iterable[_Union[NodeLoad, _Mapping]]] = ..., weights: _Optional[_Iterable[_Union[ServiceWeights, _Mapping]]] = ...) -> None: ...
+    refused_reports: _containers.ScalarMap[str, int]
+    def __init__(self, leader: _Optional[str] = ..., term: _Optional[int] = ..., loads: _Optional[_Iterable[_Union[NodeLoad, _Mapping]]] = ..., weights: _Optional[_Iterable[_Union[ServiceWeights, _Mapping]]] = ..., refused_reports: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class TcpState(_message.Message):
     __slots__ = ("local_addr", "local_port", "peer_addr", "peer_port", "snd_seq", "rcv_seq", "send_queue", "recv_queue", "mss", "snd_wscale", "rcv_wscale", "sack", "timestamps", "tsval", "window", "peer_closed")
@@ -563,7 +588,7 @@ class GetDatapathRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetDatapathResponse(_message.Message):
-    __slots__ = ("node_id", "kind", "interface", "mode", "address", "stats", "scheduling", "vips", "trusted", "rings", "hop_stats", "rule_hits", "hop_p50_ms", "hop_p99_ms")
+    __slots__ = ("node_id", "kind", "interface", "mode", "address", "stats", "scheduling", "vips", "trusted", "rings", "hop_stats", "rule_hits", "hop_p50_ms", "hop_p99_ms", "loop_lag_ms", "loop_lag_max_ms", "rule_match_max_ms")
     class StatsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -599,6 +624,9 @@ class GetDatapathResponse(_message.Message):
     RULE_HITS_FIELD_NUMBER: _ClassVar[int]
     HOP_P50_MS_FIELD_NUMBER: _ClassVar[int]
     HOP_P99_MS_FIELD_NUMBER: _ClassVar[int]
+    LOOP_LAG_MS_FIELD_NUMBER: _ClassVar[int]
+    LOOP_LAG_MAX_MS_FIELD_NUMBER: _ClassVar[int]
+    RULE_MATCH_MAX_MS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     kind: str
     interface: str
@@ -613,7 +641,10 @@ class GetDatapathResponse(_message.Message):
     rule_hits: _containers.ScalarMap[str, int]
     hop_p50_ms: float
     hop_p99_ms: float
-    def __init__(self, node_id: _Optional[str] = ..., kind: _Optional[str] = ..., interface: _Optional[str] = ..., mode: _Optional[str] = ..., address: _Optional[str] = ..., stats: _Optional[_Mapping[str, int]] = ..., scheduling: _Optional[bool] = ..., vips: _Optional[_Iterable[str]] = ..., trusted: _Optional[_Iterable[str]] = ..., rings: _Optional[_Iterable[_Union[ServiceWeights, _Mapping]]] = ..., hop_stats: _Optional[_Mapping[str, int]] = ..., rule_hits: _Optional[_Mapping[str, int]] = ..., hop_p50_ms: _Optional[float] = ..., hop_p99_ms: _Optional[float] = ...) -> None: ...
+    loop_lag_ms: float
+    loop_lag_max_ms: float
+    rule_match_max_ms: float
+    def __init__(self, node_id: _Optional[str] = ..., kind: _Optional[str] = ..., interface: _Optional[str] = ..., mode: _Optional[str] = ..., address: _Optional[str] = ..., stats: _Optional[_Mapping[str, int]] = ..., scheduling: _Optional[bool] = ..., vips: _Optional[_Iterable[str]] = ..., trusted: _Optional[_Iterable[str]] = ..., rings: _Optional[_Iterable[_Union[ServiceWeights, _Mapping]]] = ..., hop_stats: _Optional[_Mapping[str, int]] = ..., rule_hits: _Optional[_Mapping[str, int]] = ..., hop_p50_ms: _Optional[float] = ..., hop_p99_ms: _Optional[float] = ..., loop_lag_ms: _Optional[float] = ..., loop_lag_max_ms: _Optional[float] = ..., rule_match_max_ms: _Optional[float] = ...) -> None: ...
 
 class Flow(_message.Message):
     __slots__ = ("client", "client_port", "vip", "port", "node")

@@ -59,6 +59,11 @@ class ClusterStub:
                 request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ApplyServiceRequest.SerializeToString,
                 response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ApplyServiceResponse.FromString,
                 _registered_method=True)
+        self.ApplyServices = channel.unary_unary(
+                '/tcphop.v1.Cluster/ApplyServices',
+                request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ApplyServicesRequest.SerializeToString,
+                response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ApplyServicesResponse.FromString,
+                _registered_method=True)
         self.ListServices = channel.unary_unary(
                 '/tcphop.v1.Cluster/ListServices',
                 request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListServicesRequest.SerializeToString,
@@ -121,6 +126,13 @@ class ClusterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyServices(self, request, context):
+        """Several services in one etcd transaction: all are stored, or none (and the error says why).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListServices(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -179,6 +191,11 @@ def add_ClusterServicer_to_server(servicer, server):
                     servicer.ApplyService,
                     request_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ApplyServiceRequest.FromString,
                     response_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ApplyServiceResponse.SerializeToString,
+            ),
+            'ApplyServices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyServices,
+                    request_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ApplyServicesRequest.FromString,
+                    response_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ApplyServicesResponse.SerializeToString,
             ),
             'ListServices': grpc.unary_unary_rpc_method_handler(
                     servicer.ListServices,
@@ -341,6 +358,33 @@ class Cluster:
             '/tcphop.v1.Cluster/ApplyService',
             cluster_dot_api_dot_v1_dot_cluster__pb2.ApplyServiceRequest.SerializeToString,
             cluster_dot_api_dot_v1_dot_cluster__pb2.ApplyServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyServices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tcphop.v1.Cluster/ApplyServices',
+            cluster_dot_api_dot_v1_dot_cluster__pb2.ApplyServicesRequest.SerializeToString,
+            cluster_dot_api_dot_v1_dot_cluster__pb2.ApplyServicesResponse.FromString,
             options,
             channel_credentials,
             insecure,
