@@ -260,35 +260,56 @@ def _served_by(headers: str) -> str:
 
 
 async def _direct_return(client: ClusterClient, state: lab.LabState, leader: str) -> None:
+    """A download the scheduler encapsulates to another server (in another subnet when there is
+    one): the response goes from that server to the client, never through the scheduler."""
     net = state.lab
-    i = next(k for k, n in enumerate(state.nodes, 1) if n.name == leader)
-    before_dp, before_link = await client.datapath(leader), net.tx_bytes(net.port_to(i))
+    index = {n.name: k for k, n in enumerate(state.nodes, 1)}
+    others = [n for n in index if n != leader]
+    far = [n for n in others if net.subnet(index[n]) != net.subnet(index[leader])]
+    port, server = await asyncio.to_thread(_port_to, state, far or others)
+    before_dp, before_link = await client.datapath(leader), net.tx_bytes(net.port_to(index[leader]))
     size = DOWNLOAD_MB * 2**20
     done = await asyncio.to_thread(
-        lab.curl, state, "-o", "/dev/null", "-D", "-", "-w", "%{size_download}",
-        f"http://{state.vip}/bytes/{size}",
+        lab.curl, state, "--local-port", str(port), "-H", "Connection: close",
+        "-o", "/dev/null", "-D", "-", "-w", "%{size_download}", f"http://{state.vip}/bytes/{size}",
     )  # fmt: skip
     if done.returncode != 0:
         raise CliError(f"the download through the VIP failed: {done.stderr.strip()}")
-    after_dp, after_link = await client.datapath(leader), net.tx_bytes(net.port_to(i))
-    server = _served_by(done.stdout) or "?"
+    after_dp, after_link = await client.datapath(leader), net.tx_bytes(net.port_to(index[leader]))
     got = int(done.stdout.strip().splitlines()[-1])
 
     def delta(name: str) -> int:
         return after_dp.stats.get(name, 0) - before_dp.stats.get(name, 0)
 
+    where = f"{net.net}.{net.subnet(index[server])}.0/24"
     click.echo(f"\n== direct return: a {DOWNLOAD_MB} MB download through the VIP")
-    click.echo(f"served by {server}: {got} bytes; the scheduler is {leader}")
+    click.echo(
+        f"served by {_served_by(done.stdout) or '?'} ({where}): {got} bytes; the scheduler is "
+        f"{leader} ({net.net}.{net.subnet(index[leader])}.0/24)"
+    )
     click.echo(
         f"router -> {leader} link during the download: "
-        f"{(after_link - before_link) / 2**20:.2f} MB (the client's ACKs, not the response)"
+        f"{(after_link - before_link) / 2**20:.2f} MB against {got / 2**20:.0f} MB of response "
+        "(the client's ACKs only)"
     )
-    click.echo(f"response packets seen by {leader}'s XDP program: {delta('vip_reply')}")
     click.echo(
-        f"{leader}'s XDP counters: encapsulated {delta('encapsulated')}, "
-        f"served locally {delta('local')}, new flows {delta('new_flows')}, "
+        f"{leader}'s XDP counters: encapsulated {delta('encapsulated')}, response packets "
+        f"(vip_reply) {delta('vip_reply')}, served locally {delta('local')}, "
         f"dropped {sum(delta(k) for k in DROPS)}"
     )
+
+
+def _port_to(state: lab.LabState, servers: list[str]) -> tuple[int, str]:
+    """A client port whose connections the scheduler's Maglev ring sends to one of `servers`
+    (the same 4-tuple lands in the same slot). The server closes first (Connection: close), so
+    the client can use the port again at once."""
+    url = f"http://{state.vip}/"
+    for port in range(41_000, 41_200):
+        done = lab.curl(state, "--local-port", str(port), "-H", "Connection: close", "-D", "-",
+                        "-o", "/dev/null", url)  # fmt: skip
+        if done.returncode == 0 and (server := _served_by(done.stdout)) in servers:
+            return port, server
+    raise CliError(f"no client port in 41000..41199 reached any of {', '.join(servers)}")
 
 
 DROPS = ("no_backend", "vip_fragment", "encap_failed", "untrusted")

@@ -29,8 +29,21 @@ from types import TracebackType
 _PEERCRED = getattr(socket, "SO_PEERCRED", 17)
 
 
-def _is_tcp(conn: socket.socket) -> bool:
-    return conn.type == socket.SOCK_STREAM and conn.family in (socket.AF_INET, socket.AF_INET6)
+def _socket(fd: int) -> socket.socket | None:
+    """The descriptor as a socket; None (and closed) when it is not one."""
+    try:
+        return socket.socket(fileno=fd)
+    except OSError:
+        os.close(fd)
+        return None
+
+
+def _is_tcp(conn: socket.socket | None) -> bool:
+    return (
+        conn is not None
+        and conn.type == socket.SOCK_STREAM
+        and conn.family in (socket.AF_INET, socket.AF_INET6)
+    )
 
 
 class HopListener:
@@ -56,13 +69,15 @@ class HopListener:
                     _, fds, _, _ = socket.recv_fds(unix, 4096, 1)
                 except OSError:
                     fds = []
-            conns = [socket.socket(fileno=fd) for fd in fds]
+            conns = [_socket(fd) for fd in fds]
             if uid not in self.trusted_uids or len(conns) != 1 or not _is_tcp(conns[0]):
                 self.refused += 1
                 for conn in conns:
-                    conn.close()
+                    if conn is not None:
+                        conn.close()
                 continue
             conn = conns[0]
+            assert conn is not None
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             peer = conn.getpeername()  # a restored socket's peer is the real client
             return conn, (str(peer[0]), int(peer[1]))

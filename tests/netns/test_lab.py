@@ -180,8 +180,12 @@ def test_a_planned_designation_change_moves_the_scheduler_and_keeps_connections(
     sdk(state, lambda c: c.designate("n2", Role.PRIMARY))
     try:
         wait_for(lambda: leader(state) == "n2", 10, "n2 to lead")
-        view = sdk(state, lambda c: c.datapath("n2"))
-        assert view.scheduling and state.vip in view.vips
+
+        def scheduling() -> bool:
+            view = sdk(state, lambda c: c.datapath("n2"))
+            return view.scheduling and state.vip in view.vips
+
+        wait_for(scheduling, 5, "n2 to program its scheduler tables")
         served = Counter(lab.served_by(state, 40))
         assert len(served) >= 3, served
         for d in open_:

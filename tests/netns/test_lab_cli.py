@@ -40,7 +40,16 @@ def test_lab_up_status_demo_down(tmp_path: Path) -> None:
         rows = [line.split() for line in out.splitlines() if line.startswith(("n1 ", "n2 ", "n3 "))]
         shares = {r[0]: int(r[2]) for r in rows if len(r) > 2 and r[2].isdigit()}
         assert set(shares) == {"n1", "n2", "n3"} and min(shares.values()) > 0, out
-        assert "response packets seen by n1's XDP program: 0" in out
+        # direct return from a server the scheduler encapsulated to, in another subnet
+        served = re.search(r"(?m)^served by (n\d) \(([\d.]+)/24\): (\d+) bytes; the scheduler "
+                           r"is n1 \(([\d.]+)/24\)$", out)  # fmt: skip
+        assert served is not None, out
+        assert served.group(1) == "n3" and served.group(2) != served.group(4)
+        counters = re.search(r"encapsulated (\d+), response packets \(vip_reply\) (\d+)", out)
+        assert counters is not None and int(counters.group(1)) > 1000, out
+        assert counters.group(2) == "0"
+        link = re.search(r"link during the download: ([\d.]+) MB against (\d+) MB", out)
+        assert link is not None and float(link.group(1)) < 0.1 * int(link.group(2)), out
         assert re.search(r"(?m)^GET / with X-Tenant: blue +-> n3$", out), out  # the L7 rule
         assert int(re.search(r"hopped with TCP_REPAIR: (\d+)", out).group(1)) > 0  # type: ignore[union-attr]
         assert "n2 leads after" in out  # planned handover
