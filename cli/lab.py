@@ -330,3 +330,53 @@ def served_by(state: LabState, count: int) -> list[str]:
     if done.returncode != 0:
         raise LabError(f"curl through the VIP failed: {done.stderr.strip()}")
     return done.stdout.split()
+
+
+_DOWNLOAD_FROM = """
+import socket, sys
+vip, servers, size = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
+
+def answer(c, f, path):
+    c.sendall(b"GET " + path + b" HTTP/1.1\\r\\nHost: lab\\r\\n\\r\\n")
+    head = {}
+    while (line := f.readline().strip()):
+        k, _, v = line.decode().partition(":")
+        head[k.lower()] = v.strip()
+    left, got = int(head.get("content-length", 0)), 0
+    while left > got and (chunk := f.read(min(left - got, 1 << 20))):
+        got += len(chunk)
+    return head.get("x-served-by", ""), got
+
+for _ in range(200):
+    with socket.create_connection((vip, 80), timeout=30) as c, c.makefile("rb") as f:
+        server, _ = answer(c, f, b"/")
+        if server in servers:
+            print(*answer(c, f, b"/bytes/%d" % size))  # the same connection: the same server
+            break
+else:
+    sys.exit("no connection reached " + ",".join(servers))
+"""
+
+
+def download_from(
+    state: LabState, servers: list[str], size: int
+) -> subprocess.CompletedProcess[str]:
+    """From the client namespace, open connections to the VIP until one is served by one of
+    `servers` (the scheduler's choice), then download `size` bytes on that same keep-alive
+    connection. Prints the server and the bytes it sent."""
+    lab = state.lab
+    return subprocess.run(
+        lab.exec(
+            lab.ns("c"),
+            sys.executable,
+            "-c",
+            _DOWNLOAD_FROM,
+            state.vip,
+            ",".join(servers),
+            str(size),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

@@ -16,8 +16,8 @@ from cluster.documents import designation_to_doc, record_to_doc
 from cluster.errors import AlreadyExists, LeaseExpired, StoreError
 from cluster.keys import Keys
 from cluster.model import Designation, Registration
-from cluster.snapshot import decode, encode
-from cluster.store.base import LeaseId, Store
+from cluster.snapshot import BAD_VALUE, decode, encode
+from cluster.store.base import Compare, KeyValue, LeaseId, Put, Store
 
 log = structlog.get_logger()
 
@@ -33,15 +33,32 @@ class Membership:
     def node_id(self) -> str:
         return self.registration.node_id
 
+    async def _replace_leaseless(self, holder: KeyValue, lease: LeaseId) -> bool:
+        """A node key no lease holds belongs to no live tcphopd (a hand-made or buggy write
+        that would never expire): replace it, comparing the revision we judged."""
+        if holder.lease:
+            return False
+        guard = Compare(holder.key, "mod", "==", holder.mod_revision)
+        put = Put(holder.key, encode(record_to_doc(self.registration)), lease)
+        replaced = (await self.store.txn([guard], [put])).succeeded
+        if replaced:
+            log.warning("registration_replaced", reason="the node key was held by no lease")
+        return replaced
+
     async def register(self) -> None:
         """Take `nodes/<id>` under a fresh lease; raise AlreadyExists if another node holds it."""
         lease, granted = await self.store.grant_lease(self.ttl_s)
         key = self.keys.node(self.node_id)
         result = await self.store.create(key, encode(record_to_doc(self.registration)), lease)
-        if not result.succeeded:
+        holder = None if result.succeeded else result.current.get(key)
+        if not result.succeeded and (
+            holder is None or not await self._replace_leaseless(holder, lease)
+        ):
             await self.store.revoke(lease)
-            holder = result.current.get(key)
-            who = decode(holder.value) if holder else {}
+            try:
+                who = decode(holder.value) if holder else {}
+            except BAD_VALUE:
+                who = {}
             raise AlreadyExists(
                 f"node id {self.node_id!r} is already registered by a live tcphopd "
                 f"(endpoint {who.get('endpoint', '?')}, host {who.get('hostname', '?')}, "

@@ -202,8 +202,14 @@ def status_text(st: ClusterStatus) -> str:
             f"{_ago(h.at_unix_s)}"
         )
     lines.append(f"nodes:        {alive} alive of {len(st.nodes)}")
-    lines.append(f"services:     {st.services}\n")
-    return "\n".join(lines)
+    lines.append(f"services:     {st.services}")
+    if st.malformed:
+        shown = ", ".join(st.malformed[:10]) + (" …" if len(st.malformed) > 10 else "")
+        lines.append(
+            f"malformed:    {len(st.malformed)} stored value(s) skipped: {shown} (written by "
+            "hand or a bug; re-apply them or delete the keys)"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def describe(event: ClusterEvent) -> str:

@@ -266,17 +266,14 @@ async def _direct_return(client: ClusterClient, state: lab.LabState, leader: str
     index = {n.name: k for k, n in enumerate(state.nodes, 1)}
     others = [n for n in index if n != leader]
     far = [n for n in others if net.subnet(index[n]) != net.subnet(index[leader])]
-    port, server = await asyncio.to_thread(_port_to, state, far or others)
     before_dp, before_link = await client.datapath(leader), net.tx_bytes(net.port_to(index[leader]))
     size = DOWNLOAD_MB * 2**20
-    done = await asyncio.to_thread(
-        lab.curl, state, "--local-port", str(port), "-H", "Connection: close",
-        "-o", "/dev/null", "-D", "-", "-w", "%{size_download}", f"http://{state.vip}/bytes/{size}",
-    )  # fmt: skip
+    done = await asyncio.to_thread(lab.download_from, state, far or others, size)
     if done.returncode != 0:
         raise CliError(f"the download through the VIP failed: {done.stderr.strip()}")
     after_dp, after_link = await client.datapath(leader), net.tx_bytes(net.port_to(index[leader]))
-    got = int(done.stdout.strip().splitlines()[-1])
+    server, received = done.stdout.split()
+    got = int(received)
 
     def delta(name: str) -> int:
         return after_dp.stats.get(name, 0) - before_dp.stats.get(name, 0)
@@ -284,7 +281,7 @@ async def _direct_return(client: ClusterClient, state: lab.LabState, leader: str
     where = f"{net.net}.{net.subnet(index[server])}.0/24"
     click.echo(f"\n== direct return: a {DOWNLOAD_MB} MB download through the VIP")
     click.echo(
-        f"served by {_served_by(done.stdout) or '?'} ({where}): {got} bytes; the scheduler is "
+        f"served by {server} ({where}): {got} bytes; the scheduler is "
         f"{leader} ({net.net}.{net.subnet(index[leader])}.0/24)"
     )
     click.echo(
@@ -297,19 +294,6 @@ async def _direct_return(client: ClusterClient, state: lab.LabState, leader: str
         f"(vip_reply) {delta('vip_reply')}, served locally {delta('local')}, "
         f"dropped {sum(delta(k) for k in DROPS)}"
     )
-
-
-def _port_to(state: lab.LabState, servers: list[str]) -> tuple[int, str]:
-    """A client port whose connections the scheduler's Maglev ring sends to one of `servers`
-    (the same 4-tuple lands in the same slot). The server closes first (Connection: close), so
-    the client can use the port again at once."""
-    url = f"http://{state.vip}/"
-    for port in range(41_000, 41_200):
-        done = lab.curl(state, "--local-port", str(port), "-H", "Connection: close", "-D", "-",
-                        "-o", "/dev/null", url)  # fmt: skip
-        if done.returncode == 0 and (server := _served_by(done.stdout)) in servers:
-            return port, server
-    raise CliError(f"no client port in 41000..41199 reached any of {', '.join(servers)}")
 
 
 DROPS = ("no_backend", "vip_fragment", "encap_failed", "untrusted")

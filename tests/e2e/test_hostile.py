@@ -15,7 +15,7 @@ from cluster.keys import Keys
 from cluster.sdk import ClusterClient, EventType, Role, ServiceSpec
 from cluster.snapshot import decode
 from cluster.store.etcd import EtcdStore
-from tests.conftest import Daemon, async_wait_for
+from tests.conftest import Daemon, async_wait_for, clusterctl
 from tests.e2e.test_election import cluster, leader_is
 from tests.integration.test_hostile_state import etcdctl_put
 
@@ -71,13 +71,15 @@ async def test_twenty_megabytes_in_etcd_still_elect_and_are_listed(
     big = json.dumps({"name": "big", "vip": "10.0.0.9", "port": 80, "x": "a" * 1_400_000})
     for i in range(15):
         etcdctl_put(etcd_url, keys.service(f"big{i}"), big.encode())
-    _, client = await cluster(start_daemon, {"n1": Role.PRIMARY})
+    daemons, client = await cluster(start_daemon, {"n1": Role.PRIMARY})
     async with client:
         await async_wait_for(lambda: leader_is(client, "n1"), 10, "n1 to lead")
         await client.apply_service(ServiceSpec("web", "10.0.0.1", 80))
         st = await client.status()
         assert st.services == 1
         assert len([k for k in st.malformed if "/services/big" in k]) == 15
+    shown = clusterctl("status", endpoint=daemons["n1"].endpoint)
+    assert "malformed:    15 stored value(s) skipped: " in shown.stdout, shown.stderr
 
 
 async def test_forged_telemetry_is_refused_and_never_stored(start_daemon: StartDaemon) -> None:

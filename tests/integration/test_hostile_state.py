@@ -172,3 +172,14 @@ async def test_one_file_of_services_is_stored_whole_or_not_at_all(
     )
     assert [(r.service.name, r.result) for r in results] == [("a", "created"), ("b", "created")]
     assert results[0].revision == results[1].revision  # one transaction
+
+
+async def test_a_node_key_no_lease_holds_does_not_lock_the_node_out(
+    etcd_url: str, store: EtcdStore, keys: Keys
+) -> None:
+    etcdctl_put(etcd_url, keys.node("n1"), b"garbage")  # no lease: it would never expire
+    member = await join(store, keys, "n1")
+    kv = await store.get(keys.node("n1"))
+    assert kv is not None and kv.lease == member.lease
+    etcdctl_put(etcd_url, keys.node("n2"), b"\xff not json")
+    await join(store, keys, "n2")

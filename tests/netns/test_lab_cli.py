@@ -46,7 +46,7 @@ def test_lab_up_status_demo_down(tmp_path: Path) -> None:
         assert served is not None, out
         assert served.group(1) == "n3" and served.group(2) != served.group(4)
         counters = re.search(r"encapsulated (\d+), response packets \(vip_reply\) (\d+)", out)
-        assert counters is not None and int(counters.group(1)) > 1000, out
+        assert counters is not None and int(counters.group(1)) > 100, out  # the ACKs
         assert counters.group(2) == "0"
         link = re.search(r"link during the download: ([\d.]+) MB against (\d+) MB", out)
         assert link is not None and float(link.group(1)) < 0.1 * int(link.group(2)), out
