@@ -21,8 +21,9 @@ import threading
 import time
 from pathlib import Path
 
-from cli.netlab import NetCluster, NetLab, netns_available
 from cluster.sdk import ClusterClient, Role, ServiceSpec
+from lab.netcluster import NetCluster
+from lab.netns import NetLab, netns_available
 
 
 class Sampler(threading.Thread):

@@ -36,9 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from cli import lab
 from cluster.model import HealthCheck, Mode, Policy, Pool
 from cluster.sdk import ClusterClient, DatapathView
+from lab import lifecycle as lab
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_PORT = 8080
@@ -201,7 +201,7 @@ def run(tmp: Path, args: argparse.Namespace) -> None:
     asyncio.run(prepare())
     for i in range(1, args.nodes + 1):  # the baselines' servers: each node's own address
         bind = f"{net.node_ip(i)}:{BASE_PORT}"
-        cmd = [sys.executable, "-m", "cli.testservice", "--bind", bind, "--name", f"n{i}"]
+        cmd = [sys.executable, "-m", "lab.testservice", "--bind", bind, "--name", f"n{i}"]
         state.services.append(
             lab.spawn(state, f"base-n{i}", net.exec(net.node_ns(i), *cmd), f"--bind\0{bind}", bind)
         )
@@ -306,7 +306,7 @@ def report(
             f"{per_gb[t] / per_gb['HAProxy']:.3f} |"
         )
 
-    print("\n| L7 (rules read, connection hopped) | value | HAProxy mode http | ratio |")
+    print("\n| L7 (rules read, connection handed off) | value | HAProxy mode http | ratio |")
     print("|---|---:|---:|---:|")
     for label, ours, theirs in l7:
         ratio = f"{ours / theirs:.3f}" if theirs else ""
@@ -320,7 +320,7 @@ took = []
 for _ in range(int(sys.argv[3])):
     t = time.perf_counter()
     c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
-    c.sendall(b"GET / HTTP/1.1\\r\\nConnection: close\\r\\n\\r\\n")
+    c.sendall(b"GET / HTTP/1.1\\r\\nHost: bench\\r\\nConnection: close\\r\\n\\r\\n")
     while c.recv(65536):
         pass
     c.close()
@@ -339,7 +339,7 @@ def sequential(state: lab.LabState, port: int, count: int) -> float:
 def l7_cases(
     state: lab.LabState, args: argparse.Namespace, haproxy_pid: int, prog: int
 ) -> list[tuple[str, float, float]]:
-    """New connections through the L7 hop (latency, hops per scheduler CPU-second) and 1 MiB
+    """New connections through the L7 handoff (latency, handoffs per scheduler CPU-second) and 1 MiB
     responses (scheduler CPU per GiB), against HAProxy doing the same routing as a proxy."""
     net, leader = state.lab, state.nodes[0].pid
     ours_url = f"http://{state.vip}:{L7_PORT}"
@@ -352,7 +352,7 @@ def l7_cases(
 
         return asyncio.run(get())
 
-    quiet = sequential(state, L7_PORT, 300)  # one connection at a time: the hop alone
+    quiet = sequential(state, L7_PORT, 300)  # one connection at a time: the handoff alone
     idle = datapath()
     wrk(state, ours_url + "/", 3, 8, True)  # warm-up
     wrk(state, theirs_url + "/", 3, 8, True)
@@ -360,8 +360,8 @@ def l7_cases(
     ours = wrk(state, ours_url + "/", args.seconds, 16, True)
     after, cpu = datapath(), proc_cpu_s(leader) - cpu0
     handled = sum(
-        after.hop_stats.get(k, 0) - before.hop_stats.get(k, 0)
-        for k in ("hops_done", "served_locally")
+        after.handoff_stats.get(k, 0) - before.handoff_stats.get(k, 0)
+        for k in ("handoffs_done", "served_locally")
     )
     hcpu0 = proc_cpu_s(haproxy_pid)
     theirs = wrk(state, theirs_url + "/", args.seconds, 16, True)
@@ -382,11 +382,11 @@ def l7_cases(
         ("new connections: requests/s", ours.requests_s, theirs.requests_s),
         ("new connections: p50 ms (client)", ours.p50_ms, theirs.p50_ms),
         ("new connections: p99 ms (client)", ours.p99_ms, theirs.p99_ms),
-        ("hop latency p50 ms, one connection at a time", idle.hop_p50_ms, 0.0),
-        ("hop latency p99 ms, one connection at a time", idle.hop_p99_ms, 0.0),
+        ("handoff latency p50 ms, one connection at a time", idle.handoff_p50_ms, 0.0),
+        ("handoff latency p99 ms, one connection at a time", idle.handoff_p99_ms, 0.0),
         ("client request p50 ms, one connection at a time", quiet, 0.0),
-        ("hop latency p50 ms under load (request read -> committed)", after.hop_p50_ms, 0.0),
-        ("hop latency p99 ms under load", after.hop_p99_ms, 0.0),
+        ("handoff latency p50 ms under load (read -> committed)", after.handoff_p50_ms, 0.0),
+        ("handoff latency p99 ms under load", after.handoff_p99_ms, 0.0),
         ("connections per scheduler CPU-second", handled / cpu, theirs_per_cpu_s),
         ("1 MiB responses: GiB/s to the client", gib_s(big), gib_s(hbig)),
         ("1 MiB responses: scheduler CPU s per GiB", ours_gb, theirs_gb),

@@ -9,8 +9,8 @@ from typing import TypeVar
 
 import click
 
-from cli import lab
 from cluster.sdk import ClusterClient, SdkError, Unavailable
+from lab.state import default_dir, running_endpoints
 
 _T = TypeVar("_T")
 EXIT_USER = 1  # the cluster refused: invalid input, unknown node or service
@@ -37,7 +37,7 @@ class Context:
         """--endpoint / TCPHOP_ENDPOINT, else the running lab's nodes, else the default."""
         if self.endpoint:
             return [e.strip() for e in self.endpoint.split(",") if e.strip()]
-        return lab.running_endpoints(lab.default_dir()) or [DEFAULT_ENDPOINT]
+        return running_endpoints(default_dir()) or [DEFAULT_ENDPOINT]
 
     def run(self, call: Callable[[ClusterClient], Awaitable[_T]]) -> _T:
         """Run one SDK call; turn SDK errors into clusterctl's exit codes."""

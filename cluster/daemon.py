@@ -15,13 +15,13 @@ from pathlib import Path
 import structlog
 
 from agent.reporter import Agent
-from cluster.adopt import Adopter
 from cluster.config import DaemonConfig
 from cluster.election import ElectionConfig, RecordedVips, RoleManager, VipHolder
 from cluster.errors import AlreadyExists, StoreUnavailable
 from cluster.forwarding import Forwarder
 from cluster.keys import Keys
-from cluster.l7 import L7Hopper
+from cluster.l7.adopt import Adopter
+from cluster.l7.handoff import L7Handoff
 from cluster.looplag import LoopLag
 from cluster.membership import Membership
 from cluster.model import Registration
@@ -129,8 +129,8 @@ async def _serve(
             scheduler,
             cfg.listen,
             forwarder.datapath if forwarder else None,
-            forwarder.hopper.adopter if forwarder and forwarder.hopper else None,
-            forwarder.hopper if forwarder else None,
+            forwarder.handoff.adopter if forwarder and forwarder.handoff else None,
+            forwarder.handoff if forwarder else None,
             lag,
         )
         log.info("daemon_started", listen=cfg.listen, port=port, etcd=",".join(cfg.etcd))
@@ -179,12 +179,14 @@ def _xdp(cfg: DaemonConfig) -> XdpDatapath:
 def _forwarder(
     cfg: DaemonConfig, state: ClusterState, scheduler: Scheduler, vips: VipHolder
 ) -> Forwarder:
-    """The datapath, the L7 hop on both of its ends, and what keeps them programmed."""
+    """The datapath, the L7 handoff on both of its ends, and what keeps them programmed."""
     datapath = _xdp(cfg)
-    hopper: L7Hopper | None = None
-    adopter = Adopter(cfg.node_id, lambda: hopper.services() if hopper else {}, cfg.descriptor_dir)
-    hopper = L7Hopper(cfg.node_id, scheduler, datapath, adopter)
-    return Forwarder(datapath, state, scheduler, vips, cfg.node_id, hopper)
+    handoff: L7Handoff | None = None
+    adopter = Adopter(
+        cfg.node_id, lambda: handoff.services() if handoff else {}, cfg.descriptor_dir
+    )
+    handoff = L7Handoff(cfg.node_id, scheduler, datapath, adopter)
+    return Forwarder(datapath, state, scheduler, vips, cfg.node_id, handoff)
 
 
 async def _register(membership: Membership, stop: asyncio.Event, ttl_s: int) -> bool:

@@ -8,7 +8,7 @@ possible backend.
 
 `Forwarder` is also the leader's VipHolder in front of the real one, which orders a takeover
 as the architecture asks: before the VIPs are announced, the new leader reads the connections
-every node serves (`Hop.ListConnections`), programs its tables and pins those connections to
+every node serves (`Datapath.ListConnections`), programs its tables and pins those connections to
 their servers, so no established connection is sent elsewhere by the ring. After losing the
 lead, the last tables stay programmed for STEP_DOWN_GRACE_S: packets a stale ARP entry still
 sends here are forwarded rather than reset.
@@ -22,13 +22,13 @@ import time
 import grpc
 import structlog
 
-from cluster import hopwire
 from cluster.api.v1 import cluster_pb2 as pb
 from cluster.api.v1 import cluster_pb2_grpc
 from cluster.config import parse_hostport
 from cluster.election import VipHolder
 from cluster.errors import StoreError, ValidationError
-from cluster.l7 import L7Hopper
+from cluster.l7 import channel as handoff_channel
+from cluster.l7.handoff import L7Handoff
 from cluster.model import Mode, Registration
 from cluster.scheduler import Scheduler
 from cluster.snapshot import Snapshot
@@ -76,29 +76,29 @@ class Forwarder:
         scheduler: Scheduler,
         vips: VipHolder,
         node_id: str,
-        hopper: L7Hopper | None = None,
+        handoff: L7Handoff | None = None,
     ) -> None:
         self.datapath, self.state, self.scheduler, self.vips = datapath, state, scheduler, vips
-        self.node_id, self.hopper = node_id, hopper
-        self.hop_server: asyncio.Server | None = None
+        self.node_id, self.handoff = node_id, handoff
+        self.channel_server: asyncio.Server | None = None
         self.leading = False
         self.stepped_down_at: float | None = None
         self.lock = asyncio.Lock()
         self.wake = asyncio.Event()
 
     async def start(self, api_endpoint: str) -> None:
-        """Attach the datapath; accept hop channels next to the API (its port + 1)."""
+        """Attach the datapath; accept handoff channels next to the API (its port + 1)."""
         await self.datapath.start()
-        if self.hopper is not None:
-            self.hop_server = await hopwire.serve(
-                self.hopper.adopter, api_endpoint, lambda: self.datapath.programmed().trusted
+        if self.handoff is not None:
+            self.channel_server = await handoff_channel.serve(
+                self.handoff.adopter, api_endpoint, lambda: self.datapath.programmed().trusted
             )
 
     async def close(self) -> None:
-        if self.hop_server is not None:
-            self.hop_server.close()
-        if self.hopper is not None:
-            await self.hopper.close()
+        if self.channel_server is not None:
+            self.channel_server.close()
+        if self.handoff is not None:
+            await self.handoff.close()
         await self.datapath.close()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -122,8 +122,8 @@ class Forwarder:
                         desired.vips, desired.trusted, self.datapath.programmed().scheduler
                     )
                 await self.datapath.apply(desired)
-                if self.hopper is not None:
-                    await self.hopper.update(snap, self.leading)
+                if self.handoff is not None:
+                    await self.handoff.update(snap, self.leading)
             except (StoreError, DatapathError, ValidationError, OSError) as e:
                 log.warning("datapath_sync_failed", reason=str(e))
 
@@ -179,7 +179,7 @@ class Forwarder:
 async def _connections(endpoint: str, vips: list[str]) -> list[Flow]:
     try:
         async with grpc.aio.insecure_channel(endpoint) as channel:
-            reply = await cluster_pb2_grpc.HopStub(channel).ListConnections(
+            reply = await cluster_pb2_grpc.DatapathStub(channel).ListConnections(
                 pb.ListConnectionsRequest(vips=vips), timeout=RECOVERY_TIMEOUT_S
             )
     except grpc.aio.AioRpcError as e:

@@ -48,7 +48,7 @@ class Policy(StrEnum):
 class Delivery(StrEnum):
     SPLICE = "splice"  # relay to the application's port on the node
     PROXY_V2 = "proxy-v2"  # the same, with a PROXY protocol v2 header carrying the client
-    DESCRIPTOR = "descriptor"  # pass the socket itself over a Unix socket (HopListener)
+    DESCRIPTOR = "descriptor"  # pass the socket itself over a Unix socket (HandoffListener)
 
 
 class CheckType(StrEnum):
@@ -234,7 +234,7 @@ class ServiceSpec:
     persistence: str = "none"  # none | source-ip | cookie:<name>
     health_check: HealthCheck = field(default_factory=HealthCheck)
     rules: tuple[Rule, ...] = ()
-    # l7: how the node a connection hops to hands it to the application
+    # l7: how the node a connection is handed off to gives it to the application
     delivery: Delivery = Delivery.SPLICE
     # splice: HOST:PORT (default 127.0.0.1:<port>); descriptor: a Unix socket path, where
     # "{node}" stands for the adopting node's id

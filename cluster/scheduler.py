@@ -141,7 +141,7 @@ class Scheduler:
         self, snap: Snapshot, spec: ServiceSpec, rule: Rule | None, persist: bytes | None
     ) -> list[str]:
         """Where one L7 connection should go, best first: the placement's pick, then the other
-        eligible servers of the rule's pool by score (the fallbacks when a hop fails)."""
+        eligible servers of the rule's pool by score (the fallbacks when a handoff fails)."""
         pool = rule.pool if rule else spec.pool
         policy = rule.policy if rule and rule.policy else spec.policy
         candidates, loads = self._candidates(snap, replace(spec, pool=pool))

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 from cluster.errors import ValidationError
+from cluster.l7.pattern import compile_pattern
 from cluster.limits import (
     MAX_CONNECTIONS,
     MAX_PATTERN_BYTES,
@@ -36,7 +37,6 @@ from cluster.model import (
     Rule,
     ServiceSpec,
 )
-from cluster.pattern import compile_pattern
 
 
 def validate_node_id(node_id: str, where: str = "node_id") -> None:
@@ -137,7 +137,7 @@ def _delivery_problems(spec: ServiceSpec, at: str) -> list[str]:
         return problems
     if spec.mode != Mode.L7 and (spec.delivery != Delivery.SPLICE or spec.target):
         return [
-            f"{at}.delivery: delivery and target need mode 'l7' (l4 connections are not hopped)"
+            f"{at}.delivery: delivery and target need mode 'l7' (l4 connections are not handed off)"
         ]
     if not spec.target:
         return []
@@ -163,7 +163,7 @@ def _delivery_problems(spec: ServiceSpec, at: str) -> list[str]:
         return [f"{at}.target: {host!r} is not an IPv4 address"]
     if not addr.is_loopback:
         return [
-            f"{at}.target: {host} is not a loopback address: a hopped connection is delivered "
+            f"{at}.target: {host} is not a loopback address: a handed-off connection is delivered "
             "to an application on the node that adopts it (use 127.0.0.1:PORT)"
         ]
     return []

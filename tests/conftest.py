@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from cli.netlab import node_command
 from cluster.keys import Keys
 from cluster.store.embedded import EmbeddedEtcd, etcd_binary, free_port
 from cluster.store.etcd import EtcdStore
 from datapath.libbpf import BpfError, BpfObject, build
+from lab.netns import node_command
 
 TIMEOUT_MULTIPLIER = float(os.environ.get("TCPHOP_TIMEOUT_MULTIPLIER", "1"))
 

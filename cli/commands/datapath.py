@@ -37,12 +37,13 @@ def stats(ctx: Context, node: str | None, fmt: str) -> None:
             click.echo(f"ring {service}: {shares}")
         click.echo()
     emit(view, fmt, sorted(view.stats.items()), ("COUNTER", "PACKETS"))
-    if fmt == "table" and (view.hop_stats or view.rule_hits):
+    if fmt == "table" and (view.handoff_stats or view.rule_hits):
         click.echo(
-            f"\nL7 hop (latency request read -> server committed: p50 {view.hop_p50_ms:.2f} ms, "
-            f"p99 {view.hop_p99_ms:.2f} ms)"
+            f"\nL7 handoff (latency request read -> server committed: "
+            f"p50 {view.handoff_p50_ms:.2f} ms, "
+            f"p99 {view.handoff_p99_ms:.2f} ms)"
         )
-        click.echo(table(sorted(view.hop_stats.items()), ("OUTCOME", "CONNECTIONS")))
+        click.echo(table(sorted(view.handoff_stats.items()), ("OUTCOME", "CONNECTIONS")))
         click.echo("\n" + table(sorted(view.rule_hits.items()), ("SERVICE/RULE", "REQUESTS")))
 
 

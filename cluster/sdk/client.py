@@ -67,10 +67,10 @@ class DatapathView:
     trusted: tuple[str, ...]
     stats: dict[str, int]
     rings: dict[str, dict[str, int]]  # service -> node -> weight its Maglev ring holds
-    hop_stats: dict[str, int]  # L7 hop outcomes (scheduler) and adoptions (any node)
+    handoff_stats: dict[str, int]  # L7 handoff outcomes (scheduler) and adoptions (any node)
     rule_hits: dict[str, int]  # "service/rule" -> requests matched ("service/-": default pool)
-    hop_p50_ms: float
-    hop_p99_ms: float
+    handoff_p50_ms: float
+    handoff_p99_ms: float
     loop_lag_ms: float = 0.0  # how late the node's event loop runs now
     loop_lag_max_ms: float = 0.0  # the most in the last 10 s
     rule_match_max_ms: float = 0.0  # the longest L7 rule match on this node
@@ -282,7 +282,7 @@ class ClusterClient:
         self, node_id: str | None = None, timeout_s: float | None = None
     ) -> DatapathView:
         """A node's datapath (default: the leader's), answered by that node."""
-        stub = cluster_pb2_grpc.HopStub(await self._node_channel(node_id, timeout_s))
+        stub = cluster_pb2_grpc.DatapathStub(await self._node_channel(node_id, timeout_s))
         r = await self._direct(
             stub.GetDatapath(pb.GetDatapathRequest(), timeout=self._t(timeout_s))
         )
@@ -297,10 +297,10 @@ class ClusterClient:
             tuple(r.trusted),
             dict(r.stats),
             {w.service: dict(w.weights) for w in r.rings},
-            dict(r.hop_stats),
+            dict(r.handoff_stats),
             dict(r.rule_hits),
-            r.hop_p50_ms,
-            r.hop_p99_ms,
+            r.handoff_p50_ms,
+            r.handoff_p99_ms,
             r.loop_lag_ms,
             r.loop_lag_max_ms,
             r.rule_match_max_ms,
@@ -310,7 +310,7 @@ class ClusterClient:
         self, node_id: str | None = None, limit: int = 1000, timeout_s: float | None = None
     ) -> FlowsView:
         """A node's flow table (default: the leader's): connections pinned to servers."""
-        stub = cluster_pb2_grpc.HopStub(await self._node_channel(node_id, timeout_s))
+        stub = cluster_pb2_grpc.DatapathStub(await self._node_channel(node_id, timeout_s))
         r = await self._direct(
             stub.ListFlows(pb.ListFlowsRequest(limit=limit), timeout=self._t(timeout_s))
         )

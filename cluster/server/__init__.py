@@ -1,4 +1,4 @@
-"""The gRPC server of a tcphopd node: Cluster, Telemetry, Scheduler, Hop, grpc.health.v1 and
+"""The gRPC server of a tcphopd node: Cluster, Telemetry, Scheduler, Datapath, grpc.health.v1 and
 reflection."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from cluster.adopt import Adopter
 from cluster.api.v1 import cluster_pb2, cluster_pb2_grpc
-from cluster.l7 import L7Hopper
+from cluster.l7.adopt import Adopter
+from cluster.l7.handoff import L7Handoff
 from cluster.looplag import LoopLag
 from cluster.scheduler import Scheduler
 from cluster.server.cluster_service import ClusterService
-from cluster.server.hop_service import HopService
+from cluster.server.datapath_service import DatapathService
 from cluster.server.interceptors import ErrorMappingInterceptor
 from cluster.server.scheduler_service import SchedulerService, TelemetryService
 from cluster.state import ClusterState
@@ -29,7 +29,7 @@ async def start_server(
     listen: str,
     datapath: Datapath | None = None,
     adopter: Adopter | None = None,
-    hopper: L7Hopper | None = None,
+    handoff: L7Handoff | None = None,
     lag: LoopLag | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Start serving on listen (host:port, port 0 picks one); return the server and its port."""
@@ -44,8 +44,8 @@ async def start_server(
     cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterService(state), server)
     cluster_pb2_grpc.add_TelemetryServicer_to_server(TelemetryService(scheduler), server)
     cluster_pb2_grpc.add_SchedulerServicer_to_server(SchedulerService(scheduler), server)
-    cluster_pb2_grpc.add_HopServicer_to_server(
-        HopService(state.answered_by, datapath, adopter, hopper, lag), server
+    cluster_pb2_grpc.add_DatapathServicer_to_server(
+        DatapathService(state.answered_by, datapath, adopter, handoff, lag), server
     )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -54,7 +54,7 @@ async def start_server(
             CLUSTER_SERVICE,
             cluster_pb2.DESCRIPTOR.services_by_name["Telemetry"].full_name,
             cluster_pb2.DESCRIPTOR.services_by_name["Scheduler"].full_name,
-            cluster_pb2.DESCRIPTOR.services_by_name["Hop"].full_name,
+            cluster_pb2.DESCRIPTOR.services_by_name["Datapath"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ],

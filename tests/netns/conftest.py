@@ -11,10 +11,10 @@ from typing import TypeVar
 
 import pytest
 
-from cli import lab
-from cli.netlab import NetCluster as Cluster
-from cli.netlab import NetLab, netns_available
 from cluster.sdk import ClusterClient
+from lab import lifecycle as lab
+from lab.netcluster import NetCluster as Cluster
+from lab.netns import NetLab, netns_available
 from tests.conftest import clusterctl, load_bpf, need
 
 T = TypeVar("T")

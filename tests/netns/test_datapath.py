@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.netlab import ip, netns_available
+from lab.netns import ip, netns_available
 from tests.conftest import load_bpf, need
 
 pytestmark = [pytest.mark.netns, pytest.mark.bpf]

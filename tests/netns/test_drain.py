@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from cli.netlab import NetCluster as Cluster
-from cli.netlab import ip
 from cluster.model import HealthCheck, Role, ServiceSpec, Serving
 from cluster.sdk import ClusterClient
+from lab.netcluster import NetCluster as Cluster
+from lab.netns import ip
 from tests.conftest import async_wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.etcd, pytest.mark.e2e]

@@ -1,9 +1,9 @@
-"""The L7 hop end to end in the lab: delayed binding on the leader, TCP_REPAIR state transfer
+"""The L7 handoff end to end in the lab: delayed binding on the leader, TCP_REPAIR state transfer
 to the chosen node, the response straight from there to the client.
 
 Services (all on the lab's VIP, every node's application is the test service):
 - shop   :8080 splice, rules /static -> n1,n2; X-Tenant: blue -> n3; cookie `session` sticky
-- shopfd :8081 descriptor delivery to the application's HopListener
+- shopfd :8081 descriptor delivery to the application's HandoffListener
 - shoppx :8082 splice with a PROXY protocol v2 header
 """
 
@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from cli import lab
 from cluster.model import (
     CheckType,
     Delivery,
@@ -36,6 +35,7 @@ from cluster.model import (
     Rule,
     ServiceSpec,
 )
+from lab import lifecycle as lab
 from tests.conftest import wait_for
 from tests.netns.conftest import running_lab, sdk
 
@@ -77,7 +77,7 @@ def specs(state: lab.LabState) -> list[ServiceSpec]:
             state.vip,
             8081,
             delivery=Delivery.DESCRIPTOR,
-            target=lab.hop_socket(state),
+            target=lab.handoff_socket(state),
             **common,
         ),
         ServiceSpec(
@@ -131,7 +131,7 @@ def test_each_request_goes_where_its_rule_says(state: lab.LabState) -> None:
     assert set(default) == {"n1", "n2", "n3", "n4"}, default  # round-robin over all
     stats = sdk(state, lambda c: c.datapath())
     assert stats.rule_hits["shop/static"] >= 8 and stats.rule_hits["shop/blue"] >= 5
-    assert stats.hop_stats["hops_done"] >= 10 and stats.hop_stats["served_locally"] >= 1
+    assert stats.handoff_stats["handoffs_done"] >= 10 and stats.handoff_stats["served_locally"] >= 1
 
 
 def test_a_session_cookie_sticks_to_one_node_and_keep_alive_stays(state: lab.LabState) -> None:
@@ -208,7 +208,7 @@ def test_an_adoptive_node_that_does_not_answer_gets_a_503_and_others_go_on(
     state: lab.LabState,
 ) -> None:
     n3 = state.nodes[2]
-    os.kill(n3.pid, signal.SIGSTOP)  # n3's tcphopd cannot adopt: the hop times out
+    os.kill(n3.pid, signal.SIGSTOP)  # n3's tcphopd cannot adopt: the handoff times out
     try:
         assert raw(
             state, 8080, "GET / HTTP/1.1\\r\\nHost: x\\r\\nX-Tenant: blue\\r\\n\\r\\n"
@@ -216,7 +216,7 @@ def test_an_adoptive_node_that_does_not_answer_gets_a_503_and_others_go_on(
         assert get(state, 8080, "/static/x")["x-served-by"] in ("n1", "n2")
     finally:
         os.kill(n3.pid, signal.SIGCONT)
-    assert sdk(state, lambda c: c.datapath()).hop_stats["hops_failed"] >= 1
+    assert sdk(state, lambda c: c.datapath()).handoff_stats["handoffs_failed"] >= 1
 
 
 def test_the_hop_channel_refuses_anyone_but_registered_nodes(state: lab.LabState) -> None:
@@ -239,7 +239,7 @@ except ConnectionResetError:
     )
     # closed (or reset: the frame was left unread), never answered
     assert done.stdout.strip() in ("b''", "reset"), done.stdout + done.stderr
-    assert sdk(state, lambda c: c.datapath("n2")).hop_stats["channel_refused"] >= 1
+    assert sdk(state, lambda c: c.datapath("n2")).handoff_stats["channel_refused"] >= 1
 
 
 def test_a_worst_case_request_against_a_worst_case_rule_does_not_stall_the_leader(
@@ -299,7 +299,7 @@ def test_a_flood_of_slow_heads_is_bounded_and_others_still_get_through(
     )
     try:
         wait_for(
-            lambda: sdk(state, lambda c: c.datapath()).hop_stats.get("heads_evicted", 0) >= 100,
+            lambda: sdk(state, lambda c: c.datapath()).handoff_stats.get("heads_evicted", 0) >= 100,
             30,
             "the oldest slow heads to be evicted",
         )

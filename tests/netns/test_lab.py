@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from cli import lab
 from cluster.model import Role, Serving
+from lab import lifecycle as lab
 from tests.conftest import clusterctl, wait_for
 from tests.netns.conftest import running_lab, sdk
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.netlab import netns_available
+from lab.netns import netns_available
 from tests.conftest import clusterctl, load_bpf, need
 
 pytestmark = [pytest.mark.netns, pytest.mark.bpf, pytest.mark.e2e]
@@ -51,7 +51,7 @@ def test_lab_up_status_demo_down(tmp_path: Path) -> None:
         link = re.search(r"link during the download: ([\d.]+) MB against (\d+) MB", out)
         assert link is not None and float(link.group(1)) < 0.1 * int(link.group(2)), out
         assert re.search(r"(?m)^GET / with X-Tenant: blue +-> n3$", out), out  # the L7 rule
-        assert int(re.search(r"hopped with TCP_REPAIR: (\d+)", out).group(1)) > 0  # type: ignore[union-attr]
+        assert int(re.search(r"handed off with TCP_REPAIR: (\d+)", out).group(1)) > 0  # type: ignore[union-attr]
         assert "n2 leads after" in out  # planned handover
         assert "n1 leads after" in out  # the killed leader's backup took over
         assert out.count("(intact)") == 2, out  # downloads across the handover and the kill

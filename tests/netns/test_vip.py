@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from cli.netlab import NetCluster as Cluster
 from cluster.sdk import ClusterClient, Role, ServiceSpec
+from lab.netcluster import NetCluster as Cluster
 from tests.conftest import async_wait_for, wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.etcd, pytest.mark.e2e]

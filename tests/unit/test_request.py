@@ -6,9 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cluster.limits import MAX_HEAD_BYTES
-from cluster.model import CookieMatch, HeaderMatch, Match, Mode, Pool, Rule, ServiceSpec
-from cluster.request import (
+from cluster.l7.request import (
     BadRequest,
     RequestHead,
     matches,
@@ -16,6 +14,8 @@ from cluster.request import (
     parse_head,
     select_rule,
 )
+from cluster.limits import MAX_HEAD_BYTES
+from cluster.model import CookieMatch, HeaderMatch, Match, Mode, Pool, Rule, ServiceSpec
 
 HEAD = (
     b"GET /static/app.js?v=2 HTTP/1.1\r\nHost: Shop.Example:8080\r\nX-Tenant: blue\r\n"

@@ -588,7 +588,7 @@ class GetDatapathRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetDatapathResponse(_message.Message):
-    __slots__ = ("node_id", "kind", "interface", "mode", "address", "stats", "scheduling", "vips", "trusted", "rings", "hop_stats", "rule_hits", "hop_p50_ms", "hop_p99_ms", "loop_lag_ms", "loop_lag_max_ms", "rule_match_max_ms")
+    __slots__ = ("node_id", "kind", "interface", "mode", "address", "stats", "scheduling", "vips", "trusted", "rings", "handoff_stats", "rule_hits", "handoff_p50_ms", "handoff_p99_ms", "loop_lag_ms", "loop_lag_max_ms", "rule_match_max_ms")
     class StatsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -596,7 +596,7 @@ class GetDatapathResponse(_message.Message):
         key: str
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
-    class HopStatsEntry(_message.Message):
+    class HandoffStatsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -620,10 +620,10 @@ class GetDatapathResponse(_message.Message):
     VIPS_FIELD_NUMBER: _ClassVar[int]
     TRUSTED_FIELD_NUMBER: _ClassVar[int]
     RINGS_FIELD_NUMBER: _ClassVar[int]
-    HOP_STATS_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_STATS_FIELD_NUMBER: _ClassVar[int]
     RULE_HITS_FIELD_NUMBER: _ClassVar[int]
-    HOP_P50_MS_FIELD_NUMBER: _ClassVar[int]
-    HOP_P99_MS_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_P99_MS_FIELD_NUMBER: _ClassVar[int]
     LOOP_LAG_MS_FIELD_NUMBER: _ClassVar[int]
     LOOP_LAG_MAX_MS_FIELD_NUMBER: _ClassVar[int]
     RULE_MATCH_MAX_MS_FIELD_NUMBER: _ClassVar[int]
@@ -637,14 +637,14 @@ class GetDatapathResponse(_message.Message):
     vips: _containers.RepeatedScalarFieldContainer[str]
     trusted: _containers.RepeatedScalarFieldContainer[str]
     rings: _containers.RepeatedCompositeFieldContainer[ServiceWeights]
-    hop_stats: _containers.ScalarMap[str, int]
+    handoff_stats: _containers.ScalarMap[str, int]
     rule_hits: _containers.ScalarMap[str, int]
-    hop_p50_ms: float
-    hop_p99_ms: float
+    handoff_p50_ms: float
+    handoff_p99_ms: float
     loop_lag_ms: float
     loop_lag_max_ms: float
     rule_match_max_ms: float
-    def __init__(self, node_id: _Optional[str] = ..., kind: _Optional[str] = ..., interface: _Optional[str] = ..., mode: _Optional[str] = ..., address: _Optional[str] = ..., stats: _Optional[_Mapping[str, int]] = ..., scheduling: _Optional[bool] = ..., vips: _Optional[_Iterable[str]] = ..., trusted: _Optional[_Iterable[str]] = ..., rings: _Optional[_Iterable[_Union[ServiceWeights, _Mapping]]] = ..., hop_stats: _Optional[_Mapping[str, int]] = ..., rule_hits: _Optional[_Mapping[str, int]] = ..., hop_p50_ms: _Optional[float] = ..., hop_p99_ms: _Optional[float] = ..., loop_lag_ms: _Optional[float] = ..., loop_lag_max_ms: _Optional[float] = ..., rule_match_max_ms: _Optional[float] = ...) -> None: ...
+    def __init__(self, node_id: _Optional[str] = ..., kind: _Optional[str] = ..., interface: _Optional[str] = ..., mode: _Optional[str] = ..., address: _Optional[str] = ..., stats: _Optional[_Mapping[str, int]] = ..., scheduling: _Optional[bool] = ..., vips: _Optional[_Iterable[str]] = ..., trusted: _Optional[_Iterable[str]] = ..., rings: _Optional[_Iterable[_Union[ServiceWeights, _Mapping]]] = ..., handoff_stats: _Optional[_Mapping[str, int]] = ..., rule_hits: _Optional[_Mapping[str, int]] = ..., handoff_p50_ms: _Optional[float] = ..., handoff_p99_ms: _Optional[float] = ..., loop_lag_ms: _Optional[float] = ..., loop_lag_max_ms: _Optional[float] = ..., rule_match_max_ms: _Optional[float] = ...) -> None: ...
 
 class Flow(_message.Message):
     __slots__ = ("client", "client_port", "vip", "port", "node")

@@ -728,7 +728,7 @@ class Scheduler:
             _registered_method=True)
 
 
-class HopStub:
+class DatapathStub:
     """The node's datapath, answered by the node itself (not the leader): its counters, its flow
     table (on the scheduler) and the VIP connections its own stack serves (which a new leader
     reads from every node to rebuild its flow table before it announces the VIPs).
@@ -741,23 +741,23 @@ class HopStub:
             channel: A grpc.Channel.
         """
         self.GetDatapath = channel.unary_unary(
-                '/tcphop.v1.Hop/GetDatapath',
+                '/tcphop.v1.Datapath/GetDatapath',
                 request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.GetDatapathRequest.SerializeToString,
                 response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.GetDatapathResponse.FromString,
                 _registered_method=True)
         self.ListFlows = channel.unary_unary(
-                '/tcphop.v1.Hop/ListFlows',
+                '/tcphop.v1.Datapath/ListFlows',
                 request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListFlowsRequest.SerializeToString,
                 response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListFlowsResponse.FromString,
                 _registered_method=True)
         self.ListConnections = channel.unary_unary(
-                '/tcphop.v1.Hop/ListConnections',
+                '/tcphop.v1.Datapath/ListConnections',
                 request_serializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsRequest.SerializeToString,
                 response_deserializer=cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsResponse.FromString,
                 _registered_method=True)
 
 
-class HopServicer:
+class DatapathServicer:
     """The node's datapath, answered by the node itself (not the leader): its counters, its flow
     table (on the scheduler) and the VIP connections its own stack serves (which a new leader
     reads from every node to rebuild its flow table before it announces the VIPs).
@@ -782,7 +782,7 @@ class HopServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_HopServicer_to_server(servicer, server):
+def add_DatapathServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'GetDatapath': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDatapath,
@@ -801,13 +801,13 @@ def add_HopServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'tcphop.v1.Hop', rpc_method_handlers)
+            'tcphop.v1.Datapath', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('tcphop.v1.Hop', rpc_method_handlers)
+    server.add_registered_method_handlers('tcphop.v1.Datapath', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class Hop:
+class Datapath:
     """The node's datapath, answered by the node itself (not the leader): its counters, its flow
     table (on the scheduler) and the VIP connections its own stack serves (which a new leader
     reads from every node to rebuild its flow table before it announces the VIPs).
@@ -827,7 +827,7 @@ class Hop:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/tcphop.v1.Hop/GetDatapath',
+            '/tcphop.v1.Datapath/GetDatapath',
             cluster_dot_api_dot_v1_dot_cluster__pb2.GetDatapathRequest.SerializeToString,
             cluster_dot_api_dot_v1_dot_cluster__pb2.GetDatapathResponse.FromString,
             options,
@@ -854,7 +854,7 @@ class Hop:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/tcphop.v1.Hop/ListFlows',
+            '/tcphop.v1.Datapath/ListFlows',
             cluster_dot_api_dot_v1_dot_cluster__pb2.ListFlowsRequest.SerializeToString,
             cluster_dot_api_dot_v1_dot_cluster__pb2.ListFlowsResponse.FromString,
             options,
@@ -881,7 +881,7 @@ class Hop:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/tcphop.v1.Hop/ListConnections',
+            '/tcphop.v1.Datapath/ListConnections',
             cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsRequest.SerializeToString,
             cluster_dot_api_dot_v1_dot_cluster__pb2.ListConnectionsResponse.FromString,
             options,

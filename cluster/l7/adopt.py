@@ -1,4 +1,4 @@
-"""The receiving end of the L7 hop: restore a connection, wait for the go, hand it over.
+"""The receiving end of the L7 handoff: restore a connection, wait for the go, hand it over.
 
 `Adopter.adopt` restores the socket from the scheduler's snapshot, bound to the VIP and still in
 repair mode (it sends nothing yet); `commit(go=True)`, which the scheduler sends once the
@@ -9,11 +9,11 @@ service says:
   protocol v2 header with the client's address for proxy-v2) and relay both ways; the response
   leaves this node straight to the client.
 - `descriptor`: pass the socket itself over the Unix socket `target` to an application using the
-  SDK's `HopListener`, whose accept() returns it with the client as its peer.
+  SDK's `HandoffListener`, whose accept() returns it with the client as its peer.
 
 A restored socket not committed within PENDING_S is closed silently. Every outcome is counted.
 
-What a hop message may ask is bounded: the service must be one this node knows, the socket's
+What a handoff message may ask is bounded: the service must be one this node knows, the socket's
 local address its VIP:port, at most MAX_PENDING_ADOPTS restored sockets wait at once, a splice
 target is a loopback address and a descriptor socket lies under the node's --descriptor-dir.
 """
@@ -65,7 +65,7 @@ class Adopter:
         self.stats: Counter[str] = Counter()
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def adopt(self, service: str, state: TcpState, hop_id: str) -> None:
+    def adopt(self, service: str, state: TcpState, handoff_id: str) -> None:
         """Restore the connection in repair mode; RepairError says why not."""
         spec = self.services().get(service)
         if spec is None or state.local != (spec.vip, spec.port):
@@ -73,7 +73,7 @@ class Adopter:
             raise RepairError(f"{service!r} at {state.local} is not a service of this node")
         if len(self.pending) >= MAX_PENDING_ADOPTS:
             self.stats["adopt_refused"] += 1
-            raise RepairError(f"{MAX_PENDING_ADOPTS} hops already wait for their commit")
+            raise RepairError(f"{MAX_PENDING_ADOPTS} handoffs already wait for their commit")
         try:
             sock = tcprepair.restore(state)
         except (OSError, ValueError, OverflowError) as e:
@@ -82,19 +82,19 @@ class Adopter:
         except RepairError:
             self.stats["adopt_failed"] += 1
             raise
-        self.pending[hop_id] = (sock, service, state.peer_closed)
-        asyncio.get_running_loop().call_later(PENDING_S, self._expire, hop_id)
+        self.pending[handoff_id] = (sock, service, state.peer_closed)
+        asyncio.get_running_loop().call_later(PENDING_S, self._expire, handoff_id)
         self.stats["adopted"] += 1
 
-    def _expire(self, hop_id: str) -> None:
-        found = self.pending.pop(hop_id, None)
+    def _expire(self, handoff_id: str) -> None:
+        found = self.pending.pop(handoff_id, None)
         if found is not None:
             found[0].close()  # still in repair mode: silent
             self.stats["expired"] += 1
 
-    def commit(self, hop_id: str, go: bool) -> bool:
-        """Go live and deliver (in the background); False if the hop is unknown or expired."""
-        found = self.pending.pop(hop_id, None)
+    def commit(self, handoff_id: str, go: bool) -> bool:
+        """Go live and deliver (in the background); False if the handoff is unknown or expired."""
+        found = self.pending.pop(handoff_id, None)
         if found is None:
             return False
         sock, service, peer_closed = found
@@ -125,7 +125,7 @@ class Adopter:
             await self._splice(spec, sock, prefix)
         except OSError as e:
             self.stats["delivery_failed"] += 1
-            log.warning("hop_delivery_failed", service=service, reason=str(e))
+            log.warning("handoff_delivery_failed", service=service, reason=str(e))
             sock.close()
 
     def _pass_descriptor(self, spec: ServiceSpec, sock: socket.socket) -> None:
@@ -157,7 +157,9 @@ class Adopter:
         await asyncio.gather(_pump(cli_r, app_w), _pump(app_r, cli_w))
         app_w.close()
         cli_w.close()
-        log.debug("hop_spliced", service=spec.name, seconds=round(time.monotonic() - started, 3))
+        log.debug(
+            "handoff_spliced", service=spec.name, seconds=round(time.monotonic() - started, 3)
+        )
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -1,4 +1,5 @@
-"""The Hop servicer: this node's datapath (counters, flows) and the VIP connections it serves."""
+"""The Datapath servicer: this node's datapath (counters, flows) and the VIP connections it
+serves."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from typing import Any, TypeAlias
 import grpc
 
 from agent.sample import established_connections
-from cluster.adopt import Adopter
 from cluster.api.v1 import cluster_pb2 as pb
 from cluster.api.v1 import cluster_pb2_grpc
 from cluster.errors import ValidationError
-from cluster.l7 import L7Hopper
+from cluster.l7.adopt import Adopter
+from cluster.l7.handoff import L7Handoff
 from cluster.looplag import LoopLag
 from datapath.protocol import Datapath
 
@@ -21,16 +22,17 @@ DEFAULT_FLOWS = 1000
 MAX_FLOWS = 100_000
 
 
-class HopService(cluster_pb2_grpc.HopServicer):
+class DatapathService(cluster_pb2_grpc.DatapathServicer):
     def __init__(
         self,
         node_id: str,
         datapath: Datapath | None,
         adopter: Adopter | None = None,
-        hopper: L7Hopper | None = None,
+        handoff: L7Handoff | None = None,
         lag: LoopLag | None = None,
     ) -> None:
-        self.node_id, self.datapath, self.adopter, self.hopper = node_id, datapath, adopter, hopper
+        self.node_id, self.datapath = node_id, datapath
+        self.adopter, self.handoff = adopter, handoff
         self.lag = lag or LoopLag()
 
     async def GetDatapath(
@@ -52,14 +54,14 @@ class HopService(cluster_pb2_grpc.HopServicer):
             scheduling=state.scheduler is not None,
             vips=sorted(state.vips),
             trusted=sorted(state.trusted),
-            hop_stats={
+            handoff_stats={
                 **(self.adopter.stats if self.adopter else {}),
-                **(self.hopper.stats if self.hopper else {}),
+                **(self.handoff.stats if self.handoff else {}),
             },
-            rule_hits=self.hopper.rule_hits if self.hopper else {},
-            hop_p50_ms=self.hopper.latency_ms(0.5) if self.hopper else 0.0,
-            hop_p99_ms=self.hopper.latency_ms(0.99) if self.hopper else 0.0,
-            rule_match_max_ms=self.hopper.match_ms_max if self.hopper else 0.0,
+            rule_hits=self.handoff.rule_hits if self.handoff else {},
+            handoff_p50_ms=self.handoff.latency_ms(0.5) if self.handoff else 0.0,
+            handoff_p99_ms=self.handoff.latency_ms(0.99) if self.handoff else 0.0,
+            rule_match_max_ms=self.handoff.match_ms_max if self.handoff else 0.0,
             loop_lag_ms=lag_ms,
             loop_lag_max_ms=lag_max_ms,
             rings=[

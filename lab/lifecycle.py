@@ -1,4 +1,4 @@
-"""The lab: a whole tcphop cluster on one machine, in network namespaces.
+"""The lab's life cycle: a whole tcphop cluster on one machine, in network namespaces.
 
 `up` builds a `RoutedLab` (client, router, nodes over at least two subnets), mounts a bpf
 filesystem for the nodes' pinned maps, starts an embedded etcd in the router's namespace and,
@@ -12,17 +12,12 @@ never killed), deletes exactly those namespaces and links, unmounts, and removes
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cli.netlab import VIP_SEGMENT, RoutedLab, netns_available, node_command
 from cluster.model import (
     CheckType,
     HeaderMatch,
@@ -36,106 +31,33 @@ from cluster.model import (
 )
 from cluster.store.embedded import EmbeddedEtcd
 from datapath.libbpf import BpfError
+from lab.netns import VIP_SEGMENT, RoutedLab, netns_available, node_command
+from lab.state import STATE_FILE, LabProcess, LabState, default_dir, running_endpoints
 
+__all__ = [  # with the state's vocabulary (lab/state.py), which is the life cycle's too
+    "API_PORT",
+    "APP_PORT",
+    "SERVICE_PORT",
+    "LabProcess",
+    "LabState",
+    "curl",
+    "default_dir",
+    "down",
+    "download_from",
+    "handoff_socket",
+    "running_endpoints",
+    "sample_l7_service",
+    "sample_service",
+    "served_by",
+    "spawn",
+    "start_app",
+    "start_node",
+    "start_service",
+    "up",
+]
 API_PORT = 7700
 SERVICE_PORT = 80
 APP_PORT = 8080
-STATE_FILE = "lab.json"
-STOP_TIMEOUT_S = 5.0
-
-
-def default_dir() -> Path:
-    env = os.environ.get("TCPHOP_LAB_DIR")
-    if env:
-        return Path(env)
-    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state_home) / "tcphop" / "lab"
-
-
-@dataclass
-class LabProcess:
-    name: str
-    pid: int
-    marker: str  # a string in /proc/<pid>/cmdline that proves the PID is still ours
-    endpoint: str
-
-    def running(self) -> bool:
-        try:
-            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
-        except OSError:
-            return False
-        state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-        return self.marker.encode() in cmdline and state != "Z"
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after STOP_TIMEOUT_S; only while the PID is still ours."""
-        if not self.running():
-            return
-        os.kill(self.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while self.running() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if self.running():
-            os.kill(self.pid, signal.SIGKILL)
-
-
-@dataclass
-class LabState:
-    directory: str
-    prefix: str
-    net: str
-    size: int
-    xdp_mode: str = "native"
-    etcd: LabProcess | None = None
-    nodes: list[LabProcess] = field(default_factory=list)
-    services: list[LabProcess] = field(default_factory=list)
-    created: list[str] = field(default_factory=list)  # namespaces and links, in order
-    mounts: list[str] = field(default_factory=list)
-    created_at_unix_s: float = field(default_factory=time.time)
-
-    @property
-    def lab(self) -> RoutedLab:
-        return RoutedLab(self.size, self.prefix, self.net, self.created)
-
-    @property
-    def vip(self) -> str:
-        return self.lab.vip()
-
-    @property
-    def endpoints(self) -> list[str]:
-        return [n.endpoint for n in self.nodes]
-
-    @property
-    def processes(self) -> list[LabProcess]:
-        return [*self.nodes, *self.services, *([self.etcd] if self.etcd else [])]
-
-    def save(self) -> None:
-        Path(self.directory, STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
-
-    @classmethod
-    def load(cls, directory: Path) -> LabState | None:
-        try:
-            doc = json.loads((directory / STATE_FILE).read_text())
-            return cls(
-                doc["directory"],
-                doc["prefix"],
-                doc["net"],
-                doc["size"],
-                doc["xdp_mode"],
-                LabProcess(**doc["etcd"]) if doc["etcd"] else None,
-                [LabProcess(**n) for n in doc["nodes"]],
-                [LabProcess(**n) for n in doc["services"]],
-                doc["created"],
-                doc["mounts"],
-                doc["created_at_unix_s"],
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-
-def running_endpoints(directory: Path) -> list[str]:
-    state = LabState.load(directory)
-    return [n.endpoint for n in state.nodes if n.running()] if state else []
 
 
 def spawn(state: LabState, name: str, cmd: list[str], marker: str, endpoint: str) -> LabProcess:
@@ -176,7 +98,7 @@ def start_node(state: LabState, i: int) -> LabProcess:
         uplink="eth0",
         bpf_pin_dir=str(Path(state.directory) / "bpf" / node),
         xdp_mode=state.xdp_mode if lab.subnet(i) == VIP_SEGMENT else "generic",
-        descriptor_dir=str(Path(hop_socket(state)).parent),
+        descriptor_dir=str(Path(handoff_socket(state)).parent),
     )
     return spawn(state, node, lab.exec(lab.node_ns(i), *cmd), f"--listen\0{endpoint}", endpoint)
 
@@ -184,22 +106,22 @@ def start_node(state: LabState, i: int) -> LabProcess:
 def start_service(state: LabState, i: int) -> LabProcess:
     """Start the HTTP test service of node i, bound to the lab's VIP."""
     lab, bind = state.lab, f"{state.vip}:{SERVICE_PORT}"
-    cmd = [sys.executable, "-m", "cli.testservice", "--bind", bind, "--name", f"n{i}"]
+    cmd = [sys.executable, "-m", "lab.testservice", "--bind", bind, "--name", f"n{i}"]
     marker = f"--name\0n{i}"
     return spawn(state, f"http-n{i}", lab.exec(lab.node_ns(i), *cmd), marker, bind)
 
 
 def start_app(state: LabState, i: int) -> LabProcess:
     """Start node i's application behind L7 services: the same test service on
-    127.0.0.1:APP_PORT (splice delivery) that also takes hand-overs on hop_socket(state)."""
+    127.0.0.1:APP_PORT (splice delivery) that also takes hand-overs on handoff_socket(state)."""
     lab, bind = state.lab, f"127.0.0.1:{APP_PORT}"
-    path = hop_socket(state).replace("{node}", f"n{i}")
-    cmd = [sys.executable, "-m", "cli.testservice", "--bind", bind, "--name", f"n{i}"]
-    cmd += ["--hop-socket", path]
+    path = handoff_socket(state).replace("{node}", f"n{i}")
+    cmd = [sys.executable, "-m", "lab.testservice", "--bind", bind, "--name", f"n{i}"]
+    cmd += ["--handoff-socket", path]
     return spawn(state, f"app-n{i}", lab.exec(lab.node_ns(i), *cmd), f"\0{path}", bind)
 
 
-def hop_socket(state: LabState) -> str:
+def handoff_socket(state: LabState) -> str:
     """The Unix socket template of descriptor delivery in this lab ({node}: the node id)."""
     return str(Path(state.directory) / "hop" / "{node}.sock")
 
@@ -292,7 +214,8 @@ def sample_service(state: LabState) -> ServiceSpec:
 def sample_l7_service(state: LabState) -> ServiceSpec:
     """The demo's L7 service on the VIP's port APP_PORT: /static -> n1, n2; X-Tenant: blue ->
     n3 (with three nodes or more); otherwise round-robin over all; cookie `session` sticks;
-    each connection hops to its node and is spliced to the application on 127.0.0.1:APP_PORT."""
+    each connection is handed off to its node and spliced to the application on
+    127.0.0.1:APP_PORT."""
     rules = [Rule("static", Match(path_prefix="/static"), Pool(("n1", "n2")[: state.size]))]
     if state.size >= 3:
         rules.append(

@@ -1,6 +1,6 @@
 """A small, fast HTTP/1.1 test service for the lab, the tests and the benchmarks.
 
-    python -m cli.testservice --bind VIP:PORT --name NODE [--hop-socket PATH]
+    python -m lab.testservice --bind VIP:PORT --name NODE [--handoff-socket PATH]
 
 Keep-alive (unless `Connection: close`), TCP_NODELAY, pipelined requests answered in order:
 - `GET /bytes/N`: N bytes of body (streamed with flow control, any size);
@@ -8,8 +8,8 @@ Keep-alive (unless `Connection: close`), TCP_NODELAY, pipelined requests answere
 - anything else: the serving node's name.
 Every answer carries `X-Served-By: NODE` and `X-Client: ADDRESS:PORT` (the peer, or the source
 a PROXY protocol v2 header gave). It binds with IP_FREEBIND, so it can bind the VIP before the
-datapath puts the VIP on lo. With --hop-socket it also serves connections handed over by
-tcphopd (`delivery: descriptor`) through the SDK's HopListener.
+datapath puts the VIP on lo. With --handoff-socket it also serves connections handed over by
+tcphopd (`delivery: descriptor`) through the SDK's HandoffListener.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import threading
 
 import click
 
-from cluster.sdk.hop import HopListener
+from cluster.sdk.handoff import HandoffListener
 
 CHUNK = b"x" * (256 * 1024)
 PROXY_V2 = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -156,8 +156,8 @@ class HttpProtocol(asyncio.Protocol):
 
 
 def _hand_overs(path: str, name: str, loop: asyncio.AbstractEventLoop) -> None:
-    """Accept hopped connections (blocking, in a thread) and serve each on the loop."""
-    with HopListener(path, mode=0o666) as listener:
+    """Accept handed-off connections (blocking, in a thread) and serve each on the loop."""
+    with HandoffListener(path, mode=0o666) as listener:
         while True:
             conn, _ = listener.accept()
             conn.setblocking(False)
@@ -166,10 +166,10 @@ def _hand_overs(path: str, name: str, loop: asyncio.AbstractEventLoop) -> None:
             )
 
 
-async def serve(host: str, port: int, name: str, hop_socket: str | None = None) -> None:
-    if hop_socket:
+async def serve(host: str, port: int, name: str, handoff_socket: str | None = None) -> None:
+    if handoff_socket:
         loop = asyncio.get_running_loop()
-        threading.Thread(target=_hand_overs, args=(hop_socket, name, loop), daemon=True).start()
+        threading.Thread(target=_hand_overs, args=(handoff_socket, name, loop), daemon=True).start()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
@@ -183,11 +183,11 @@ async def serve(host: str, port: int, name: str, hop_socket: str | None = None) 
 @click.command()
 @click.option("--bind", "bind", required=True, help="HOST:PORT to listen on (a VIP is fine).")
 @click.option("--name", required=True, help="The node name every answer carries.")
-@click.option("--hop-socket", default=None, help="Also serve connections handed over here.")
-def main(bind: str, name: str, hop_socket: str | None) -> None:
+@click.option("--handoff-socket", default=None, help="Also serve connections handed over here.")
+def main(bind: str, name: str, handoff_socket: str | None) -> None:
     """Serve the lab's HTTP test service."""
     host, _, port = bind.rpartition(":")
-    asyncio.run(serve(host, int(port), name, hop_socket))
+    asyncio.run(serve(host, int(port), name, handoff_socket))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The L7 hop's channel between the scheduler and the nodes connections move to.
+"""The L7 handoff channel between the scheduler and the nodes connections move to.
 
 `AdoptMessage` / `AdoptReply` (proto/cluster/api/v1/cluster.proto) travel as length-prefixed
 frames on one long-lived TCP connection per (scheduler, node) pair, to the node's API port + 1.
@@ -24,9 +24,9 @@ from collections.abc import Callable
 import structlog
 from google.protobuf.message import DecodeError
 
-from cluster.adopt import Adopter
 from cluster.api.v1 import cluster_pb2 as pb
 from cluster.config import parse_hostport
+from cluster.l7.adopt import Adopter
 from datapath.tcprepair import RepairError, TcpState
 
 log = structlog.get_logger()
@@ -98,31 +98,31 @@ def state_from_pb(m: pb.TcpState) -> TcpState:
 async def serve(
     adopter: Adopter, api_endpoint: str, trusted: Callable[[], frozenset[str]]
 ) -> asyncio.Server:
-    """Accept hop channels from trusted nodes and carry out their messages."""
+    """Accept handoff channels from trusted nodes and carry out their messages."""
 
     async def channel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")[0]
         if peer not in trusted():
             adopter.stats["channel_refused"] += 1
-            log.warning("hop_channel_refused", peer=peer, reason="not a registered node")
+            log.warning("handoff_channel_refused", peer=peer, reason="not a registered node")
             writer.close()
             return
         stream = os.urandom(4).hex()  # hop ids are the scheduler's, unique per channel
         try:
             while (data := await read_frame(reader)) is not None:
                 m = pb.AdoptMessage.FromString(data)
-                hop_id = f"{stream}:{m.id}"
+                handoff_id = f"{stream}:{m.id}"
                 if m.commit:
-                    adopter.commit(hop_id, m.go)
+                    adopter.commit(handoff_id, m.go)
                     continue
                 try:
-                    adopter.adopt(m.service, state_from_pb(m.state), hop_id)
+                    adopter.adopt(m.service, state_from_pb(m.state), handoff_id)
                     reply = pb.AdoptReply(id=m.id, ok=True)
                 except RepairError as e:
                     reply = pb.AdoptReply(id=m.id, error=str(e))
                 writer.write(frame(reply))
         except (ConnectionError, DecodeError, ValueError) as e:
-            log.warning("hop_channel_broken", peer=peer, reason=str(e))
+            log.warning("handoff_channel_broken", peer=peer, reason=str(e))
         finally:
             writer.close()
 
@@ -130,8 +130,8 @@ async def serve(
     return await asyncio.start_server(channel, host, port)
 
 
-class HopChannel:
-    """The scheduler's end of one node's hop channel; (re)connected on use."""
+class HandoffChannel:
+    """The scheduler's end of one node's handoff channel; (re)connected on use."""
 
     def __init__(self, api_endpoint: str) -> None:
         self.address = hop_address(api_endpoint)
@@ -161,29 +161,29 @@ class HopChannel:
         finally:
             for future in self.waiting.values():
                 if not future.done():
-                    future.set_exception(ConnectionError("the hop channel closed"))
+                    future.set_exception(ConnectionError("the handoff channel closed"))
             self.waiting.clear()
             self.reset()
 
     async def adopt(self, service: str, state: TcpState, timeout_s: float) -> tuple[int, str]:
         """(hop id, "") once the node holds the restored connection; (id, reason) if not."""
-        hop_id = next(self.ids)
+        handoff_id = next(self.ids)
         future = asyncio.get_running_loop().create_future()
-        self.waiting[hop_id] = future
+        self.waiting[handoff_id] = future
         try:
             async with asyncio.timeout(timeout_s):
                 writer = await self._open()
                 writer.write(
-                    frame(pb.AdoptMessage(id=hop_id, service=service, state=state_to_pb(state)))
+                    frame(pb.AdoptMessage(id=handoff_id, service=service, state=state_to_pb(state)))
                 )
                 reply = await future
         finally:
-            self.waiting.pop(hop_id, None)
-        return hop_id, "" if reply.ok else reply.error or "refused"
+            self.waiting.pop(handoff_id, None)
+        return handoff_id, "" if reply.ok else reply.error or "refused"
 
-    async def commit(self, hop_id: int, go: bool) -> None:
+    async def commit(self, handoff_id: int, go: bool) -> None:
         writer = await self._open()
-        writer.write(frame(pb.AdoptMessage(id=hop_id, commit=True, go=go)))
+        writer.write(frame(pb.AdoptMessage(id=handoff_id, commit=True, go=go)))
         await writer.drain()
 
     def reset(self) -> None:

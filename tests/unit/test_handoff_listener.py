@@ -1,4 +1,4 @@
-"""HopListener trusts a handed-over socket only from root (tcphopd) or a configured uid."""
+"""HandoffListener trusts a handed-over socket only from root (tcphopd) or a configured uid."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.sdk.hop import HopListener
+from cluster.sdk.handoff import HandoffListener
 
 NOBODY = 65534
 
@@ -42,7 +42,7 @@ def test_only_trusted_senders_and_tcp_sockets_are_accepted() -> None:
     server = socket.create_server(("127.0.0.1", 0))
     client = socket.create_connection(server.getsockname())
     conn, _ = server.accept()
-    with HopListener(str(directory / "hop.sock"), mode=0o666) as listener:
+    with HandoffListener(str(directory / "hop.sock"), mode=0o666) as listener:
         got: list[tuple[socket.socket, tuple[str, int]]] = []
         accepting = threading.Thread(target=lambda: got.append(listener.accept()), daemon=True)
         accepting.start()

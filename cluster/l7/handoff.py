@@ -1,4 +1,4 @@
-"""The L7 hop, scheduler side: delayed binding on the leader.
+"""The L7 handoff, scheduler side: delayed binding on the leader.
 
 For every `l7` service the leader listens on VIP:port (the XDP program passes new connections
 of L7 services to the local stack). Per connection: read the request head with bounds (size,
@@ -6,14 +6,14 @@ header count, time, concurrency: cluster/limits.py; 400/408/431 and close on vio
 the service's rules (RE2: linear time), place (the rule's pool and policy; persistence by
 cookie or source address), then hop:
 
-    freeze + snapshot -> adopt on the chosen node (cluster/hopwire.py) -> flow into the XDP
+    freeze + snapshot -> adopt on the chosen node (cluster/l7/channel.py) -> flow into the XDP
     flow map -> commit -> close the frozen socket (in repair mode: silent)
 
-If a node refuses or does not answer within HOP_TIMEOUT_S the next candidate gets the same
+If a node refuses or does not answer within HANDOFF_TIMEOUT_S the next candidate gets the same
 snapshot; when none is left the socket is thawed and answered 503. A connection placed on the
 leader itself does not hop: it is handed to the local application directly (splice services;
 descriptor services never place on the scheduler, which has no way to put the read request
-back into a live socket). Keep-alive requests stay on the node the connection hopped to.
+back into a live socket). Keep-alive requests stay on the node the connection was handed off to.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from collections import Counter
 
 import structlog
 
-from cluster.adopt import Adopter
-from cluster.hopwire import HopChannel
+from cluster.l7.adopt import Adopter
+from cluster.l7.channel import HandoffChannel
+from cluster.l7.request import BadRequest, RequestHead, parse_head, select_rule
 from cluster.limits import ACCEPT_BACKOFF_S, HEAD_TIMEOUT_S, MAX_PENDING_HEADS
 from cluster.model import Delivery, Mode, ServiceSpec
-from cluster.request import BadRequest, RequestHead, parse_head, select_rule
 from cluster.scheduler import Scheduler
 from cluster.snapshot import Snapshot
 from datapath import tcprepair
@@ -40,7 +40,7 @@ from datapath.protocol import Datapath, Flow
 from datapath.tcprepair import RepairError, TcpState
 
 log = structlog.get_logger()
-HOP_TIMEOUT_S = 0.5
+HANDOFF_TIMEOUT_S = 0.5
 MAX_ATTEMPTS = 3
 IP_FREEBIND = 15
 REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
@@ -55,7 +55,7 @@ def answer(status: int) -> bytes:
     ).encode() + body
 
 
-class L7Hopper:
+class L7Handoff:
     def __init__(
         self, node_id: str, scheduler: Scheduler, datapath: Datapath, adopter: Adopter
     ) -> None:
@@ -70,7 +70,7 @@ class L7Hopper:
         self.stats: Counter[str] = Counter()
         self.rule_hits: Counter[str] = Counter()
         self.latencies: collections.deque[float] = collections.deque(maxlen=2000)
-        self.channels: dict[str, HopChannel] = {}
+        self.channels: dict[str, HandoffChannel] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         # Connections whose request head is still being read, oldest first. At
         # MAX_PENDING_HEADS the oldest is dropped for the newest: a slow-head flood costs bounded
@@ -148,7 +148,7 @@ class L7Hopper:
             if (me := asyncio.current_task()) is not None:
                 self.reading.pop(me, None)
         if head_and_buf is not None:
-            await self._hop(conn, client, head_and_buf[1], head_and_buf[0])
+            await self._hand_off(conn, client, head_and_buf[1], head_and_buf[0])
 
     async def _read_head(self, conn: socket.socket) -> tuple[RequestHead, bytes] | None:
         loop = asyncio.get_running_loop()
@@ -182,7 +182,7 @@ class L7Hopper:
             await asyncio.get_running_loop().sock_sendall(conn, answer(status))
         conn.close()
 
-    async def _hop(
+    async def _hand_off(
         self, conn: socket.socket, client: tuple[str, int], buf: bytes, head: RequestHead
     ) -> None:
         started = time.monotonic()
@@ -216,18 +216,18 @@ class L7Hopper:
             tcprepair.freeze(conn)
             state = tcprepair.snapshot(conn, buf)
         except (OSError, RepairError) as e:
-            log.warning("hop_snapshot_failed", reason=str(e))
+            log.warning("handoff_snapshot_failed", reason=str(e))
             await self._give_up(conn)
             return
         for attempt, node in enumerate(c for c in candidates[:MAX_ATTEMPTS] if c != self.node_id):
             if attempt:
-                self.stats["hops_retried"] += 1
-            if await self._hop_to(node, snap, spec, state):
+                self.stats["handoffs_retried"] += 1
+            if await self._hand_off_to(node, snap, spec, state):
                 conn.close()  # in repair mode: nothing is sent
-                self.stats["hops_done"] += 1
+                self.stats["handoffs_done"] += 1
                 self.latencies.append(time.monotonic() - started)
                 return
-        self.stats["hops_failed"] += 1
+        self.stats["handoffs_failed"] += 1
         await self._give_up(conn)
 
     async def _give_up(self, conn: socket.socket) -> None:
@@ -238,36 +238,38 @@ class L7Hopper:
             return
         await self._refuse(conn, 503)
 
-    async def _hop_to(self, node: str, snap: Snapshot, spec: ServiceSpec, state: TcpState) -> bool:
+    async def _hand_off_to(
+        self, node: str, snap: Snapshot, spec: ServiceSpec, state: TcpState
+    ) -> bool:
         registration = snap.registrations.get(node)
         if registration is None:
             return False
         stream = self._channel(registration.endpoint)
         try:
-            hop_id, error = await stream.adopt(spec.name, state, HOP_TIMEOUT_S)
+            handoff_id, error = await stream.adopt(spec.name, state, HANDOFF_TIMEOUT_S)
         except (TimeoutError, OSError) as e:
-            log.warning("hop_unanswered", node=node, reason=str(e) or type(e).__name__)
+            log.warning("handoff_unanswered", node=node, reason=str(e) or type(e).__name__)
             stream.reset()
             return False
         if error:
-            log.warning("hop_refused", node=node, reason=error)
+            log.warning("handoff_refused", node=node, reason=error)
             return False
         flow = Flow(state.peer[0], state.peer[1], state.local[0], state.local[1], node)
         go = await self.datapath.add_flows([flow]) == 1
         try:
-            async with asyncio.timeout(HOP_TIMEOUT_S):
-                await stream.commit(hop_id, go)
+            async with asyncio.timeout(HANDOFF_TIMEOUT_S):
+                await stream.commit(handoff_id, go)
         except (TimeoutError, OSError) as e:
-            log.warning("hop_commit_failed", node=node, reason=str(e) or type(e).__name__)
+            log.warning("handoff_commit_failed", node=node, reason=str(e) or type(e).__name__)
             if go:  # the flow already points there; its restored socket expires unused
                 self.datapath.remove_flow(*state.peer, *state.local)
             stream.reset()
             return False
         return go
 
-    def _channel(self, endpoint: str) -> HopChannel:
+    def _channel(self, endpoint: str) -> HandoffChannel:
         if endpoint not in self.channels:
-            self.channels[endpoint] = HopChannel(endpoint)
+            self.channels[endpoint] = HandoffChannel(endpoint)
         return self.channels[endpoint]
 
     def latency_ms(self, q: float) -> float:

@@ -1,10 +1,10 @@
-"""HopListener: accept connections that hopped to this node, as ordinary sockets.
+"""HandoffListener: accept connections handed off to this node, as ordinary sockets.
 
 For a service with `delivery: descriptor`, the node's tcphopd passes each adopted connection
 over the Unix socket at the service's `target` (default /run/tcphop/<service>.sock). The
 application needs no privilege and no other change:
 
-    with HopListener("/run/tcphop/shop.sock") as listener:
+    with HandoffListener("/run/tcphop/shop.sock") as listener:
         while True:
             conn, client = listener.accept()   # conn.getpeername() == client: the real client
             handle(conn)
@@ -46,7 +46,7 @@ def _is_tcp(conn: socket.socket | None) -> bool:
     )
 
 
-class HopListener:
+class HandoffListener:
     def __init__(self, path: str, mode: int = 0o660, trusted_uids: Iterable[int] = ()) -> None:
         self.path = path
         self.trusted_uids = frozenset({0, *trusted_uids})
@@ -60,7 +60,7 @@ class HopListener:
         self.sock.listen(128)
 
     def accept(self) -> tuple[socket.socket, tuple[str, int]]:
-        """The next hopped connection and its client's address (blocks)."""
+        """The next handed-off connection and its client's address (blocks)."""
         while True:
             unix, _ = self.sock.accept()
             with unix:
@@ -90,7 +90,7 @@ class HopListener:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
-    def __enter__(self) -> HopListener:
+    def __enter__(self) -> HandoffListener:
         return self
 
     def __exit__(

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 
-from cluster.l7 import L7Hopper
+from cluster.l7.handoff import L7Handoff
 
 CLIENT = """
 import socket, sys, time
@@ -22,7 +22,7 @@ print(c.recv(100).decode().splitlines()[0])
 
 
 async def test_out_of_descriptors_the_listener_backs_off_and_accepts_again() -> None:
-    hopper = L7Hopper("n1", None, None, None)  # type: ignore[arg-type]  # no service: 503
+    handoff = L7Handoff("n1", None, None, None)  # type: ignore[arg-type]  # no service: 503
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
@@ -31,7 +31,7 @@ async def test_out_of_descriptors_the_listener_backs_off_and_accepts_again() -> 
     client = subprocess.Popen(
         [sys.executable, "-c", CLIENT, str(port), "0.3"], stdout=subprocess.PIPE, text=True
     )
-    accepting = asyncio.create_task(hopper._accept(listener))
+    accepting = asyncio.create_task(handoff._accept(listener))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     hogs: list[int] = []
     try:
@@ -41,9 +41,9 @@ async def test_out_of_descriptors_the_listener_backs_off_and_accepts_again() -> 
                 hogs.append(os.open(os.devnull, os.O_RDONLY))
         for _ in range(100):  # the client connects; accept() fails with EMFILE, again and again
             await asyncio.sleep(0.05)
-            if hopper.stats["accept_errors"] >= 2:
+            if handoff.stats["accept_errors"] >= 2:
                 break
-        assert hopper.stats["accept_errors"] >= 2
+        assert handoff.stats["accept_errors"] >= 2
         assert not accepting.done()  # the listener lives on
     finally:
         for fd in hogs:

@@ -1,0 +1,117 @@
+"""What a running lab is, as recorded in `<dir>/lab.json`: its processes, namespaces and links.
+
+Light on purpose: `clusterctl` reads it to find a running lab's endpoints without loading the
+lab's machinery (namespaces, the embedded etcd, libbpf).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lab.netns import RoutedLab
+
+STATE_FILE = "lab.json"
+STOP_TIMEOUT_S = 5.0
+
+
+def default_dir() -> Path:
+    env = os.environ.get("TCPHOP_LAB_DIR")
+    if env:
+        return Path(env)
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "tcphop" / "lab"
+
+
+@dataclass
+class LabProcess:
+    name: str
+    pid: int
+    marker: str  # a string in /proc/<pid>/cmdline that proves the PID is still ours
+    endpoint: str
+
+    def running(self) -> bool:
+        try:
+            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        return self.marker.encode() in cmdline and state != "Z"
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after STOP_TIMEOUT_S; only while the PID is still ours."""
+        if not self.running():
+            return
+        os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.running():
+            os.kill(self.pid, signal.SIGKILL)
+
+
+@dataclass
+class LabState:
+    directory: str
+    prefix: str
+    net: str
+    size: int
+    xdp_mode: str = "native"
+    etcd: LabProcess | None = None
+    nodes: list[LabProcess] = field(default_factory=list)
+    services: list[LabProcess] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)  # namespaces and links, in order
+    mounts: list[str] = field(default_factory=list)
+    created_at_unix_s: float = field(default_factory=time.time)
+
+    @property
+    def lab(self) -> RoutedLab:
+        from lab.netns import RoutedLab  # the machinery, only when a command needs it
+
+        return RoutedLab(self.size, self.prefix, self.net, self.created)
+
+    @property
+    def vip(self) -> str:
+        return self.lab.vip()
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [n.endpoint for n in self.nodes]
+
+    @property
+    def processes(self) -> list[LabProcess]:
+        return [*self.nodes, *self.services, *([self.etcd] if self.etcd else [])]
+
+    def save(self) -> None:
+        Path(self.directory, STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> LabState | None:
+        try:
+            doc = json.loads((directory / STATE_FILE).read_text())
+            return cls(
+                doc["directory"],
+                doc["prefix"],
+                doc["net"],
+                doc["size"],
+                doc["xdp_mode"],
+                LabProcess(**doc["etcd"]) if doc["etcd"] else None,
+                [LabProcess(**n) for n in doc["nodes"]],
+                [LabProcess(**n) for n in doc["services"]],
+                doc["created"],
+                doc["mounts"],
+                doc["created_at_unix_s"],
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+def running_endpoints(directory: Path) -> list[str]:
+    state = LabState.load(directory)
+    return [n.endpoint for n in state.nodes if n.running()] if state else []
