@@ -2,7 +2,8 @@
 # tcphop's two commands on a fresh Debian 12 machine, as root:
 #   ./run.sh demo    bring up a 3-node lab (embedded etcd + tcphopd) and show it working
 #   ./run.sh test    run every test (real etcd, real tcphopd processes, network namespaces)
-# Also: ./run.sh setup (install only), ./run.sh check (lint, types, generated code), ./run.sh down,
+# Also: ./run.sh setup (install only), ./run.sh check (lint, types, import rules, generated code),
+#       ./run.sh down,
 #       ./run.sh bench (the hop benchmark: installs wrk, haproxy and bpftool)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -52,6 +53,7 @@ case "${1:-}" in
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
     "$VENV/bin/mypy"
+    "$VENV/bin/lint-imports" --no-cache
     ;;
   *) echo "usage: $0 demo|test|setup|check|down|bench" >&2; exit 64 ;;
 esac

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 import grpc
 import structlog
@@ -21,32 +22,37 @@ from agent.checks import CheckState, probe
 from agent.sample import Sample, Sampler
 from cluster.api.v1 import cluster_pb2 as pb
 from cluster.api.v1 import cluster_pb2_grpc
-from cluster.documents import report_to_doc
-from cluster.errors import StoreError
-from cluster.keys import Keys
 from cluster.model import Delivery, LoadReport, Mode, ServiceHealth, ServiceSpec
 from cluster.sdk import convert
-from cluster.snapshot import encode
-from cluster.state import ClusterState
-from cluster.store.base import LeaseId
 
 log = structlog.get_logger()
 SUMMARY_S = 2.0
 CHECK_VIP = "vip"  # --check-host value: check each service on its own VIP
 
 
+class ClusterLink(Protocol):
+    """What the agent needs of the cluster; the daemon hands it one (cluster/agentlink.py)."""
+
+    async def lookup(self) -> tuple[list[ServiceSpec], str] | None:
+        """The services whose pool names this node and the leader's API endpoint ("" when
+        none leads); None when the cluster cannot be read now."""
+        ...
+
+    async def publish(self, report: LoadReport) -> None:
+        """Store the node's health summary (best effort: a failure is logged, not raised)."""
+        ...
+
+
 class Agent:
     def __init__(
         self,
-        state: ClusterState,
-        keys: Keys,
+        link: ClusterLink,
         node_id: str,
-        node_lease: Callable[[], LeaseId | None],
         interval_s: float = 0.5,
         check_host: str = "127.0.0.1",
         cpu_scope: str = "machine",
     ) -> None:
-        self.state, self.keys, self.node_id, self.node_lease = state, keys, node_id, node_lease
+        self.link, self.node_id = link, node_id
         self.interval_s, self.check_host, self.cpu_scope = interval_s, check_host, cpu_scope
         self.services: list[ServiceSpec] = []
         self.checks: dict[str, CheckState] = {}
@@ -144,21 +150,11 @@ class Agent:
 
     async def _summary_loop(self) -> None:
         while True:
-            try:
-                snap = await self.state.snapshot()
-                self.services = [
-                    s
-                    for _, s in sorted(snap.services.items())
-                    if s.pool.all or self.node_id in s.pool.nodes
-                ]
-                self.leader = snap.leader.endpoint if snap.leader else ""
-                lease = self.node_lease()
-                if self.latest is not None and lease is not None:
-                    await self.state.store.put(
-                        self.keys.health(self.node_id), encode(report_to_doc(self.latest)), lease
-                    )
-            except StoreError as e:
-                log.warning("health_summary_failed", reason=str(e))
+            found = await self.link.lookup()
+            if found is not None:
+                self.services, self.leader = found
+            if self.latest is not None:
+                await self.link.publish(self.latest)
             self.summary_due.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(SUMMARY_S if self.leader else self.interval_s):
@@ -184,9 +180,9 @@ class Agent:
                 log.info(
                     "telemetry_stream_failed", leader=target, code=e.code().name, reason=e.details()
                 )
-                with contextlib.suppress(StoreError):  # look the leader up again now
-                    snap = await self.state.snapshot()
-                    self.leader = snap.leader.endpoint if snap.leader else ""
+                found = await self.link.lookup()  # look the leader up again now
+                if found is not None:
+                    self.services, self.leader = found
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
 

@@ -1,7 +1,7 @@
 """Load samples: CPU from /proc/stat deltas, load average, memory, connections per VIP:port.
 
 Parsers are pure; `Sampler` is the thin I/O shell. Connections come from the kernel's socket
-diagnostics (NETLINK_SOCK_DIAG through pyroute2): established TCP sockets whose local address
+diagnostics (datapath.netlink): established TCP sockets whose local address
 and port are a service's VIP and port.
 """
 
@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyroute2 import DiagSocket
-
-TCP_ESTABLISHED = 1
+from datapath.netlink import established_local_ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,23 +61,6 @@ def parse_meminfo(text: str) -> float:
 
 def count_connections(local_ends: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
     return dict(Counter(local_ends))
-
-
-def established_connections() -> list[tuple[str, int, str, int]]:
-    """(local address, local port, peer address, peer port) of every established IPv4 TCP
-    socket in this network namespace."""
-    with DiagSocket() as ds:
-        ds.bind()
-        messages = ds.get_sock_stats(family=socket.AF_INET, states=1 << TCP_ESTABLISHED)
-    return [
-        (str(m["idiag_src"]), int(m["idiag_sport"]), str(m["idiag_dst"]), int(m["idiag_dport"]))
-        for m in messages
-    ]
-
-
-def established_local_ends() -> list[tuple[str, int]]:
-    """(local address, local port) of every established IPv4 TCP socket in this netns."""
-    return [(addr, port) for addr, port, _, _ in established_connections()]
 
 
 def parse_pid_stat(text: str) -> tuple[int, int]:

@@ -69,7 +69,12 @@ def main() -> None:
     print("| policy | decisions/s | x baseline |\n|---|---|---|")
     for name, r in rows:
         print(f"| {name} | {r:,.0f} | {r / baseline:.2f} |")
+    maglev_properties(cands, rng)
 
+
+def maglev_properties(cands: list[Candidate], rng: random.Random) -> None:
+    """Build time, disruption when a server leaves, and balance, for the kernel's table size."""
+    n = len(cands)
     equal = {c.node_id: 100 for c in cands}
     builds = []
     for _ in range(5):

@@ -20,6 +20,34 @@ def _descriptor_dir(value: str) -> str:
     return path
 
 
+def _advertise(listen: str, advertise: str | None) -> str:
+    host, port = parse_hostport(listen, "--listen")
+    if advertise is None:
+        if host in ("0.0.0.0", "::", "[::]") or port == 0:
+            raise ValidationError(
+                ["--advertise: required when --listen is a wildcard address or port 0"]
+            )
+        advertise = listen
+    parse_hostport(advertise, "--advertise")
+    return advertise
+
+
+def _check_datapath(datapath: str, uplink: str | None, xdp_mode: str, advertise: str) -> None:
+    if datapath not in ("none", "xdp"):
+        raise ValidationError([f"--datapath: {datapath!r} is not one of none, xdp"])
+    if datapath == "xdp" and not uplink:
+        raise ValidationError(["--datapath xdp: needs --uplink (where VIP traffic arrives)"])
+    if xdp_mode not in ("native", "generic"):
+        raise ValidationError([f"--xdp-mode: {xdp_mode!r} is not one of native, generic"])
+    if datapath == "xdp" and parse_hostport(advertise, "--advertise")[0].startswith("127."):
+        raise ValidationError(
+            [
+                "--advertise: with --datapath xdp the advertised host is where other nodes "
+                "send encapsulated traffic: give the uplink's address, not loopback"
+            ]
+        )
+
+
 def parse_hostport(value: str, where: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -75,34 +103,14 @@ class DaemonConfig:
             endpoints = parse_endpoints(etcd)
         except ValueError as e:
             raise ValidationError([f"--etcd: {e}"]) from None
-        host, port = parse_hostport(listen, "--listen")
-        if advertise is None:
-            if host in ("0.0.0.0", "::", "[::]") or port == 0:
-                raise ValidationError(
-                    ["--advertise: required when --listen is a wildcard address or port 0"]
-                )
-            advertise = listen
-        parse_hostport(advertise, "--advertise")
-        if lease_ttl_s < 1:
-            raise ValidationError([f"--lease-ttl: {lease_ttl_s} must be >= 1"])
+        advertise = _advertise(listen, advertise)
+        for flag, ttl_s in (("--lease-ttl", lease_ttl_s), ("--leader-ttl", leader_ttl_s)):
+            if ttl_s < 1:
+                raise ValidationError([f"{flag}: {ttl_s} must be >= 1"])
         # Keepalive runs every ttl/4; each attempt may take etcd_timeout_s. Two attempts must
         # fit in the TTL, or one slow etcd answer loses the lease (Patroni's loop + 2*retry).
         timeout_s = min(1.0, lease_ttl_s / 4)
-        if leader_ttl_s < 1:
-            raise ValidationError([f"--leader-ttl: {leader_ttl_s} must be >= 1"])
-        if datapath not in ("none", "xdp"):
-            raise ValidationError([f"--datapath: {datapath!r} is not one of none, xdp"])
-        if datapath == "xdp" and not uplink:
-            raise ValidationError(["--datapath xdp: needs --uplink (where VIP traffic arrives)"])
-        if xdp_mode not in ("native", "generic"):
-            raise ValidationError([f"--xdp-mode: {xdp_mode!r} is not one of native, generic"])
-        if datapath == "xdp" and parse_hostport(advertise, "--advertise")[0].startswith("127."):
-            raise ValidationError(
-                [
-                    "--advertise: with --datapath xdp the advertised host is where other nodes "
-                    "send encapsulated traffic: give the uplink's address, not loopback"
-                ]
-            )
+        _check_datapath(datapath, uplink, xdp_mode, advertise)
         if check_host is None:
             check_host = "vip" if datapath == "xdp" else "127.0.0.1"
         if not 0.05 <= report_interval_s <= 60:
@@ -125,3 +133,36 @@ class DaemonConfig:
             bpf_pin_dir or f"/sys/fs/bpf/tcphop/{node_id}",
             _descriptor_dir(descriptor_dir),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ElectionConfig:
+    ttl_s: int = 1
+    loop_s: float = 0.2
+    retry_s: float = 0.3
+    backup_delay_s: float = 0.3
+    preempt_delay_s: float = 2.0  # after an unplanned takeover, keep leading at least this long
+    margin_s: float = 0.1  # withdraw this long before the lease could expire
+
+    @classmethod
+    def for_ttl(cls, ttl_s: int) -> ElectionConfig:
+        """Timings that scale with the lease: a cycle every ttl/5, etcd calls bounded by
+        0.3 ttl, withdrawal 0.1 ttl before the lease could expire."""
+        return cls(
+            ttl_s,
+            loop_s=ttl_s / 5,
+            retry_s=0.3 * ttl_s,
+            backup_delay_s=0.3 * ttl_s,
+            preempt_delay_s=2.0 * ttl_s,
+            margin_s=0.1 * ttl_s,
+        )
+
+    def __post_init__(self) -> None:
+        if not self.loop_s + 2 * self.retry_s + self.margin_s < self.ttl_s:
+            raise ValidationError(
+                [
+                    f"election timing: loop_s + 2 * retry_s + margin_s ({self.loop_s} + 2 * "
+                    f"{self.retry_s} + {self.margin_s}) must be < ttl_s ({self.ttl_s}), or the "
+                    "leader cannot step down before its lease expires elsewhere"
+                ]
+            )

@@ -15,13 +15,14 @@ from pathlib import Path
 import structlog
 
 from agent.reporter import Agent
-from cluster.config import DaemonConfig
-from cluster.election import ElectionConfig, RecordedVips, RoleManager, VipHolder
+from cluster.agentlink import EtcdLink
+from cluster.config import DaemonConfig, ElectionConfig
+from cluster.election import RoleManager
 from cluster.errors import AlreadyExists, StoreUnavailable
 from cluster.forwarding import Forwarder
 from cluster.keys import Keys
-from cluster.l7.adopt import Adopter
 from cluster.l7.handoff import L7Handoff
+from cluster.leadership import LeaderLease, RecordedVips, VipHolder
 from cluster.looplag import LoopLag
 from cluster.membership import Membership
 from cluster.model import Registration
@@ -72,18 +73,13 @@ async def run(cfg: DaemonConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    vips: VipHolder = RecordedVips()
-    if cfg.uplink:
-        vips = TunVipHolder(cfg.uplink, lambda: roles.lease_valid())
-    scheduler = Scheduler(state, lambda: roles.term)
+    election = ElectionConfig.for_ttl(cfg.leader_ttl_s)
+    leader = LeaderLease(election.margin_s)
+    vips: VipHolder = TunVipHolder(cfg.uplink, leader.valid) if cfg.uplink else RecordedVips()
+    scheduler = Scheduler(state, leader.current_term)
     forwarder = _forwarder(cfg, state, scheduler, vips) if cfg.datapath == "xdp" else None
     roles = RoleManager(
-        store,
-        keys,
-        registration,
-        ElectionConfig.for_ttl(cfg.leader_ttl_s),
-        forwarder or vips,
-        lambda: membership.lease,
+        store, keys, registration, election, forwarder or vips, membership.current_lease, leader
     )
     try:
         return await _serve(cfg, state, scheduler, membership, roles, forwarder, vips, stop, lag)
@@ -116,10 +112,8 @@ async def _serve(
         if not await _register(membership, stop, cfg.lease_ttl_s):
             return 0 if stop.is_set() else EXIT_DUPLICATE
         agent = Agent(
-            state,
-            state.keys,
+            EtcdLink(state, cfg.node_id, membership.current_lease),
             cfg.node_id,
-            lambda: membership.lease,
             cfg.report_interval_s,
             cfg.check_host,
             cfg.cpu_scope,
@@ -136,18 +130,12 @@ async def _serve(
         log.info("daemon_started", listen=cfg.listen, port=port, etcd=",".join(cfg.etcd))
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(membership.run(stop))
-                tg.create_task(roles.run(stop))
-                tg.create_task(agent.run(stop))
-                tg.create_task(lag.run(stop))
+                for loop in (membership.run, roles.run, agent.run, lag.run):
+                    tg.create_task(loop(stop))
                 if forwarder is not None:
                     tg.create_task(forwarder.run(stop))
         finally:
-            if forwarder is not None and (left := forwarder.handoff_left_s()) > 0:
-                # The next leader asks every node for its connections before it announces the
-                # VIPs, this one included: keep answering for a moment after stepping down.
-                log.info("api_kept_for_handoff", seconds=round(left, 2))
-                await asyncio.sleep(left)
+            await _keep_api_for_handoff(forwarder)
             await server.stop(GRACE_S)
             await membership.deregister()
     finally:
@@ -158,6 +146,14 @@ async def _serve(
         await state.store.close()
         log.info("daemon_stopped")
     return 0
+
+
+async def _keep_api_for_handoff(forwarder: Forwarder | None) -> None:
+    """The next leader asks every node for its connections before it announces the VIPs, this
+    one included: keep answering for a moment after stepping down."""
+    if forwarder is not None and (left := forwarder.handoff_left_s()) > 0:
+        log.info("api_kept_for_handoff", seconds=round(left, 2))
+        await asyncio.sleep(left)
 
 
 async def teardown(cfg: DaemonConfig) -> int:
@@ -181,11 +177,7 @@ def _forwarder(
 ) -> Forwarder:
     """The datapath, the L7 handoff on both of its ends, and what keeps them programmed."""
     datapath = _xdp(cfg)
-    handoff: L7Handoff | None = None
-    adopter = Adopter(
-        cfg.node_id, lambda: handoff.services() if handoff else {}, cfg.descriptor_dir
-    )
-    handoff = L7Handoff(cfg.node_id, scheduler, datapath, adopter)
+    handoff = L7Handoff(cfg.node_id, scheduler, datapath, cfg.descriptor_dir)
     return Forwarder(datapath, state, scheduler, vips, cfg.node_id, handoff)
 
 

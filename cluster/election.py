@@ -22,76 +22,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Protocol
 
 import structlog
 
+from cluster.config import ElectionConfig
 from cluster.documents import record_to_doc
-from cluster.errors import LeaseExpired, StoreError, ValidationError
+from cluster.errors import LeaseExpired, StoreError
 from cluster.keys import Keys, Kind
+from cluster.leaderprobe import LeaderProbe
+from cluster.leadership import LeaderLease, VipCustody, VipHolder
 from cluster.model import Handover, LeaderRecord, Registration, Role, VipOwner
 from cluster.snapshot import Snapshot, encode, read_snapshot
 from cluster.store.base import Compare, Delete, LeaseId, Put, Store
 
 log = structlog.get_logger()
-
-
-@dataclass(frozen=True, slots=True)
-class ElectionConfig:
-    ttl_s: int = 1
-    loop_s: float = 0.2
-    retry_s: float = 0.3
-    backup_delay_s: float = 0.3
-    preempt_delay_s: float = 2.0  # after an unplanned takeover, keep leading at least this long
-    margin_s: float = 0.1  # withdraw this long before the lease could expire
-
-    @classmethod
-    def for_ttl(cls, ttl_s: int) -> ElectionConfig:
-        """Timings that scale with the lease: a cycle every ttl/5, etcd calls bounded by
-        0.3 ttl, withdrawal 0.1 ttl before the lease could expire."""
-        return cls(
-            ttl_s,
-            loop_s=ttl_s / 5,
-            retry_s=0.3 * ttl_s,
-            backup_delay_s=0.3 * ttl_s,
-            preempt_delay_s=2.0 * ttl_s,
-            margin_s=0.1 * ttl_s,
-        )
-
-    def __post_init__(self) -> None:
-        if not self.loop_s + 2 * self.retry_s + self.margin_s < self.ttl_s:
-            raise ValidationError(
-                [
-                    f"election timing: loop_s + 2 * retry_s + margin_s ({self.loop_s} + 2 * "
-                    f"{self.retry_s} + {self.margin_s}) must be < ttl_s ({self.ttl_s}), or the "
-                    "leader cannot step down before its lease expires elsewhere"
-                ]
-            )
-
-
-class VipHolder(Protocol):
-    """Where a leader's VIPs live on this node. Both calls are idempotent."""
-
-    async def hold(self, vips: frozenset[str]) -> None:
-        """Hold exactly these VIPs; announce (gratuitous ARP) the ones newly held."""
-        ...
-
-    async def release(self) -> None:
-        """Hold no VIP. Must succeed without etcd."""
-        ...
-
-
-class RecordedVips:
-    """No local plumbing: the VIPs are only recorded in etcd (nodes without an uplink)."""
-
-    def __init__(self) -> None:
-        self.held: frozenset[str] = frozenset()
-
-    async def hold(self, vips: frozenset[str]) -> None:
-        self.held = vips
-
-    async def release(self) -> None:
-        self.held = frozenset()
 
 
 class Action(StrEnum):
@@ -167,7 +111,7 @@ def decide(
 
 
 class RoleManager:
-    """Runs the election for one node and holds its VIPs while it leads."""
+    """Runs the election for one node: observe, decide, act, once per cycle (`step`)."""
 
     def __init__(
         self,
@@ -177,41 +121,29 @@ class RoleManager:
         cfg: ElectionConfig,
         vips: VipHolder,
         node_lease: Callable[[], LeaseId | None],
+        leader: LeaderLease | None = None,
     ) -> None:
-        self.store, self.keys, self.me, self.cfg, self.vips = store, keys, me, cfg, vips
+        self.store, self.keys, self.me, self.cfg = store, keys, me, cfg
         self.node_lease = node_lease
-        self.lease: LeaseId | None = None
-        self.leader_revision = 0
-        self.term = 0  # the term this node leads, 0 when it does not
-        self.valid_until = 0.0
+        self.leader = leader or LeaderLease(cfg.margin_s)
+        self.custody = VipCustody(vips, self.leader)
+        self.probe = LeaderProbe(store, me.node_id, cfg.loop_s)
         self.absent_since: float | None = None
         self.last: Decision | None = None
         self.wake = asyncio.Event()
-        self.held: frozenset[str] = frozenset()
-        self.seen_alive_term = 0  # the last leader term whose API this node reached
         # After an unplanned takeover no automatic handover before this (keepalived's preempt
         # delay), so a primary that just came back does not take the VIPs while it may still be
         # flapping. An operator's designation change after the takeover is obeyed at once.
         self.no_handover_until = 0.0
         self.takeover_revision = 0
-        # node id -> start time of its registration that outlived its dead process
-        self.dead: dict[str, float] = {}
-
-    @property
-    def leading(self) -> bool:
-        return self.leader_revision != 0
-
-    def lease_valid(self) -> bool:
-        """True while this node's leader lease surely has not expired anywhere."""
-        return self.leading and time.monotonic() < self.valid_until - self.cfg.margin_s
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
             watcher = tg.create_task(self._watch())
-            watchdog = tg.create_task(self._watchdog())
+            watchdog = tg.create_task(self.custody.watchdog(self.wake))
             try:
                 while not stop.is_set():
-                    await self._cycle()
+                    await self.step()
                     self.wake.clear()
                     waiters = [asyncio.ensure_future(e.wait()) for e in (stop, self.wake)]
                     await asyncio.wait(
@@ -224,42 +156,43 @@ class RoleManager:
                 watchdog.cancel()
                 await self._resign("the daemon is stopping")
 
-    async def _cycle(self) -> None:
+    async def step(self) -> Decision:
+        """One cycle: read everything once, decide, act; return the decision."""
         try:
             async with asyncio.timeout(self.cfg.retry_s):
                 kvs, revision = await self.store.get_prefix(self.keys.prefix())
         except (StoreError, TimeoutError) as e:
-            if self.leading and not self.lease_valid():
+            if self.leader.leading and not self.leader.valid():
                 await self._resign("etcd unreachable and the lease ran out")
-            self._log(Decision(Action.WAIT, f"etcd unreachable: {str(e) or type(e).__name__}"))
-            return
+            decision = Decision(Action.WAIT, f"etcd unreachable: {str(e) or type(e).__name__}")
+            self._log(decision)
+            return decision
         view = read_snapshot(kvs, revision, self.keys)
-        now = time.monotonic()
-        if view.leader is None:
-            self.absent_since = self.absent_since or now
-        else:
-            self.absent_since = None
-        self.dead = {
-            n: started
-            for n, started in self.dead.items()
-            if (r := view.registrations.get(n)) and r.started_at_unix_s == started
-        }
-        decision = decide(
-            view,
-            self.me.node_id,
-            self.leader_revision,
-            self.lease_valid(),
-            now - (self.absent_since or now),
-            self.cfg.backup_delay_s,
-            frozenset(self.dead),
-            now >= self.no_handover_until
-            or max(view.designation_revisions.values(), default=0) > self.takeover_revision,
-        )
+        decision = self._decide(view)
         self._log(decision, view)
         try:
             await self._act(decision, view)
         except (StoreError, TimeoutError) as e:
             log.warning("election_action_failed", action=str(decision.action), reason=str(e))
+        return decision
+
+    def _decide(self, view: Snapshot) -> Decision:
+        now = time.monotonic()
+        if view.leader is None:
+            self.absent_since = self.absent_since or now
+        else:
+            self.absent_since = None
+        return decide(
+            view,
+            self.me.node_id,
+            self.leader.leader_revision,
+            self.leader.valid(),
+            now - (self.absent_since or now),
+            self.cfg.backup_delay_s,
+            self.probe.dead_nodes(view),
+            now >= self.no_handover_until
+            or max(view.designation_revisions.values(), default=0) > self.takeover_revision,
+        )
 
     async def _act(self, d: Decision, view: Snapshot) -> None:
         if d.action == Action.KEEP:
@@ -271,54 +204,11 @@ class RoleManager:
         elif d.action == Action.STEP_DOWN:
             await self._resign(d.reason)
         else:
-            await self._release_vips()
-        if not self.leading:
+            await self.custody.release()
+        if not self.leader.leading:
             await self._candidacy(view)
-            await self._probe_leader(view)
-
-    async def _probe_leader(self, view: Snapshot) -> None:
-        """Revoke a dead leader's lease rather than wait up to TTL + 0.5 s for etcd to expire it.
-
-        Evidence of death: the leader's API port, which this node reached before in this term,
-        refuses connections twice 50 ms apart. The API serves for a leader's whole term, so a
-        live leader never refuses; a paused or cut-off one times out instead, and then only its
-        lease expiry frees the key. (So a firewall must DROP, not REJECT, the API port.)
-        """
-        leader = view.leader
-        if (
-            leader is None
-            or leader.node_id == self.me.node_id
-            or not view.leader_lease
-            or view.role(self.me.node_id) == Role.NONE
-        ):
-            return
-        host, _, port = leader.endpoint.rpartition(":")
-        for attempt in range(2):
-            if attempt:
-                await asyncio.sleep(0.05)
-            try:
-                async with asyncio.timeout(self.cfg.loop_s):
-                    _, writer = await asyncio.open_connection(host, int(port))
-                writer.close()
-                self.seen_alive_term = leader.term
-                return
-            except ConnectionRefusedError:
-                continue
-            except (OSError, TimeoutError, ValueError):
-                return  # no proof either way
-        if self.seen_alive_term != leader.term:
-            return
-        log.warning(
-            "leader_dead",
-            leader=leader.node_id,
-            term=leader.term,
-            reason="its API port refuses connections",
-            lease_id=f"{view.leader_lease:x}",
-        )
-        if (registration := view.registrations.get(leader.node_id)) is not None:
-            self.dead[leader.node_id] = registration.started_at_unix_s
-        await self.store.revoke(LeaseId(view.leader_lease))
-        self.wake.set()
+            if view.role(self.me.node_id) != Role.NONE and await self.probe.probe(view):
+                self.wake.set()
 
     async def _candidacy(self, view: Snapshot) -> None:
         """Keep `candidates/<me>` (ready to lead) exactly while designated primary or backup."""
@@ -330,11 +220,11 @@ class RoleManager:
             await self.store.delete(key)
 
     async def _refresh(self) -> None:
-        assert self.lease is not None
+        assert self.leader.lease is not None
         sent = time.monotonic()
         async with asyncio.timeout(self.cfg.retry_s):
-            await self.store.keepalive(self.lease)
-        self.valid_until = sent + self.cfg.ttl_s
+            await self.store.keepalive(self.leader.lease)
+        self.leader.valid_until = sent + self.cfg.ttl_s
 
     async def _keep(self, view: Snapshot, note: str) -> None:
         try:
@@ -347,34 +237,30 @@ class RoleManager:
             return
         ops: list[Put | Delete] = []
         assert view.leader is not None
-        assert self.lease is not None
+        assert self.leader.lease is not None
         if view.leader.note != note:
-            ops.append(
-                Put(
-                    self.keys.leader,
-                    encode(record_to_doc(replace(view.leader, note=note))),
-                    self.lease,
-                )
-            )
+            record = encode(record_to_doc(replace(view.leader, note=note)))
+            ops.append(Put(self.keys.leader, record, self.leader.lease))
         ops += self._vip_ops(view)
-        if ops and not await self._fenced(ops):
+        if ops and not await self.fenced(ops):
             await self._resign("a fenced write failed: another term holds the leader key")
             return
-        await self._hold(view.vips)
+        await self.custody.hold(view.vips)
 
     def _vip_ops(self, view: Snapshot) -> list[Put | Delete]:
-        assert self.lease is not None
+        assert self.leader.lease is not None
         assert view.leader is not None
         ops: list[Put | Delete] = []
         for vip in sorted(view.vips):
             owner = VipOwner(vip, self.me.node_id, view.leader.term)
             if view.owners.get(vip) != owner:
-                ops.append(Put(self.keys.vip(vip), encode(record_to_doc(owner)), self.lease))
+                ops.append(Put(self.keys.vip(vip), encode(record_to_doc(owner)), self.leader.lease))
         ops += [Delete(self.keys.vip(vip)) for vip in sorted(set(view.owners) - view.vips)]
         return ops
 
-    async def _fenced(self, ops: list[Put | Delete]) -> bool:
-        guard = Compare(self.keys.leader, "create", "==", self.leader_revision)
+    async def fenced(self, ops: list[Put | Delete]) -> bool:
+        """Write `ops` only while this node's term holds the leader key (the fencing token)."""
+        guard = Compare(self.keys.leader, "create", "==", self.leader.leader_revision)
         return (await self.store.txn([guard], ops)).succeeded
 
     async def _campaign(self, view: Snapshot) -> None:
@@ -390,29 +276,9 @@ class RoleManager:
             Put(self.keys.term, str(term).encode()),
         ]
         handover = view.handover
-        planned = (
-            handover is not None
-            and handover.state == "started"
-            and (handover.to_node == self.me.node_id)
-        )
-        if handover is not None and handover.state == "started":
-            done = "completed" if handover.to_node == self.me.node_id else "aborted"
-            ops.append(
-                Put(
-                    self.keys.handover,
-                    encode(
-                        record_to_doc(
-                            replace(
-                                handover,
-                                state=done,
-                                new_term=term,
-                                new_leader=self.me.node_id,
-                                at_unix_s=time.time(),
-                            )
-                        )
-                    ),
-                )
-            )
+        planned = handover is not None and handover.state == "started"
+        if handover is not None and planned:
+            ops.append(self._handover_outcome(handover, term))
         guards = [
             Compare(self.keys.leader, "create", "==", 0),
             Compare(self.keys.term, "mod", "==", view.term_mod_revision),
@@ -421,15 +287,26 @@ class RoleManager:
         if not result.succeeded:
             await self.store.revoke(lease)
             return
-        self.lease, self.leader_revision, self.term = lease, result.revision, term
-        if not planned:
+        self.leader.take(lease, result.revision, term, granted_at + min(ttl_s, self.cfg.ttl_s))
+        if not (planned and handover is not None and handover.to_node == self.me.node_id):
             self.no_handover_until = granted_at + self.cfg.preempt_delay_s
             self.takeover_revision = result.revision
-        self.valid_until = granted_at + min(ttl_s, self.cfg.ttl_s)
         log.info("leader_acquired", term=term, lease_id=f"{lease:x}")
         leading = replace(view, leader=record, leader_revision=result.revision, term=term)
-        if await self._fenced(self._vip_ops(leading)):
-            await self._hold(view.vips)
+        if await self.fenced(self._vip_ops(leading)):
+            await self.custody.hold(view.vips)
+
+    def _handover_outcome(self, handover: Handover, term: int) -> Put:
+        """A started handover ends with this campaign: completed if it was meant for us."""
+        done = "completed" if handover.to_node == self.me.node_id else "aborted"
+        outcome = replace(
+            handover,
+            state=done,
+            new_term=term,
+            new_leader=self.me.node_id,
+            at_unix_s=time.time(),
+        )
+        return Put(self.keys.handover, encode(record_to_doc(outcome)))
 
     async def _clear_vacant_leader(self, view: Snapshot) -> None:
         """A leader key that is unreadable or held by no lease never expires: delete it, in a
@@ -447,7 +324,7 @@ class RoleManager:
     async def _hand_over(self, view: Snapshot, target: str) -> None:
         assert view.leader is not None
         handover = Handover(self.me.node_id, target, view.leader.term, "started", time.time())
-        if not await self._fenced([Put(self.keys.handover, encode(record_to_doc(handover)))]):
+        if not await self.fenced([Put(self.keys.handover, encode(record_to_doc(handover)))]):
             await self._resign("a fenced write failed: another term holds the leader key")
             return
         log.info("handover_started", to=target, term=view.leader.term)
@@ -455,10 +332,10 @@ class RoleManager:
 
     async def _resign(self, reason: str) -> None:
         """Withdraw the VIPs first, then give up the lease (best effort: it expires anyway)."""
-        await self._release_vips()
-        if not self.leading:
+        await self.custody.release()
+        if not self.leader.leading:
             return
-        lease, self.lease, self.leader_revision, self.term = self.lease, None, 0, 0
+        lease = self.leader.drop()
         log.info("leader_stepped_down", reason=reason)
         if lease is not None:
             try:
@@ -466,34 +343,6 @@ class RoleManager:
                     await self.store.revoke(lease)
             except (StoreError, TimeoutError) as e:
                 log.warning("lease_revoke_failed", reason=str(e))
-
-    async def _hold(self, vips: frozenset[str]) -> None:
-        if not self.lease_valid():
-            return
-        await self.vips.hold(vips)
-        if not self.lease_valid():
-            # Paused or slowed while plumbing: the lease may have expired meanwhile. The holder
-            # answered nothing without it; now take the addresses away too.
-            self.held = vips
-            await self._release_vips()
-            return
-        if vips != self.held:
-            log.info("vips_held", vips=sorted(vips))
-        self.held = vips
-
-    async def _release_vips(self) -> None:
-        held, self.held = self.held, frozenset()  # first, so a concurrent caller sees it done
-        if held:
-            await self.vips.release()
-            log.info("vips_released", vips=sorted(held))
-
-    async def _watchdog(self) -> None:
-        """Withdraw the VIPs before the lease could expire, whatever the loop is doing."""
-        while True:
-            if self.held and not self.lease_valid():
-                await self._release_vips()
-                self.wake.set()
-            await asyncio.sleep(self.cfg.margin_s / 2)
 
     async def _watch(self) -> None:
         """Wake the loop on any change, so handovers and failovers do not wait for a tick.

@@ -25,10 +25,10 @@ import structlog
 from cluster.api.v1 import cluster_pb2 as pb
 from cluster.api.v1 import cluster_pb2_grpc
 from cluster.config import parse_hostport
-from cluster.election import VipHolder
 from cluster.errors import StoreError, ValidationError
 from cluster.l7 import channel as handoff_channel
 from cluster.l7.handoff import L7Handoff
+from cluster.leadership import VipHolder
 from cluster.model import Mode, Registration
 from cluster.scheduler import Scheduler
 from cluster.snapshot import Snapshot

@@ -29,6 +29,10 @@ class Membership:
         self.store, self.keys, self.registration, self.ttl_s = store, keys, registration, ttl_s
         self.lease: LeaseId | None = None
 
+    def current_lease(self) -> LeaseId | None:
+        """The node lease while registered (None between a lost lease and re-registering)."""
+        return self.lease
+
     @property
     def node_id(self) -> str:
         return self.registration.node_id

@@ -10,8 +10,9 @@ designation write compares every designation, so the one-primary rule holds.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 from cluster.documents import designation_to_doc, normalize_service, service_to_doc
 from cluster.errors import NotFound, ValidationError
@@ -32,12 +33,14 @@ from cluster.snapshot import Snapshot, encode, guarded, parse_service_value, rea
 from cluster.store.base import Compare, Delete, Put, Revision, Store
 from cluster.validation import (
     endpoint_problems,
+    validate_enum,
     validate_node_id,
     validate_service,
     validate_weight,
 )
 
 CAS_ATTEMPTS = 5
+_T = TypeVar("_T")
 
 
 class ClusterState:
@@ -72,10 +75,10 @@ class ClusterState:
         the same transaction. A node that never registered needs force (and gets a warning).
         """
         validate_node_id(node_id)
-        _check_enum(role, Role, "role")
+        validate_enum(role, Role, "role")
         role = Role(role)
-        for _ in range(CAS_ATTEMPTS):
-            snap = await self.snapshot()
+
+        async def attempt(snap: Snapshot) -> tuple[Designation, list[str]] | None:
             if node_id not in snap.designations and not force:
                 raise NotFound(
                     f"node {node_id!r} is unknown: it never registered; check the "
@@ -89,9 +92,11 @@ class ClusterState:
                     for n, d in snap.designations.items()
                     if n != node_id and d.role == Role.PRIMARY
                 ]
-            if await self._write_designations(snap, changes):
-                return new, self._designate_warnings(snap, new, changes[1:])
-        raise RuntimeError(f"designations kept changing under us; try again ({node_id!r})")
+            if not await self._write_designations(snap, changes):
+                return None
+            return new, self._designate_warnings(snap, new, changes[1:])
+
+        return await self._compare_and_swap(attempt, f"the designation of {node_id!r}")
 
     def _designate_warnings(
         self, snap: Snapshot, new: Designation, demoted: list[Designation]
@@ -137,7 +142,7 @@ class ClusterState:
         self, node_id: str, serving: Serving, weight: int | None = None
     ) -> Designation:
         validate_node_id(node_id)
-        _check_enum(serving, Serving, "serving")
+        validate_enum(serving, Serving, "serving")
         if weight is not None:
             validate_weight(weight)
         return await self._update(
@@ -150,17 +155,27 @@ class ClusterState:
     async def _update(
         self, node_id: str, change: Callable[[Designation], Designation]
     ) -> Designation:
-        for _ in range(CAS_ATTEMPTS):
-            snap = await self.snapshot()
+        async def attempt(snap: Snapshot) -> Designation | None:
             if node_id not in snap.designations:
                 raise NotFound(
                     f"node {node_id!r} is unknown: it never registered; check the "
                     "id, or start its tcphopd"
                 )
             new = change(snap.designations[node_id])
-            if await self._write_designations(snap, [new]):
-                return new
-        raise RuntimeError(f"designation of {node_id!r} kept changing under us; try again")
+            return new if await self._write_designations(snap, [new]) else None
+
+        return await self._compare_and_swap(attempt, f"the designation of {node_id!r}")
+
+    async def _compare_and_swap(
+        self, attempt: Callable[[Snapshot], Awaitable[_T | None]], what: str
+    ) -> _T:
+        """Decide from a fresh snapshot and write in a transaction that compares what the
+        decision read; when another writer won meanwhile (None), decide again."""
+        for _ in range(CAS_ATTEMPTS):
+            done = await attempt(await self.snapshot())
+            if done is not None:
+                return done
+        raise RuntimeError(f"{what} kept changing under us; try again")
 
     # --- services ------------------------------------------------------------------------
 
@@ -193,8 +208,8 @@ class ClusterState:
         of another service cannot take the same VIP:port.
         """
         specs = self._validated(specs)
-        for _ in range(CAS_ATTEMPTS):
-            snap = await self.snapshot()
+
+        async def attempt(snap: Snapshot) -> list[ApplyResult] | None:
             others = [s for n, s in snap.services.items() if n not in {p.name for p in specs}]
             problems = [p for i, spec in enumerate(specs) for p in endpoint_problems(
                 spec, others + list(specs[:i]))]  # fmt: skip
@@ -211,16 +226,16 @@ class ClusterState:
                 for s in changed
             ]
             ops = [Put(self.keys.service(s.name), encode(service_to_doc(s))) for s in changed]
-            if not changed:
-                revision = snap.revision
-            else:
+            revision = snap.revision
+            if changed:
                 ops.append(Put(self.keys.services_generation, b"{}"))
                 result = await self.store.txn(guards, ops)
                 if not result.succeeded:
-                    continue
+                    return None
                 revision = result.revision
             return [self._result(s, snap, revision) for s in specs]
-        raise RuntimeError("services kept changing under us; try again")
+
+        return await self._compare_and_swap(attempt, "the services")
 
     def _validated(self, specs: Sequence[ServiceSpec]) -> list[ServiceSpec]:
         if not specs:
@@ -297,9 +312,3 @@ class ClusterState:
             event = event_of(self.keys, ev)
             if event is not None:
                 yield event
-
-
-def _check_enum(value: object, enum: type[Role] | type[Serving], field: str) -> None:
-    if value not in enum.__members__.values():
-        allowed = ", ".join(str(m) for m in enum)
-        raise ValidationError([f"{field}: {value!r} is not one of {allowed}"])

@@ -14,7 +14,6 @@ from enum import StrEnum
 from typing import TypeVar
 
 from cluster.errors import ValidationError
-from cluster.l7.pattern import compile_pattern
 from cluster.limits import (
     MAX_CONNECTIONS,
     MAX_PATTERN_BYTES,
@@ -37,6 +36,7 @@ from cluster.model import (
     Rule,
     ServiceSpec,
 )
+from cluster.pattern import compile_pattern
 
 
 def validate_node_id(node_id: str, where: str = "node_id") -> None:
@@ -108,6 +108,13 @@ def _vip_problems(vip: str, at: str) -> list[str]:
 
 
 _E = TypeVar("_E", bound=StrEnum)
+
+
+def validate_enum(value: object, enum: type[StrEnum], where: str) -> None:
+    """One of the enum's values, or ValidationError naming the allowed ones."""
+    problems = _enum_problem(value, enum, where)
+    if problems:
+        raise ValidationError(problems)
 
 
 def _enum_problem(value: object, enum: type[_E], at: str) -> list[str]:

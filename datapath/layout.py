@@ -25,6 +25,32 @@ MAPS = (
     CONFIG_MAP,
     STATS_MAP,
 )
+# Key and value sizes of every map, as datapath/bpf/tcphop.bpf.c declares them (a test checks
+# them, and the structs' field offsets, against the compiled object's BTF).
+ADDR_SIZE = 4  # an IPv4 address, network order
+INDEX_SIZE = 4  # u32
+VIP_KEY_SIZE = 8  # struct vip_key: addr, port, pad
+VIP_META_SIZE = 8  # struct vip_meta: service, flags
+FLOW_KEY_SIZE = 12  # struct flow_key: src, dst, sport, dport
+BACKEND_SIZE = 12  # struct backend: addr, mac[6], pad[2]
+SIZES = {
+    TRUSTED_MAP: (ADDR_SIZE, 1),
+    SERVED_MAP: (ADDR_SIZE, 1),
+    VIPS_MAP: (VIP_KEY_SIZE, VIP_META_SIZE),
+    RINGS_MAP: (INDEX_SIZE, INDEX_SIZE),
+    BACKENDS_MAP: (INDEX_SIZE, BACKEND_SIZE),
+    FLOWS_MAP: (FLOW_KEY_SIZE, INDEX_SIZE),
+    CONFIG_MAP: (INDEX_SIZE, ADDR_SIZE),
+    STATS_MAP: (INDEX_SIZE, 8),  # per CPU
+}
+# Field offsets (bytes) of the structs the Python side packs.
+FIELDS = {
+    "vip_key": {"addr": 0, "port": 4, "pad": 6},
+    "vip_meta": {"service": 0, "flags": 4},
+    "flow_key": {"src": 0, "dst": 4, "sport": 8, "dport": 10},
+    "backend": {"addr": 0, "mac": 4, "pad": 10},
+    "config": {"addr": 0},
+}
 RING_SIZE = 65_537
 MAX_SERVICES = 16
 MAX_BACKENDS = 1024

@@ -68,6 +68,8 @@ def _lib() -> ctypes.CDLL:
     lib.bpf_object__find_map_by_name.restype = voidp
     lib.bpf_object__find_map_by_name.argtypes = [voidp, ctypes.c_char_p]
     lib.bpf_map__fd.argtypes = [voidp]
+    lib.bpf_map__key_size.argtypes = [voidp]
+    lib.bpf_map__value_size.argtypes = [voidp]
     lib.bpf_map_update_elem.argtypes = [ctypes.c_int, voidp, voidp, ctypes.c_uint64]
     lib.bpf_map_lookup_elem.argtypes = [ctypes.c_int, voidp, voidp]
     lib.bpf_map_delete_elem.argtypes = [ctypes.c_int, voidp]
@@ -193,6 +195,13 @@ class BpfObject:
         if not prog:
             raise BpfError(f"no program {name!r} in {self.path.name}")
         return int(self.lib.bpf_program__fd(prog))
+
+    def map_sizes(self, name: str) -> tuple[int, int]:
+        """(key size, value size) of a map, as the object defines it."""
+        found = self.lib.bpf_object__find_map_by_name(self._obj, name.encode())
+        if not found:
+            raise BpfError(f"no map {name!r} in {self.path.name}")
+        return int(self.lib.bpf_map__key_size(found)), int(self.lib.bpf_map__value_size(found))
 
     def map_fd(self, name: str) -> int:
         if name not in self._fds:

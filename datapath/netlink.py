@@ -8,10 +8,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import socket
 import struct
 from pathlib import Path
 
-from pyroute2 import AsyncIPRoute
+from pyroute2 import AsyncIPRoute, DiagSocket
 from pyroute2.netlink.exceptions import NetlinkError
 
 from datapath.errors import DatapathError, InterfaceNotFound
@@ -193,3 +194,23 @@ async def clamp_default_route_mss(mss: int) -> bool:
             except NetlinkError as e:
                 raise DatapathError(f"cannot set advmss {mss} on the default route: {e}") from e
     return bool(defaults)
+
+
+TCP_ESTABLISHED = 1
+
+
+def established_connections() -> list[tuple[str, int, str, int]]:
+    """(local address, local port, peer address, peer port) of every established IPv4 TCP
+    socket in this network namespace."""
+    with DiagSocket() as ds:
+        ds.bind()
+        messages = ds.get_sock_stats(family=socket.AF_INET, states=1 << TCP_ESTABLISHED)
+    return [
+        (str(m["idiag_src"]), int(m["idiag_sport"]), str(m["idiag_dst"]), int(m["idiag_dport"]))
+        for m in messages
+    ]
+
+
+def established_local_ends() -> list[tuple[str, int]]:
+    """(local address, local port) of every established IPv4 TCP socket in this netns."""
+    return [(addr, port) for addr, port, _, _ in established_connections()]

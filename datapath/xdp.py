@@ -105,7 +105,7 @@ class XdpDatapath:
             mode=self._mode,
             pinned=str(self.pin_dir),
             reused_maps=reused,
-            flows=len(self.bpf.keys(layout.FLOWS_MAP, 12)),
+            flows=len(self.bpf.keys(layout.FLOWS_MAP, layout.FLOW_KEY_SIZE)),
         )
 
     @property
@@ -115,11 +115,11 @@ class XdpDatapath:
     def _recover(self) -> None:
         """Learn indices from pinned maps a previous process filled."""
         for i in range(layout.MAX_BACKENDS):
-            raw = self.bpf.lookup(layout.BACKENDS_MAP, layout.u32(i), 12)
+            raw = self.bpf.lookup(layout.BACKENDS_MAP, layout.u32(i), layout.BACKEND_SIZE)
             if raw and raw[:4] != bytes(4):
                 self.backend_index[socket.inet_ntoa(raw[:4])] = i
-        for key in self.bpf.keys(layout.VIPS_MAP, 8):
-            meta = self.bpf.lookup(layout.VIPS_MAP, key, 8)
+        for key in self.bpf.keys(layout.VIPS_MAP, layout.VIP_KEY_SIZE):
+            meta = self.bpf.lookup(layout.VIPS_MAP, key, layout.VIP_META_SIZE)
             if meta is not None:
                 vip, port = socket.inet_ntoa(key[:4]), struct.unpack("!H", key[4:6])[0]
                 self.service_index[(vip, port)] = struct.unpack("<I", meta[:4])[0]
@@ -131,7 +131,7 @@ class XdpDatapath:
         if desired.scheduler is not None:
             await self._apply_scheduler(desired.scheduler)
         elif self.state.scheduler is not None or self.service_index:
-            for key in self.bpf.keys(layout.VIPS_MAP, 8):
+            for key in self.bpf.keys(layout.VIPS_MAP, layout.VIP_KEY_SIZE):
                 self.bpf.delete(layout.VIPS_MAP, key)
             self.service_index.clear()
             self.ring_inputs.clear()
@@ -151,7 +151,7 @@ class XdpDatapath:
 
     def _sync_addresses(self, map_name: str, wanted: frozenset[str]) -> None:
         """Make a set of IPv4 addresses (u32 -> u8 map) hold exactly `wanted`."""
-        have = {socket.inet_ntoa(k) for k in self.bpf.keys(map_name, 4)}
+        have = {socket.inet_ntoa(k) for k in self.bpf.keys(map_name, layout.ADDR_SIZE)}
         for addr in sorted(wanted - have):
             self.bpf.update(map_name, socket.inet_aton(addr), b"\x01")
         for addr in sorted(have - wanted):
@@ -262,8 +262,8 @@ class XdpDatapath:
     def flows(self, limit: int) -> list[Flow]:
         node_by_index = {i: self.node_of.get(a, a) for a, i in self.backend_index.items()}
         out = []
-        for key in self.bpf.keys(layout.FLOWS_MAP, 12, limit):
-            raw = self.bpf.lookup(layout.FLOWS_MAP, key, 4)
+        for key in self.bpf.keys(layout.FLOWS_MAP, layout.FLOW_KEY_SIZE, limit):
+            raw = self.bpf.lookup(layout.FLOWS_MAP, key, layout.INDEX_SIZE)
             if raw is None:
                 continue  # expired meanwhile
             client, vip, cport, vport = layout.parse_flow_key(key)
@@ -272,7 +272,9 @@ class XdpDatapath:
         return out
 
     def lookup_flow(self, client: str, client_port: int, vip: str, port: int) -> str | None:
-        raw = self.bpf.lookup(layout.FLOWS_MAP, layout.flow_key(client, vip, client_port, port), 4)
+        raw = self.bpf.lookup(
+            layout.FLOWS_MAP, layout.flow_key(client, vip, client_port, port), layout.INDEX_SIZE
+        )
         if raw is None:
             return None
         index = struct.unpack("<I", raw)[0] & layout.FLOW_INDEX
@@ -296,7 +298,7 @@ class XdpDatapath:
 
     def remove_flow(self, client: str, client_port: int, vip: str, port: int) -> None:
         key = layout.flow_key(client, vip, client_port, port)
-        if self.bpf.lookup(layout.FLOWS_MAP, key, 4) is not None:
+        if self.bpf.lookup(layout.FLOWS_MAP, key, layout.INDEX_SIZE) is not None:
             self.bpf.delete(layout.FLOWS_MAP, key)
 
     async def close(self) -> None:

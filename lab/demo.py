@@ -38,8 +38,21 @@ class Report(Protocol):
 
 async def run(client: ClusterClient, state: lab.LabState, out: Report) -> None:
     """The whole demo, against a lab that is up."""
-    spec: ServiceSpec = lab.sample_service(state)
     start = (await client.status()).revision + 1
+    await _shares(client, state, out)
+    leader = await wait_leader(client, None)
+    await _direct_return(client, state, leader, out)
+    await _l7(client, state, out)
+    target = await _planned_handover(client, state, leader, out)
+    await _kill_and_restart(client, state, target, out)
+    out.line(f"\n== events since revision {start}")
+    await _print_events(client, start, out)
+    out.line("\n== status")
+    out.status(await client.status())
+
+
+async def _shares(client: ClusterClient, state: lab.LabState, out: Report) -> None:
+    spec: ServiceSpec = lab.sample_service(state)
     result = await client.apply_service(spec)
     out.line(
         f"== service/{spec.name} {result.result}: {spec.vip}:{spec.port} {spec.mode}, "
@@ -62,9 +75,11 @@ async def run(client: ClusterClient, state: lab.LabState, out: Report) -> None:
         ],
         ("SERVER", "SUBNET", "REQUESTS", "SHARE"),
     )
-    leader = await wait_leader(client, None)
-    await _direct_return(client, state, leader, out)
-    await _l7(client, state, out)
+
+
+async def _planned_handover(
+    client: ClusterClient, state: lab.LabState, leader: str, out: Report
+) -> str:
     target = "n2" if leader != "n2" else "n1"
     out.line(f"\n== planned handover: designating {target} primary while {leader} leads,")
     out.line(f"   during a {DOWNLOAD_MB} MB download through the VIP (rate-limited)")
@@ -75,7 +90,13 @@ async def run(client: ClusterClient, state: lab.LabState, out: Report) -> None:
     await wait_leader(client, None, want=target)
     out.line(f"{target} leads after {time.monotonic() - t0:.3f} s")
     out.line(f"download: {await _finish_download(download)}")
-    victim = next(n for n in state.nodes if n.name == target)
+    return target
+
+
+async def _kill_and_restart(
+    client: ClusterClient, state: lab.LabState, leader: str, out: Report
+) -> None:
+    victim = next(n for n in state.nodes if n.name == leader)
     await asyncio.sleep(1)  # steady state: the backup has seen the new leader's API up
     out.line(f"\n== killing the leader {victim.name} (SIGKILL, pid {victim.pid}) during a")
     out.line(f"   {DOWNLOAD_MB} MB download")
@@ -102,10 +123,6 @@ async def run(client: ClusterClient, state: lab.LabState, out: Report) -> None:
     await wait_leader(client, None, want=victim.name)  # the designated primary takes over again
     served = await asyncio.to_thread(lab.served_by, state, 60)
     out.line(f"60 more requests after the restart: {dict(sorted(Counter(served).items()))}")
-    out.line(f"\n== events since revision {start}")
-    await _print_events(client, start, out)
-    out.line("\n== status")
-    out.status(await client.status())
 
 
 DEMO_REQUESTS = 300

@@ -11,10 +11,14 @@ import yaml
 
 from cli.context import CliError, Context, pass_ctx
 from cli.output import dump, emit, output_option, table
-from cluster.documents import service_to_doc, services_from_file_doc
-from cluster.errors import ValidationError
 from cluster.model import Mode, ServiceSpec
-from cluster.sdk import ClusterClient, SdkError
+from cluster.sdk import (
+    ClusterClient,
+    SdkError,
+    ValidationError,
+    service_to_doc,
+    services_from_file_doc,
+)
 
 HEADER = ("NAME", "VIP", "PORT", "MODE", "POLICY", "POOL", "PERSISTENCE", "CHECK", "RULES")
 

@@ -57,14 +57,15 @@ def answer(status: int) -> bytes:
 
 class L7Handoff:
     def __init__(
-        self, node_id: str, scheduler: Scheduler, datapath: Datapath, adopter: Adopter
+        self,
+        node_id: str,
+        scheduler: Scheduler,
+        datapath: Datapath,
+        descriptor_dir: str = "/run/tcphop",
     ) -> None:
-        self.node_id, self.scheduler, self.datapath, self.adopter = (
-            node_id,
-            scheduler,
-            datapath,
-            adopter,
-        )
+        self.node_id, self.scheduler, self.datapath = node_id, scheduler, datapath
+        # The receiving side of handoffs to this node: it delivers by the same service specs.
+        self.adopter = Adopter(node_id, self.services, descriptor_dir)
         self.snap: Snapshot | None = None
         self.listeners: dict[tuple[str, int], asyncio.Task[None]] = {}
         self.stats: Counter[str] = Counter()

@@ -19,9 +19,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from cluster.l7.pattern import compile_pattern
 from cluster.limits import MAX_HEAD_BYTES, MAX_HEADERS
 from cluster.model import Match, Rule, ServiceSpec
+from cluster.pattern import compile_pattern
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # CTLs but HTAB

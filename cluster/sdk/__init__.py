@@ -6,6 +6,8 @@ async with ClusterClient(["127.0.0.1:7701"]) as c:
     await c.apply_service(ServiceSpec(name="web", vip="10.100.0.10", port=80))
 """
 
+from cluster.documents import service_to_doc, services_from_file_doc
+from cluster.errors import ValidationError
 from cluster.model import (
     ApplyResult,
     CheckType,
@@ -27,7 +29,7 @@ from cluster.model import (
     ServiceSpec,
     Serving,
 )
-from cluster.sdk.client import ClusterClient, DatapathView, FlowsView, LoadsView, NodeLoadView
+from cluster.sdk.client import ClusterClient
 from cluster.sdk.errors import (
     AlreadyExists,
     DeadlineExceeded,
@@ -39,7 +41,7 @@ from cluster.sdk.errors import (
     ServerError,
     Unavailable,
 )
-from datapath.protocol import Flow
+from cluster.sdk.views import DatapathView, Flow, FlowsView, LoadsView, NodeLoadView
 
 __all__ = [
     "AlreadyExists",
@@ -76,4 +78,7 @@ __all__ = [
     "ServiceSpec",
     "Serving",
     "Unavailable",
+    "ValidationError",
+    "service_to_doc",
+    "services_from_file_doc",
 ]

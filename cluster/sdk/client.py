@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TypeVar
 
@@ -25,62 +24,15 @@ from cluster.model import (
     ClusterEvent,
     ClusterStatus,
     Designation,
-    LoadReport,
     Node,
     Role,
     ServiceSpec,
     Serving,
 )
 from cluster.sdk import convert, errors
-from datapath.protocol import Flow
+from cluster.sdk.views import DatapathView, Flow, FlowsView, LoadsView, NodeLoadView
 
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True, slots=True)
-class NodeLoadView:
-    report: LoadReport
-    age_s: float
-    fresh: bool  # reported within 3 of its intervals: eligible for new connections
-
-
-@dataclass(frozen=True, slots=True)
-class LoadsView:
-    leader: str
-    term: int
-    loads: tuple[NodeLoadView, ...]
-    weights: dict[str, dict[str, int]]  # service -> node -> kernel-datapath Maglev weight
-    refused_reports: dict[str, int] = field(default_factory=dict)  # by reason, since start
-
-
-@dataclass(frozen=True, slots=True)
-class DatapathView:
-    """One node's datapath: what it programmed and its counters by reason."""
-
-    node_id: str
-    kind: str  # "xdp", or "none"
-    interface: str
-    mode: str
-    address: str
-    scheduling: bool
-    vips: tuple[str, ...]
-    trusted: tuple[str, ...]
-    stats: dict[str, int]
-    rings: dict[str, dict[str, int]]  # service -> node -> weight its Maglev ring holds
-    handoff_stats: dict[str, int]  # L7 handoff outcomes (scheduler) and adoptions (any node)
-    rule_hits: dict[str, int]  # "service/rule" -> requests matched ("service/-": default pool)
-    handoff_p50_ms: float
-    handoff_p99_ms: float
-    loop_lag_ms: float = 0.0  # how late the node's event loop runs now
-    loop_lag_max_ms: float = 0.0  # the most in the last 10 s
-    rule_match_max_ms: float = 0.0  # the longest L7 rule match on this node
-
-
-@dataclass(frozen=True, slots=True)
-class FlowsView:
-    node_id: str
-    flows: tuple[Flow, ...]
-    truncated: bool
 
 
 _ERRORS: dict[grpc.StatusCode, type[errors.SdkError]] = {

@@ -8,13 +8,13 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from agent.sample import established_connections
 from cluster.api.v1 import cluster_pb2 as pb
 from cluster.api.v1 import cluster_pb2_grpc
 from cluster.errors import ValidationError
 from cluster.l7.adopt import Adopter
 from cluster.l7.handoff import L7Handoff
 from cluster.looplag import LoopLag
+from datapath.netlink import established_connections
 from datapath.protocol import Datapath
 
 Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]

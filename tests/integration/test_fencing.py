@@ -6,9 +6,11 @@ import time
 
 import pytest
 
+from cluster.config import ElectionConfig
 from cluster.documents import designation_to_doc, record_to_doc
-from cluster.election import ElectionConfig, RecordedVips, RoleManager
+from cluster.election import Action, RoleManager
 from cluster.keys import Keys
+from cluster.leadership import RecordedVips
 from cluster.model import Designation, Registration, Role, VipOwner
 from cluster.snapshot import encode
 from cluster.store.base import Put
@@ -28,17 +30,16 @@ async def test_fenced_write_from_a_deposed_leader_fails(store: EtcdStore, keys: 
         await store.put(keys.node(node), encode(record_to_doc(reg)))
         await store.put(keys.designation(node), encode(designation_to_doc(Designation(node, role))))
     a, b = manager(store, keys, "n1"), manager(store, keys, "n2")
-    await a._cycle()
-    assert a.leading and a.lease is not None
-    await store.revoke(a.lease)  # as if a paused leader's lease expired
-    b.absent_since = time.monotonic() - 1  # the backup has waited long enough
-    await b._cycle()
-    assert b.leading and b.leader_revision != a.leader_revision
+    assert (await a.step()).action == Action.CAMPAIGN
+    assert a.leader.leading and a.leader.lease is not None
+    await store.revoke(a.leader.lease)  # as if a paused leader's lease expired
+    assert (await b.step()).action == Action.CAMPAIGN  # n1 is not a ready candidate
+    assert b.leader.leading and b.leader.leader_revision != a.leader.leader_revision
     owner = encode(record_to_doc(VipOwner("10.0.0.1", "n1", 1)))
-    assert not await a._fenced([Put(keys.vip("10.0.0.1"), owner)])
+    assert not await a.fenced([Put(keys.vip("10.0.0.1"), owner)])
     assert await store.get(keys.vip("10.0.0.1")) is None
-    assert await b._fenced([Put(keys.vip("10.0.0.1"), owner.replace(b"n1", b"n2"))])
-    await a._cycle()  # a notices and steps down; b keeps leading
-    assert not a.leading
+    assert await b.fenced([Put(keys.vip("10.0.0.1"), owner.replace(b"n1", b"n2"))])
+    assert (await a.step()).action == Action.STEP_DOWN  # a notices; b keeps leading
+    assert not a.leader.leading
     term = await store.get(keys.term)
     assert term is not None and int(term.value) == 2

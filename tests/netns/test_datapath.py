@@ -14,6 +14,7 @@ import pytest
 
 from lab.netns import ip, netns_available
 from tests.conftest import load_bpf, need
+from tests.contract.datapath_cases import CASES
 
 pytestmark = [pytest.mark.netns, pytest.mark.bpf]
 SCRIPT = """
@@ -135,3 +136,13 @@ def test_tcphopd_refuses_an_advertised_address_that_is_not_the_uplinks(
     assert refused.returncode == 2, refused.stderr
     assert "the advertised host 10.149.9.9 is not an address of eth0" in refused.stderr
     assert not xdp_attached(ns)
+
+
+def test_xdp_keeps_the_datapath_contract(node: tuple[str, str, Path]) -> None:
+    """tests/contract/datapath_cases.py, the cases FakeDatapath passes, on real XDP."""
+    ns, net, pins = node
+    cases = Path(__file__).resolve().parents[1] / "contract" / "datapath_cases.py"
+    done = run_in(ns, sys.executable, str(cases), f"{net}.2", str(pins))
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout.splitlines()[-1])
+    assert results == {case.__name__: "ok" for case in CASES}

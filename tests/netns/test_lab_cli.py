@@ -34,28 +34,7 @@ def test_lab_up_status_demo_down(tmp_path: Path) -> None:
             ("n2", "backup"),
             ("n3", "none"),
         ]
-        demo = clusterctl("lab", "demo", env=env, timeout_s=120)
-        assert demo.returncode == 0, demo.stderr
-        out = demo.stdout
-        rows = [line.split() for line in out.splitlines() if line.startswith(("n1 ", "n2 ", "n3 "))]
-        shares = {r[0]: int(r[2]) for r in rows if len(r) > 2 and r[2].isdigit()}
-        assert set(shares) == {"n1", "n2", "n3"} and min(shares.values()) > 0, out
-        # direct return from a server the scheduler encapsulated to, in another subnet
-        served = re.search(r"(?m)^served by (n\d) \(([\d.]+)/24\): (\d+) bytes; the scheduler "
-                           r"is n1 \(([\d.]+)/24\)$", out)  # fmt: skip
-        assert served is not None, out
-        assert served.group(1) == "n3" and served.group(2) != served.group(4)
-        counters = re.search(r"encapsulated (\d+), response packets \(vip_reply\) (\d+)", out)
-        assert counters is not None and int(counters.group(1)) > 100, out  # the ACKs
-        assert counters.group(2) == "0"
-        link = re.search(r"link during the download: ([\d.]+) MB against (\d+) MB", out)
-        assert link is not None and float(link.group(1)) < 0.1 * int(link.group(2)), out
-        assert re.search(r"(?m)^GET / with X-Tenant: blue +-> n3$", out), out  # the L7 rule
-        assert int(re.search(r"handed off with TCP_REPAIR: (\d+)", out).group(1)) > 0  # type: ignore[union-attr]
-        assert "n2 leads after" in out  # planned handover
-        assert "n1 leads after" in out  # the killed leader's backup took over
-        assert out.count("(intact)") == 2, out  # downloads across the handover and the kill
-        assert "node_joined" in out
+        check_demo(clusterctl("lab", "demo", env=env, timeout_s=120))
         status = clusterctl("lab", "status", env=env)
         assert (
             status.returncode == 0 and status.stdout.count("running") == 10
@@ -78,3 +57,28 @@ def test_lab_up_status_demo_down(tmp_path: Path) -> None:
         state["prefix"] not in subprocess.run(["ip", "link"], capture_output=True, text=True).stdout
     )
     assert clusterctl("lab", "down", env=env).stdout.startswith("no lab in")
+
+
+def check_demo(demo: subprocess.CompletedProcess[str]) -> None:
+    """What the demo shows, read from its output."""
+    assert demo.returncode == 0, demo.stderr
+    out = demo.stdout
+    rows = [line.split() for line in out.splitlines() if line.startswith(("n1 ", "n2 ", "n3 "))]
+    shares = {r[0]: int(r[2]) for r in rows if len(r) > 2 and r[2].isdigit()}
+    assert set(shares) == {"n1", "n2", "n3"} and min(shares.values()) > 0, out
+    # direct return from a server the scheduler encapsulated to, in another subnet
+    served = re.search(r"(?m)^served by (n\d) \(([\d.]+)/24\): (\d+) bytes; the scheduler "
+                       r"is n1 \(([\d.]+)/24\)$", out)  # fmt: skip
+    assert served is not None, out
+    assert served.group(1) == "n3" and served.group(2) != served.group(4)
+    counters = re.search(r"encapsulated (\d+), response packets \(vip_reply\) (\d+)", out)
+    assert counters is not None and int(counters.group(1)) > 100, out  # the ACKs
+    assert counters.group(2) == "0"
+    link = re.search(r"link during the download: ([\d.]+) MB against (\d+) MB", out)
+    assert link is not None and float(link.group(1)) < 0.1 * int(link.group(2)), out
+    assert re.search(r"(?m)^GET / with X-Tenant: blue +-> n3$", out), out  # the L7 rule
+    assert int(re.search(r"handed off with TCP_REPAIR: (\d+)", out).group(1)) > 0  # type: ignore[union-attr]
+    assert "n2 leads after" in out  # planned handover
+    assert "n1 leads after" in out  # the killed leader's backup took over
+    assert out.count("(intact)") == 2, out  # downloads across the handover and the kill
+    assert "node_joined" in out

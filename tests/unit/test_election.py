@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.election import Action, ElectionConfig, decide
+from cluster.config import ElectionConfig
+from cluster.election import Action, decide
 from cluster.errors import ValidationError
 from cluster.model import Designation, LeaderRecord, Registration, Role
 from cluster.snapshot import Snapshot

@@ -22,7 +22,7 @@ print(c.recv(100).decode().splitlines()[0])
 
 
 async def test_out_of_descriptors_the_listener_backs_off_and_accepts_again() -> None:
-    handoff = L7Handoff("n1", None, None, None)  # type: ignore[arg-type]  # no service: 503
+    handoff = L7Handoff("n1", None, None)  # type: ignore[arg-type]  # no service: 503
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)

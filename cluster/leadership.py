@@ -1,0 +1,110 @@
+"""This node's hold on the leader key, and the VIPs it holds while that hold is surely valid.
+
+`LeaderLease` is written only by the RoleManager (cluster/election.py) and read by whoever must
+know whether this node leads right now: the scheduler (its term), the VIP holder (may it answer
+ARP), `VipCustody`. `VipCustody` holds the VIPs through a `VipHolder` and withdraws them
+`margin_s` before the lease could expire anywhere, whatever the election loop is doing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from cluster.store.base import LeaseId
+
+log = structlog.get_logger()
+
+
+@dataclass
+class LeaderLease:
+    margin_s: float
+    lease: LeaseId | None = None
+    leader_revision: int = 0  # the leader key's create revision: the fencing token; 0: none
+    term: int = 0  # the term this node leads, 0 when it does not
+    valid_until: float = 0.0  # monotonic: send time of the last refresh + TTL
+
+    @property
+    def leading(self) -> bool:
+        return self.leader_revision != 0
+
+    def valid(self) -> bool:
+        """True while this node's leader lease surely has not expired anywhere."""
+        return self.leading and time.monotonic() < self.valid_until - self.margin_s
+
+    def current_term(self) -> int:
+        return self.term
+
+    def take(self, lease: LeaseId, revision: int, term: int, valid_until: float) -> None:
+        self.lease, self.leader_revision, self.term = lease, revision, term
+        self.valid_until = valid_until
+
+    def drop(self) -> LeaseId | None:
+        """Stop leading; return the lease to revoke (None if there was none)."""
+        lease, self.lease, self.leader_revision, self.term = self.lease, None, 0, 0
+        return lease
+
+
+class VipHolder(Protocol):
+    """Where a leader's VIPs live on this node. Both calls are idempotent."""
+
+    async def hold(self, vips: frozenset[str]) -> None:
+        """Hold exactly these VIPs; announce (gratuitous ARP) the ones newly held."""
+        ...
+
+    async def release(self) -> None:
+        """Hold no VIP. Must succeed without etcd."""
+        ...
+
+
+class RecordedVips:
+    """No local plumbing: the VIPs are only recorded in etcd (nodes without an uplink)."""
+
+    def __init__(self) -> None:
+        self.held: frozenset[str] = frozenset()
+
+    async def hold(self, vips: frozenset[str]) -> None:
+        self.held = vips
+
+    async def release(self) -> None:
+        self.held = frozenset()
+
+
+class VipCustody:
+    """Holds VIPs only while the leader lease is surely valid."""
+
+    def __init__(self, holder: VipHolder, lease: LeaderLease) -> None:
+        self.holder, self.lease = holder, lease
+        self.held: frozenset[str] = frozenset()
+
+    async def hold(self, vips: frozenset[str]) -> None:
+        if not self.lease.valid():
+            return
+        await self.holder.hold(vips)
+        if not self.lease.valid():
+            # Paused or slowed while plumbing: the lease may have expired meanwhile. The holder
+            # answered nothing without it; now take the addresses away too.
+            self.held = vips
+            await self.release()
+            return
+        if vips != self.held:
+            log.info("vips_held", vips=sorted(vips))
+        self.held = vips
+
+    async def release(self) -> None:
+        held, self.held = self.held, frozenset()  # first, so a concurrent caller sees it done
+        if held:
+            await self.holder.release()
+            log.info("vips_released", vips=sorted(held))
+
+    async def watchdog(self, wake: asyncio.Event) -> None:
+        """Withdraw the VIPs before the lease could expire, whatever the loop is doing."""
+        while True:
+            if self.held and not self.lease.valid():
+                await self.release()
+                wake.set()
+            await asyncio.sleep(self.lease.margin_s / 2)
