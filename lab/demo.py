@@ -35,6 +35,10 @@ class Report(Protocol):
 
     def event(self, event: ClusterEvent) -> None: ...
 
+    def fact(self, name: str, value: object) -> None:
+        """A measured result, as data (clusterctl writes them to <lab dir>/demo.json)."""
+        ...
+
 
 async def run(client: ClusterClient, state: lab.LabState, out: Report) -> None:
     """The whole demo, against a lab that is up."""
@@ -62,6 +66,7 @@ async def _shares(client: ClusterClient, state: lab.LabState, out: Report) -> No
     out.line(f"\n== {DEMO_REQUESTS} requests, each on a new connection, from the client")
     served = await asyncio.to_thread(lab.served_by, state, DEMO_REQUESTS)
     counts = Counter(served)
+    out.fact("shares", dict(sorted(counts.items())))
     net = state.lab
     out.table(
         [
@@ -88,8 +93,11 @@ async def _planned_handover(
     t0 = time.monotonic()
     await client.designate(target, Role.PRIMARY)
     await wait_leader(client, None, want=target)
-    out.line(f"{target} leads after {time.monotonic() - t0:.3f} s")
-    out.line(f"download: {await _finish_download(download)}")
+    took_s = time.monotonic() - t0
+    out.line(f"{target} leads after {took_s:.3f} s")
+    result = await _finish_download(download)
+    out.line(f"download: {_describe(result)}")
+    out.fact("handover", {"to": target, "seconds": took_s, "download": result})
     return target
 
 
@@ -105,8 +113,13 @@ async def _kill_and_restart(
     t0 = time.monotonic()
     os.kill(victim.pid, signal.SIGKILL)
     new = await wait_leader(client, victim.name)
-    out.line(f"{new} leads after {time.monotonic() - t0:.3f} s")
-    out.line(f"download: {await _finish_download(download)}")
+    took_s = time.monotonic() - t0
+    out.line(f"{new} leads after {took_s:.3f} s")
+    result = await _finish_download(download)
+    out.line(f"download: {_describe(result)}")
+    out.fact(
+        "kill", {"killed": victim.name, "new_leader": new, "seconds": took_s, "download": result}
+    )
     while (await client.get_node(victim.name)).alive:
         await asyncio.sleep(0.05)
     out.line(f"{victim.name}'s registration expired {time.monotonic() - t0:.2f} s after the kill")
@@ -170,6 +183,19 @@ async def _direct_return(
     def delta(name: str) -> int:
         return after_dp.stats.get(name, 0) - before_dp.stats.get(name, 0)
 
+    out.fact(
+        "direct_return",
+        {
+            "server": server,
+            "server_subnet": net.subnet(index[server]),
+            "scheduler": leader,
+            "scheduler_subnet": net.subnet(index[leader]),
+            "bytes": got,
+            "router_to_scheduler_bytes": after_link - before_link,
+            "encapsulated": delta("encapsulated"),
+            "vip_reply": delta("vip_reply"),
+        },
+    )
     where = f"{net.net}.{net.subnet(index[server])}.0/24"
     out.line(f"\n== direct return: a {DOWNLOAD_MB} MB download through the VIP")
     out.line(
@@ -212,15 +238,18 @@ async def _l7(client: ClusterClient, state: lab.LabState, out: Report) -> None:
         cases.append(("GET / with X-Tenant: blue", "/", ("-H", "X-Tenant: blue")))
     cases += [("GET /", "/", ())] * 4
     cases += [("GET / with Cookie: session=42", "/", ("-H", "Cookie: session=42"))] * 3
+    routed: dict[str, list[str]] = {}
     for label, path, extra in cases:
         done = await asyncio.to_thread(
             lab.curl, state, "-sD", "-", "-o", "/dev/null", *extra, url + path
         )
         served = _served_by(done.stdout) or f"failed: {done.stderr.strip()}"
+        routed.setdefault(label, []).append(served)
         out.line(f"{label:<32} -> {served}")
     view = await client.datapath()
     handed = view.handoff_stats.get("handoffs_done", 0) - before.get("handoffs_done", 0)
     local = view.handoff_stats.get("served_locally", 0) - before.get("served_locally", 0)
+    out.fact("l7", {"routed": routed, "handed_off": handed, "served_locally": local})
     out.line(
         f"connections handed off with TCP_REPAIR: {handed}, "
         f"served by the scheduler itself: {local}; "
@@ -240,13 +269,19 @@ def _start_download(state: lab.LabState) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-async def _finish_download(proc: subprocess.Popen[str]) -> str:
+async def _finish_download(proc: subprocess.Popen[str]) -> dict[str, object]:
     out, err = await asyncio.to_thread(proc.communicate)
     if proc.returncode != 0:
-        return f"FAILED: {err.strip()}"
+        return {"failed": err.strip(), "bytes": 0, "intact": False}
     size, _, server = out.partition(" ")
-    ok = int(size) == DOWNLOAD_MB * 2**20
-    return f"{int(size)} bytes from {server} ({'intact' if ok else 'SHORT'})"
+    return {"bytes": int(size), "server": server, "intact": int(size) == DOWNLOAD_MB * 2**20}
+
+
+def _describe(download: dict[str, object]) -> str:
+    if "failed" in download:
+        return f"FAILED: {download['failed']}"
+    intact = "intact" if download["intact"] else "SHORT"
+    return f"{download['bytes']} bytes from {download['server']} ({intact})"
 
 
 async def wait_leader(client: ClusterClient, not_node: str | None, want: str | None = None) -> str:

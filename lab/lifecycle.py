@@ -32,7 +32,7 @@ from cluster.model import (
 from cluster.store.embedded import EmbeddedEtcd
 from datapath.libbpf import BpfError
 from lab.netns import VIP_SEGMENT, RoutedLab, netns_available, node_command
-from lab.state import STATE_FILE, LabProcess, LabState, default_dir, running_endpoints
+from lab.state import DEMO_FILE, STATE_FILE, LabProcess, LabState, default_dir, running_endpoints
 
 __all__ = [  # with the state's vocabulary (lab/state.py), which is the life cycle's too
     "API_PORT",
@@ -192,7 +192,8 @@ def down(directory: Path) -> LabState | None:
         path = directory / made
         if path.is_dir() and not os.path.ismount(path):
             shutil.rmtree(path, ignore_errors=True)
-    (directory / STATE_FILE).unlink(missing_ok=True)
+    for name in (STATE_FILE, DEMO_FILE):
+        (directory / name).unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # not empty: something else lives there; leave it
         directory.rmdir()
     return state

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from lab.netns import RoutedLab
 
 STATE_FILE = "lab.json"
+DEMO_FILE = "demo.json"  # what `lab demo` measured, as data
 STOP_TIMEOUT_S = 5.0
 
 

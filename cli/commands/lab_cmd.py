@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from cluster.sdk import ClusterClient
 from lab import demo as demo_steps
 from lab import lifecycle as lab
 from lab.lifecycle import LabError
+from lab.state import DEMO_FILE
 
 dir_option = click.option(
     "--dir",
@@ -143,17 +145,27 @@ def demo(ctx: Context, directory: Path | None) -> None:
     where = _dir(directory)
     state = _state(where)
 
+    printer = _Printer()
+
     async def run(client: ClusterClient) -> None:
         try:
-            await demo_steps.run(client, state, _Printer())
+            await demo_steps.run(client, state, printer)
         except LabError as e:
             raise CliError(str(e)) from None
+        finally:
+            (where / DEMO_FILE).write_text(json.dumps(printer.facts, indent=2))
 
     Context(",".join(state.endpoints), ctx.timeout_s, ctx.debug).run(run)
 
 
 class _Printer:
-    """The demo's report, printed as clusterctl prints everything else."""
+    """The demo's report, printed as clusterctl prints everything else; its facts as data."""
+
+    def __init__(self) -> None:
+        self.facts: dict[str, object] = {}
+
+    def fact(self, name: str, value: object) -> None:
+        self.facts[name] = value
 
     def line(self, text: str) -> None:
         click.echo(text)

@@ -218,7 +218,7 @@ async def test_etcd_outage_gives_unavailable_and_the_node_recovers(
     assert d.process.poll() is None
 
 
-def test_daemon_rejects_bad_arguments_with_usage_errors(start_daemon: StartDaemon) -> None:
+def test_daemon_rejects_bad_arguments_with_usage_errors() -> None:
     import subprocess
     import sys
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 
@@ -99,5 +100,19 @@ async def test_tcp_and_http_checks_against_real_sockets() -> None:
     assert not ok and "ConnectionRefusedError" in error
 
 
-def test_process_group_scope_reads_this_group(tmp_path: Path) -> None:
-    assert Sampler(scope="process-group").pgid == os.getpgid(0)
+async def test_process_group_scope_counts_a_busy_member_and_machine_scope_everything() -> None:
+    """A child burning a core in this process group shows in the group's CPU."""
+    group = Sampler(scope="process-group")
+    burner = subprocess.Popen(
+        [sys.executable, "-c", "while True: pass"], process_group=os.getpgid(0)
+    )
+    try:
+        await asyncio.sleep(1.0)
+        busy = (await group.sample()).cpu
+    finally:
+        burner.kill()
+        burner.wait()
+    assert busy > 0.5 / (os.cpu_count() or 1)  # at least half a core of all of them
+    await asyncio.sleep(0.5)
+    idle = (await group.sample()).cpu
+    assert idle < busy

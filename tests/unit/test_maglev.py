@@ -59,7 +59,11 @@ def test_the_same_input_gives_the_same_table_and_lookups_are_stable() -> None:
     w = {"a": 3, "b": 1}
     assert maglev.build(w, SMALL) == maglev.build(dict(reversed(list(w.items()))), SMALL)
     table = maglev.build(w, SMALL)
-    assert maglev.lookup(table, b"10.0.0.1") == maglev.lookup(table, b"10.0.0.1")
+    rebuilt = maglev.build(dict(w), SMALL)  # another build, as after a restart
+    keys = [f"10.0.{i // 256}.{i % 256}".encode() for i in range(500)]
+    assert [maglev.lookup(table, k) for k in keys] == [maglev.lookup(rebuilt, k) for k in keys]
+    picks = [maglev.lookup(table, k) for k in keys]
+    assert set(picks) == {"a", "b"} and 0.6 < picks.count("a") / len(picks) < 0.9  # weight 3:1
 
 
 @pytest.mark.parametrize(
