@@ -183,3 +183,22 @@ async def test_a_node_key_no_lease_holds_does_not_lock_the_node_out(
     assert kv is not None and kv.lease == member.lease
     etcdctl_put(etcd_url, keys.node("n2"), b"\xff not json")
     await join(store, keys, "n2")
+
+
+async def test_a_rule_whose_pool_leaves_the_services_pool_is_refused_and_nothing_stored(
+    store: EtcdStore, keys: Keys
+) -> None:
+    from cluster.model import Match, Mode, Rule
+
+    state = ClusterState(store, keys, "test")
+    spec = ServiceSpec(
+        "shop", "10.0.0.1", 8080, mode=Mode.L7, pool=Pool(("n2",)),
+        rules=(Rule("static", Match(path_prefix="/static"), Pool(("n3",))),),
+    )  # fmt: skip
+    with pytest.raises(ValidationError) as e:
+        await state.apply_service(spec)
+    assert e.value.problems == (
+        "services.shop.rules[0].pool[0]: 'n3' is not in the service's pool (add it there, or "
+        "pick one of n2)",
+    )
+    assert await state.list_services() == []
