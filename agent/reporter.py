@@ -24,6 +24,7 @@ from cluster.api.v1 import cluster_pb2 as pb
 from cluster.api.v1 import cluster_pb2_grpc
 from cluster.model import Delivery, LoadReport, Mode, ServiceHealth, ServiceSpec
 from cluster.sdk import convert
+from cluster.tls import TlsFiles, channel
 
 log = structlog.get_logger()
 SUMMARY_S = 2.0
@@ -51,8 +52,9 @@ class Agent:
         interval_s: float = 0.5,
         check_host: str = "127.0.0.1",
         cpu_scope: str = "machine",
+        tls: TlsFiles | None = None,
     ) -> None:
-        self.link, self.node_id = link, node_id
+        self.link, self.node_id, self.tls = link, node_id, tls
         self.interval_s, self.check_host, self.cpu_scope = interval_s, check_host, cpu_scope
         self.services: list[ServiceSpec] = []
         self.checks: dict[str, CheckState] = {}
@@ -170,8 +172,8 @@ class Agent:
                 await asyncio.sleep(self.interval_s)
                 continue
             try:
-                async with grpc.aio.insecure_channel(target) as channel:
-                    call = cluster_pb2_grpc.TelemetryStub(channel).Report(self._reports(target))
+                async with channel(target, self.tls) as leader:
+                    call = cluster_pb2_grpc.TelemetryStub(leader).Report(self._reports(target))
                     async for ack in call:
                         backoff = 0.1
                         self.term = ack.term

@@ -78,7 +78,7 @@ async def trials(cluster: NetCluster, sampler: Sampler, n: int) -> dict[str, lis
     out: dict[str, list[float]] = {
         k: [] for k in ("kill_leader", "kill_vip", "planned_leader", "planned_vip")
     }
-    async with ClusterClient(cluster.endpoints, timeout_s=2) as client:
+    async with ClusterClient(cluster.endpoints, timeout_s=2, tls=cluster.admin_tls) as client:
         for _ in range(n):
             old, _ = await wait_leader(client, node="n1")
             sampler.first(time.monotonic() - 0.5, "n1")
@@ -122,7 +122,9 @@ async def main() -> None:
             for i in (1, 2, 3):
                 cluster.start(i)
             vip = cluster.lab.vip()
-            async with ClusterClient(cluster.endpoints, timeout_s=3) as client:
+            async with ClusterClient(
+                cluster.endpoints, timeout_s=3, tls=cluster.admin_tls
+            ) as client:
                 await client.designate("n1", Role.PRIMARY)
                 await client.designate("n2", Role.BACKUP)
                 await client.apply_service(ServiceSpec("web", vip, 80))

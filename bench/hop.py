@@ -139,7 +139,7 @@ async def prepare(state: lab.LabState, args: argparse.Namespace) -> None:
     The L7 service leaves the scheduler out of its pool: a connection placed on the scheduler
     is relayed by tcphopd itself, which would count serving work as scheduling work."""
     l7_pool = Pool(tuple(f"n{i}" for i in range(2, args.nodes + 1)))
-    async with ClusterClient(state.endpoints) as c:
+    async with ClusterClient(state.endpoints, tls=state.admin_tls()) as c:
         await c.apply_service(lab.sample_service(state))
         await c.apply_service(
             replace(lab.sample_service(state), name="shop", port=L7_PORT, mode=Mode.L7,

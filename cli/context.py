@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import click
 
-from cluster.sdk import ClusterClient, SdkError, Unavailable
-from lab.state import default_dir, running_endpoints
+from cluster.sdk import ClusterClient, SdkError, TlsFiles, Unavailable
+from lab.state import default_dir, lab_admin_tls, running_endpoints
 
 _T = TypeVar("_T")
 EXIT_USER = 1  # the cluster refused: invalid input, unknown node or service
@@ -32,6 +33,30 @@ class Context:
     endpoint: str | None
     timeout_s: float
     debug: bool
+    tls_paths: tuple[str | None, str | None, str | None] = (None, None, None)
+    insecure: bool = False
+
+    def tls(self) -> TlsFiles | None:
+        """--tls-ca/--tls-cert/--tls-key (or TCPHOP_TLS_*), else the running lab's admin
+        certificate (when no --endpoint is given), else None with --insecure; else a usage
+        error saying what to give."""
+        if any(self.tls_paths):
+            if not all(self.tls_paths) or self.insecure:
+                raise click.UsageError(
+                    "give --tls-ca, --tls-cert and --tls-key together (and not --insecure)"
+                )
+            ca, cert, key = (Path(p) for p in self.tls_paths if p)
+            return TlsFiles(ca, cert, key)
+        if self.insecure:
+            return None
+        lab_tls = lab_admin_tls(default_dir()) if not self.endpoint else None
+        if lab_tls is None:
+            raise click.UsageError(
+                "no client certificate: give --tls-ca, --tls-cert and --tls-key (or "
+                "TCPHOP_TLS_CA, TCPHOP_TLS_CERT, TCPHOP_TLS_KEY; `clusterctl pki` issues them), "
+                "or --insecure for a cluster that runs without TLS"
+            )
+        return lab_tls
 
     def endpoints(self) -> list[str]:
         """--endpoint / TCPHOP_ENDPOINT, else the running lab's nodes, else the default."""
@@ -43,7 +68,10 @@ class Context:
         """Run one SDK call; turn SDK errors into clusterctl's exit codes."""
 
         async def go() -> _T:
-            async with ClusterClient(self.endpoints(), timeout_s=self.timeout_s) as client:
+            tls = self.tls()
+            async with ClusterClient(
+                self.endpoints(), timeout_s=self.timeout_s, tls=tls, insecure=tls is None
+            ) as client:
                 return await call(client)
 
         try:

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from cli.commands import cluster, datapath, lab_cmd, service, top
+from cli.commands import cluster, datapath, lab_cmd, pki, service, top
 from cli.context import EXIT_UNREACHABLE, EXIT_USAGE, EXIT_USER, Context, Unreachable
 
 
@@ -27,11 +27,25 @@ from cli.context import EXIT_UNREACHABLE, EXIT_USAGE, EXIT_USER, Context, Unreac
 @click.option(
     "--timeout", "timeout_s", default=5.0, show_default=True, type=float, help="Seconds per call."
 )
+@click.option("--tls-ca", envvar="TCPHOP_TLS_CA", help="CA the nodes' certificates chain to.")
+@click.option("--tls-cert", envvar="TCPHOP_TLS_CERT", help="Client certificate (admin or reader).")
+@click.option("--tls-key", envvar="TCPHOP_TLS_KEY", help="Its private key.")
+@click.option("--insecure", is_flag=True, help="No TLS: for a cluster run with --insecure.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def cli(ctx: click.Context, endpoint: str | None, timeout_s: float, debug: bool) -> None:
-    """Operate a tcphop cluster."""
-    ctx.obj = Context(endpoint, timeout_s, debug)
+def cli(
+    ctx: click.Context,
+    endpoint: str | None,
+    timeout_s: float,
+    tls_ca: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    insecure: bool,
+    debug: bool,
+) -> None:
+    """Operate a tcphop cluster. Secure by default: a client certificate is needed (the running
+    lab's admin certificate is found by itself)."""
+    ctx.obj = Context(endpoint, timeout_s, debug, (tls_ca, tls_cert, tls_key), insecure)
 
 
 for command in (
@@ -40,6 +54,7 @@ for command in (
     top.top,
     datapath.datapath,
     lab_cmd.lab_group,
+    pki.pki,
 ):
     cli.add_command(command)
 

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from cluster.config import DaemonConfig
+from cluster.config import DaemonConfig, with_security
 from cluster.errors import ValidationError
 from cluster.keys import DEFAULT_ROOT
 from cluster.logs import configure_logging
@@ -109,6 +109,18 @@ from cluster.logs import configure_logging
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@click.option("--tls-ca", envvar="TCPHOP_TLS_CA", help="CA bundle clients and peers chain to.")
+@click.option("--tls-cert", envvar="TCPHOP_TLS_CERT", help="This node's certificate (role node).")
+@click.option("--tls-key", envvar="TCPHOP_TLS_KEY", help="Its private key.")
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="No TLS and no roles on the API, telemetry and handoff channel: anyone who reaches "
+    "them may reconfigure the cluster. Only for a network nobody else reaches.",
+)
+@click.option("--etcd-ca", envvar="TCPHOP_ETCD_CA", help="CA of etcd's certificate (https://).")
+@click.option("--etcd-cert", envvar="TCPHOP_ETCD_CERT", help="Client certificate for etcd.")
+@click.option("--etcd-key", envvar="TCPHOP_ETCD_KEY", help="Its private key.")
 @click.option("--log-json/--log-console", default=None, help="Default: JSON unless a TTY.")
 def main(
     node_id: str,
@@ -129,6 +141,13 @@ def main(
     etcd_prefix: str,
     log_level: str,
     log_json: bool | None,
+    tls_ca: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    insecure: bool,
+    etcd_ca: str | None,
+    etcd_cert: str | None,
+    etcd_key: str | None,
 ) -> None:
     """Run the tcphop node daemon."""
     configure_logging(log_level, log_json)
@@ -152,6 +171,10 @@ def main(
             bpf_pin_dir,
             descriptor_dir,
         )
+        if not teardown:
+            cfg = with_security(
+                cfg, (tls_ca, tls_cert, tls_key), insecure, (etcd_ca, etcd_cert, etcd_key), etcd
+            )
     except ValidationError as e:
         raise click.UsageError(str(e)) from None
     if teardown:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from cluster.errors import ValidationError
 from cluster.keys import DEFAULT_ROOT
-from cluster.store.etcd import parse_endpoints
+from cluster.store.etcd import endpoints_scheme, parse_endpoints
+from cluster.tls import TlsError, TlsFiles
 from cluster.validation import validate_node_id
 
 DEFAULT_DESCRIPTOR_DIR = "/run/tcphop"
@@ -48,6 +50,62 @@ def _check_datapath(datapath: str, uplink: str | None, xdp_mode: str, advertise:
         )
 
 
+def with_security(
+    cfg: DaemonConfig,
+    tls: tuple[str | None, str | None, str | None],
+    insecure: bool,
+    etcd_tls: tuple[str | None, str | None, str | None],
+    etcd: str,
+) -> DaemonConfig:
+    """The API's, the telemetry's and the handoff channel's TLS (--tls-ca/cert/key: all, or
+    --insecure by name), and etcd's (--etcd-ca/cert/key, for https:// endpoints)."""
+    api = _tls_files(tls, "--tls")
+    if (api is None) != insecure:
+        raise ValidationError(
+            [
+                "--tls-ca/--tls-cert/--tls-key: give this node's certificate (clusterctl pki "
+                "issue --role node), or --insecure to run without TLS and roles"
+                if api is None
+                else "--insecure: drop it, or the --tls-* flags (not both)"
+            ]
+        )
+    if api is not None:
+        try:
+            identity = api.identity()
+        except TlsError as e:
+            raise ValidationError([f"--tls-cert: {e}"]) from None
+        if identity is None or identity.node_id != cfg.node_id:
+            raise ValidationError(
+                [
+                    f"--tls-cert: not a node certificate for {cfg.node_id!r} (it needs the SAN "
+                    f"URIs tcphop://role/node and tcphop://node/{cfg.node_id})"
+                ]
+            )
+    store_tls = _tls_files(etcd_tls, "--etcd")
+    try:
+        https = endpoints_scheme(etcd) == "https"
+    except ValueError as e:
+        raise ValidationError([f"--etcd: {e}"]) from None
+    if https != (store_tls is not None):
+        raise ValidationError(
+            [
+                "--etcd: https:// endpoints need --etcd-ca/--etcd-cert/--etcd-key"
+                if https
+                else "--etcd-ca/--etcd-cert/--etcd-key need https:// etcd endpoints"
+            ]
+        )
+    return replace(cfg, tls=api, etcd_tls=store_tls)
+
+
+def _tls_files(paths: tuple[str | None, str | None, str | None], flag: str) -> TlsFiles | None:
+    if not any(paths):
+        return None
+    if not all(paths):
+        raise ValidationError([f"{flag}-ca, {flag}-cert, {flag}-key: give all three, or none"])
+    ca, cert, key = (Path(p) for p in paths if p)
+    return TlsFiles(ca, cert, key)
+
+
 def parse_hostport(value: str, where: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -73,6 +131,8 @@ class DaemonConfig:
     xdp_generic: bool = False
     bpf_pin_dir: str = ""
     descriptor_dir: str = DEFAULT_DESCRIPTOR_DIR
+    tls: TlsFiles | None = None  # None only with --insecure
+    etcd_tls: TlsFiles | None = None  # for https:// etcd endpoints
 
     @property
     def datapath_address(self) -> str:

@@ -61,7 +61,11 @@ def raise_file_limit() -> int:
 async def run(cfg: DaemonConfig) -> int:
     structlog.contextvars.bind_contextvars(node_id=cfg.node_id)
     raise_file_limit()
-    store = EtcdStore(cfg.etcd, timeout_s=cfg.etcd_timeout_s)
+    if cfg.tls is None:
+        log.warning("insecure_mode", reason="--insecure: no TLS and no roles on the API, "
+                    "telemetry and handoff channel")  # fmt: skip
+    urls = [f"https://{e}" for e in cfg.etcd] if cfg.etcd_tls else list(cfg.etcd)
+    store = EtcdStore(urls, timeout_s=cfg.etcd_timeout_s, tls=cfg.etcd_tls)
     keys = Keys(cfg.key_root)
     state = ClusterState(store, keys, answered_by=cfg.node_id)
     registration = Registration(
@@ -117,6 +121,7 @@ async def _serve(
             cfg.report_interval_s,
             cfg.check_host,
             cfg.cpu_scope,
+            cfg.tls,
         )
         server, port = await start_server(
             state,
@@ -126,6 +131,7 @@ async def _serve(
             forwarder.handoff.adopter if forwarder and forwarder.handoff else None,
             forwarder.handoff if forwarder else None,
             lag,
+            cfg.tls,
         )
         log.info("daemon_started", listen=cfg.listen, port=port, etcd=",".join(cfg.etcd))
         try:
@@ -177,8 +183,8 @@ def _forwarder(
 ) -> Forwarder:
     """The datapath, the L7 handoff on both of its ends, and what keeps them programmed."""
     datapath = _xdp(cfg)
-    handoff = L7Handoff(cfg.node_id, scheduler, datapath, cfg.descriptor_dir)
-    return Forwarder(datapath, state, scheduler, vips, cfg.node_id, handoff)
+    handoff = L7Handoff(cfg.node_id, scheduler, datapath, cfg.descriptor_dir, cfg.tls)
+    return Forwarder(datapath, state, scheduler, vips, cfg.node_id, handoff, cfg.tls)
 
 
 async def _register(membership: Membership, stop: asyncio.Event, ttl_s: int) -> bool:

@@ -5,6 +5,7 @@
     ├── NotFound             unknown node or service              -> NOT_FOUND
     ├── AlreadyExists        e.g. a node id registered twice      -> ALREADY_EXISTS
     ├── NotLeader            a leader-only call reached a follower -> FAILED_PRECONDITION
+    ├── PermissionDenied     the certificate's role does not grant it -> PERMISSION_DENIED
     └── StoreError
         ├── StoreUnavailable etcd cannot be reached in time       -> UNAVAILABLE
         ├── LeaseExpired     a lease we held is gone
@@ -41,6 +42,10 @@ class AlreadyExists(ClusterError):
 
 class NotLeader(ClusterError):
     """Only the leader answers this call."""
+
+
+class PermissionDenied(ClusterError):
+    """The caller's certificate does not grant this call."""
 
 
 class StoreError(ClusterError):

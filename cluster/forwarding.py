@@ -33,6 +33,7 @@ from cluster.model import Mode, Registration
 from cluster.scheduler import Scheduler
 from cluster.snapshot import Snapshot
 from cluster.state import ClusterState
+from cluster.tls import Access, Identity, TlsFiles, channel
 from datapath.errors import DatapathError
 from datapath.protocol import Datapath, DesiredState, Flow, SchedulerTables, VipService
 
@@ -77,9 +78,10 @@ class Forwarder:
         vips: VipHolder,
         node_id: str,
         handoff: L7Handoff | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.datapath, self.state, self.scheduler, self.vips = datapath, state, scheduler, vips
-        self.node_id, self.handoff = node_id, handoff
+        self.node_id, self.handoff, self.tls = node_id, handoff, tls
         self.channel_server: asyncio.Server | None = None
         self.leading = False
         self.stepped_down_at: float | None = None
@@ -91,8 +93,25 @@ class Forwarder:
         await self.datapath.start()
         if self.handoff is not None:
             self.channel_server = await handoff_channel.serve(
-                self.handoff.adopter, api_endpoint, lambda: self.datapath.programmed().trusted
+                self.handoff.adopter, api_endpoint, self.may_adopt, self.tls
             )
+
+    async def may_adopt(self, identity: Identity | None, address: str) -> bool:
+        """Whether a handoff from this peer may restore a connection here. Without TLS: a
+        registered node's address. With TLS: the certificate of the node that leads now (our
+        snapshot first; when it disagrees, as right after a failover, etcd decides)."""
+        if identity is None:
+            return self.tls is None and address in self.datapath.programmed().trusted
+        if identity.access != Access.NODE:
+            return False
+        snap = self.handoff.snap if self.handoff else None
+        if snap and snap.leader and snap.leader.node_id == identity.node_id:
+            return True
+        try:
+            leader = await self.state.leader()
+        except StoreError:
+            return False
+        return leader is not None and leader.node_id == identity.node_id
 
     async def close(self) -> None:
         if self.channel_server is not None:
@@ -169,17 +188,17 @@ class Forwarder:
         if not vips:
             return 0
         answers = await asyncio.gather(
-            *(_connections(r.endpoint, vips) for r in snap.registrations.values())
+            *(_connections(r.endpoint, vips, self.tls) for r in snap.registrations.values())
         )
         flows = [f for answer in answers for f in answer]
         async with self.lock:
             return await self.datapath.add_flows(flows)
 
 
-async def _connections(endpoint: str, vips: list[str]) -> list[Flow]:
+async def _connections(endpoint: str, vips: list[str], tls: TlsFiles | None) -> list[Flow]:
     try:
-        async with grpc.aio.insecure_channel(endpoint) as channel:
-            reply = await cluster_pb2_grpc.DatapathStub(channel).ListConnections(
+        async with channel(endpoint, tls) as node:
+            reply = await cluster_pb2_grpc.DatapathStub(node).ListConnections(
                 pb.ListConnectionsRequest(vips=vips), timeout=RECOVERY_TIMEOUT_S
             )
     except grpc.aio.AioRpcError as e:

@@ -14,7 +14,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-from cluster.documents import designation_to_doc, normalize_service, service_to_doc
+from cluster.documents import (
+    designation_to_doc,
+    normalize_service,
+    record_from_doc,
+    service_to_doc,
+)
 from cluster.errors import NotFound, ValidationError
 from cluster.events import event_of
 from cluster.keys import Keys
@@ -24,12 +29,20 @@ from cluster.model import (
     ClusterEvent,
     ClusterStatus,
     Designation,
+    LeaderRecord,
     Node,
     Role,
     ServiceSpec,
     Serving,
 )
-from cluster.snapshot import Snapshot, encode, guarded, parse_service_value, read_snapshot
+from cluster.snapshot import (
+    Snapshot,
+    decode,
+    encode,
+    guarded,
+    parse_service_value,
+    read_snapshot,
+)
 from cluster.store.base import Compare, Delete, Put, Revision, Store
 from cluster.validation import (
     endpoint_problems,
@@ -50,6 +63,13 @@ class ClusterState:
     async def snapshot(self) -> Snapshot:
         kvs, revision = await self.store.get_prefix(self.keys.prefix())
         return read_snapshot(kvs, revision, self.keys)
+
+    async def leader(self) -> LeaderRecord | None:
+        """The leader as etcd says now (one read); None when none leads or the key is bad."""
+        kv = await self.store.get(self.keys.leader)
+        if kv is None or not kv.lease:
+            return None
+        return guarded(lambda: record_from_doc(LeaderRecord, decode(kv.value)), kv.key, [])
 
     # --- nodes ---------------------------------------------------------------------------
 

@@ -29,10 +29,20 @@ from cluster.model import (
     Rule,
     ServiceSpec,
 )
+from cluster.pki import init_ca, issue
 from cluster.store.embedded import EmbeddedEtcd
+from cluster.tls import Access, TlsFiles
 from datapath.libbpf import BpfError
 from lab.netns import VIP_SEGMENT, RoutedLab, netns_available, node_command
-from lab.state import DEMO_FILE, STATE_FILE, LabProcess, LabState, default_dir, running_endpoints
+from lab.state import (
+    DEMO_FILE,
+    PKI_DIR,
+    STATE_FILE,
+    LabProcess,
+    LabState,
+    default_dir,
+    running_endpoints,
+)
 
 __all__ = [  # with the state's vocabulary (lab/state.py), which is the life cycle's too
     "API_PORT",
@@ -99,6 +109,8 @@ def start_node(state: LabState, i: int) -> LabProcess:
         bpf_pin_dir=str(Path(state.directory) / "bpf" / node),
         xdp_mode=state.xdp_mode if lab.subnet(i) == VIP_SEGMENT else "generic",
         descriptor_dir=str(Path(handoff_socket(state)).parent),
+        tls=state.tls(node),
+        etcd_tls=state.tls(node),
     )
     return spawn(state, node, lab.exec(lab.node_ns(i), *cmd), f"--listen\0{endpoint}", endpoint)
 
@@ -130,6 +142,19 @@ class LabError(Exception):
     pass
 
 
+def make_pki(directory: Path, lab: RoutedLab) -> TlsFiles:
+    """The lab's CA under <dir>/pki: a node certificate per node, admin and reader client
+    certificates, and etcd's server certificate (returned, for etcd)."""
+    pki = directory / PKI_DIR
+    init_ca(pki, "tcphop lab CA")
+    for i in range(1, lab.nodes + 1):
+        issue(pki, f"n{i}", Access.NODE, f"n{i}", (lab.node_ip(i),))
+    for access in (Access.ADMIN, Access.READER):
+        issue(pki, str(access), access)
+    issue(pki, "etcd", None, sans=(lab.gateway(2),))
+    return TlsFiles(pki / "ca.crt", pki / "etcd.crt", pki / "etcd.key")
+
+
 def up(directory: Path, nodes: int, xdp_mode: str = "native") -> LabState:
     """Build the lab and start everything; raise LabError if a lab already runs there."""
     if not 1 <= nodes <= 16:
@@ -158,7 +183,7 @@ def up(directory: Path, nodes: int, xdp_mode: str = "native") -> LabState:
         state.save()
         etcd = EmbeddedEtcd(
             directory / "etcd", host=lab.gateway(2), client_port=2379, peer_port=2380,
-            netns=lab.ns("r"),
+            netns=lab.ns("r"), tls=make_pki(directory, lab),
         )  # fmt: skip
         etcd.start(detach=True)
         assert etcd.process is not None
@@ -188,7 +213,7 @@ def down(directory: Path) -> LabState | None:
     RoutedLab(state.size, state.prefix, state.net, list(state.created)).destroy()
     for mount in state.mounts:
         subprocess.run(["umount", mount], check=False, capture_output=True)
-    for made in ("etcd", "logs", "bpf", "hop"):
+    for made in ("etcd", "logs", "bpf", "hop", PKI_DIR):
         path = directory / made
         if path.is_dir() and not os.path.ismount(path):
             shutil.rmtree(path, ignore_errors=True)

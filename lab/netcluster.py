@@ -13,7 +13,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cluster.pki import init_ca, issue
 from cluster.store.embedded import EmbeddedEtcd
+from cluster.tls import Access, TlsFiles
 from datapath.arp import who_has
 from lab.netns import NetLab, ip, node_command
 
@@ -39,6 +41,20 @@ class NetCluster:
     macs: dict[bytes, str] = field(default_factory=dict)  # eth0 MAC -> node
     root_mac: bytes = b""
 
+    def tls(self, name: str) -> TlsFiles:
+        """A certificate of this cluster's CA: n1, n2, ... (nodes) or admin."""
+        pki = self.logs / "pki"
+        if not (pki / "ca.crt").exists():
+            init_ca(pki, "tcphop netcluster CA")
+        if not (pki / f"{name}.crt").exists():
+            node = name != "admin"
+            issue(pki, name, Access.NODE if node else Access.ADMIN, name if node else "")
+        return TlsFiles(pki / "ca.crt", pki / f"{name}.crt", pki / f"{name}.key")
+
+    @property
+    def admin_tls(self) -> TlsFiles:
+        return self.tls("admin")
+
     @property
     def endpoints(self) -> list[str]:
         return [f"{self.lab.node_ip(i)}:7700" for i in range(1, self.lab.nodes + 1)]
@@ -49,7 +65,13 @@ class NetCluster:
         proc = subprocess.Popen(
             self.lab.exec(
                 self.lab.node_ns(i),
-                *node_command(node, self.etcd.url, f"{self.lab.node_ip(i)}:7700", uplink="eth0"),
+                *node_command(
+                    node,
+                    self.etcd.url,
+                    f"{self.lab.node_ip(i)}:7700",
+                    uplink="eth0",
+                    tls=self.tls(node),
+                ),
             ),
             stdout=log,
             stderr=log,

@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Self
 
+from cluster.tls import TlsFiles
 from datapath.libbpf import build
 
 _counter = itertools.count()
@@ -58,11 +59,13 @@ def node_command(
     bpf_pin_dir: str | None = None,
     xdp_mode: str = "generic",
     descriptor_dir: str | None = None,
+    tls: TlsFiles | None = None,
+    etcd_tls: TlsFiles | None = None,
 ) -> list[str]:
     """The tcphopd command line the lab, the tests and the benchmarks start nodes with.
 
     Nodes of a lab share one machine, so each reports its own process group's CPU. With
-    `bpf_pin_dir` the node runs the XDP datapath on its uplink.
+    `bpf_pin_dir` the node runs the XDP datapath on its uplink. Without `tls`, --insecure.
     """
     optional = {
         "--uplink": uplink,
@@ -72,6 +75,10 @@ def node_command(
         "--descriptor-dir": descriptor_dir,
     }
     datapath = ["--datapath", "xdp", "--xdp-mode", xdp_mode] if bpf_pin_dir else []
+    for prefix, files in (("--tls", tls), ("--etcd", etcd_tls)):
+        if files is not None:
+            optional |= {f"{prefix}-ca": str(files.ca), f"{prefix}-cert": str(files.cert)}
+            optional[f"{prefix}-key"] = str(files.key)
     return [
         sys.executable,
         "-m",
@@ -90,6 +97,7 @@ def node_command(
         "process-group",
         *datapath,
         *(part for flag, value in optional.items() if value for part in (flag, value)),
+        *([] if tls else ["--insecure"]),
         "--log-json",
     ]
 

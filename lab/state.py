@@ -14,11 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cluster.tls import TlsFiles
+
 if TYPE_CHECKING:
     from lab.netns import RoutedLab
 
 STATE_FILE = "lab.json"
-DEMO_FILE = "demo.json"  # what `lab demo` measured, as data
+DEMO_FILE = "demo.json"
+PKI_DIR = "pki"  # the lab's CA and certificates  # what `lab demo` measured, as data
 STOP_TIMEOUT_S = 5.0
 
 
@@ -81,6 +84,16 @@ class LabState:
     def vip(self) -> str:
         return self.lab.vip()
 
+    def admin_tls(self) -> TlsFiles | None:
+        """The lab's admin client certificate (a lab made before TLS has none)."""
+        return self.tls("admin")
+
+    def tls(self, name: str) -> TlsFiles | None:
+        pki = Path(self.directory) / PKI_DIR
+        if not (pki / f"{name}.crt").exists():
+            return None
+        return TlsFiles(pki / "ca.crt", pki / f"{name}.crt", pki / f"{name}.key")
+
     @property
     def endpoints(self) -> list[str]:
         return [n.endpoint for n in self.nodes]
@@ -111,6 +124,14 @@ class LabState:
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+
+def lab_admin_tls(directory: Path) -> TlsFiles | None:
+    """The running lab's admin client certificate (`<dir>/pki/`), if a lab runs there."""
+    pki = directory / PKI_DIR
+    if not running_endpoints(directory) or not (pki / "admin.crt").exists():
+        return None
+    return TlsFiles(pki / "ca.crt", pki / "admin.crt", pki / "admin.key")
 
 
 def running_endpoints(directory: Path) -> list[str]:

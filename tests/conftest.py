@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,10 +22,37 @@ from pathlib import Path
 import pytest
 
 from cluster.keys import Keys
+from cluster.pki import init_ca, issue
 from cluster.store.embedded import EmbeddedEtcd, etcd_binary, free_port
 from cluster.store.etcd import EtcdStore
+from cluster.tls import Access, TlsFiles
 from datapath.libbpf import BpfError, BpfObject, build
 from lab.netns import node_command
+
+_PKI: list[Path] = []
+
+
+def test_pki() -> Path:
+    """One CA for the whole test session (made on first use); certificates on demand."""
+    if not _PKI:
+        directory = Path(tempfile.mkdtemp(prefix="tcphop-test-pki-"))
+        init_ca(directory, "tcphop test CA")
+        _PKI.append(directory)
+    return _PKI[0]
+
+
+def tls_for(name: str, access: Access | None = None) -> TlsFiles:
+    """The session CA's certificate `name`: a node's (n1, n2, ...) unless `access` says."""
+    pki = test_pki()
+    if not (pki / f"{name}.crt").exists():
+        role = access or (Access.NODE if name[:1] == "n" and name[1:].isdigit() else Access.ADMIN)
+        issue(pki, name, role, name if role == Access.NODE else "", ("127.0.0.1",))
+    return TlsFiles(pki / "ca.crt", pki / f"{name}.crt", pki / f"{name}.key")
+
+
+def admin() -> TlsFiles:
+    return tls_for("admin", Access.ADMIN)
+
 
 TIMEOUT_MULTIPLIER = float(os.environ.get("TCPHOP_TIMEOUT_MULTIPLIER", "1"))
 
@@ -157,6 +185,7 @@ def start_daemon(etcd_url: str, keys: Keys, tmp_path: Path) -> Iterator[Callable
             leader_ttl_s=leader_ttl_s,
             key_root=keys.root,
             check_host=check_host,
+            tls=tls_for(node_id),
         )
         with log.open("wb") as out:
             # The daemon leads a process group (its CPU scope) in the test's session, so a test
@@ -188,8 +217,14 @@ def clusterctl(
     env: dict[str, str] | None = None,
     timeout_s: float = 60,
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("TCPHOP_ENDPOINT", None)
+    full_env = dict(os.environ)
+    for name in ("TCPHOP_ENDPOINT", "TCPHOP_TLS_CA", "TCPHOP_TLS_CERT", "TCPHOP_TLS_KEY"):
+        full_env.pop(name, None)
+    if endpoint:  # a cluster of the session CA (start_daemon): its admin certificate
+        tls = admin()
+        full_env |= {"TCPHOP_TLS_CA": str(tls.ca), "TCPHOP_TLS_CERT": str(tls.cert)}
+        full_env["TCPHOP_TLS_KEY"] = str(tls.key)
+    full_env |= env or {}
     if endpoint:
         full_env["TCPHOP_ENDPOINT"] = endpoint
     return subprocess.run(

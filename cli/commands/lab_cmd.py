@@ -27,6 +27,13 @@ dir_option = click.option(
 )
 
 
+def _lab_context(ctx: Context, state: lab.LabState) -> Context:
+    """Calls to the lab's own nodes, with its admin certificate."""
+    tls = state.admin_tls()
+    paths = (str(tls.ca), str(tls.cert), str(tls.key)) if tls else (None, None, None)
+    return Context(",".join(state.endpoints), ctx.timeout_s, ctx.debug, paths, tls is None)
+
+
 def _dir(directory: Path | None) -> Path:
     return directory or lab.default_dir()
 
@@ -71,7 +78,7 @@ def up(ctx: Context, nodes: int, xdp_mode: str, directory: Path | None) -> None:
         await demo_steps.wait_leader(client, None, want="n1")
         return alive
 
-    alive = Context(",".join(state.endpoints), ctx.timeout_s, ctx.debug).run(settle)
+    alive = _lab_context(ctx, state).run(settle)
     if len(alive) < nodes:
         raise CliError(
             f"only {len(alive)} of {nodes} nodes registered within 20 s; see {where / 'logs'}"
@@ -115,9 +122,7 @@ def status(ctx: Context, directory: Path | None) -> None:
         )
     )
     if state.etcd and state.etcd.running() and any(n.running() for n in state.nodes):
-        nodes = Context(",".join(state.endpoints), ctx.timeout_s, ctx.debug).run(
-            lambda c: c.list_nodes()
-        )
+        nodes = _lab_context(ctx, state).run(lambda c: c.list_nodes())
         click.echo("\n" + table(node_rows(nodes), NODE_HEADER))
 
 
@@ -155,7 +160,7 @@ def demo(ctx: Context, directory: Path | None) -> None:
         finally:
             (where / DEMO_FILE).write_text(json.dumps(printer.facts, indent=2))
 
-    Context(",".join(state.endpoints), ctx.timeout_s, ctx.debug).run(run)
+    _lab_context(ctx, state).run(run)
 
 
 class _Printer:

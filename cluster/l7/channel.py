@@ -3,8 +3,9 @@
 `AdoptMessage` / `AdoptReply` (proto/cluster/api/v1/cluster.proto) travel as length-prefixed
 frames on one long-lived TCP connection per (scheduler, node) pair, to the node's API port + 1.
 An adopt message is answered once the node holds the restored connection; a commit message is
-not answered (one round trip per hop). Only registered nodes (the datapath's trusted addresses)
-may connect: a frame here injects a TCP connection into the node.
+not answered (one round trip per hop). With TLS only node certificates may connect, and an
+adopt is carried out only for the node that leads now; without TLS (--insecure), only the
+addresses of registered nodes may connect. A frame here injects a TCP connection into the node.
 
 Why not a gRPC method: the first versions were `Hop.Adopt`/`Hop.Commit` unary calls, then one
 bidirectional gRPC stream; a profile of the scheduler under load put most of its CPU in
@@ -19,7 +20,7 @@ import asyncio
 import itertools
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 from google.protobuf.message import DecodeError
@@ -27,6 +28,7 @@ from google.protobuf.message import DecodeError
 from cluster.api.v1 import cluster_pb2 as pb
 from cluster.config import parse_hostport
 from cluster.l7.adopt import Adopter
+from cluster.tls import NODE_NAME, Access, Identity, TlsFiles, identity_of
 from datapath.tcprepair import RepairError, TcpState
 
 log = structlog.get_logger()
@@ -95,16 +97,30 @@ def state_from_pb(m: pb.TcpState) -> TcpState:
     )
 
 
+MayAdopt = Callable[[Identity | None, str], Awaitable[bool]]
+
+
+def peer_identity(writer: asyncio.StreamWriter) -> Identity | None:
+    ssl_object = writer.get_extra_info("ssl_object")
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return identity_of(der) if der else None
+
+
 async def serve(
-    adopter: Adopter, api_endpoint: str, trusted: Callable[[], frozenset[str]]
+    adopter: Adopter, api_endpoint: str, may_adopt: MayAdopt, tls: TlsFiles | None = None
 ) -> asyncio.Server:
-    """Accept handoff channels from trusted nodes and carry out their messages."""
+    """Accept handoff channels and carry out their messages: with `tls`, only from node
+    certificates, each adopt only from the node that leads now; without, only from the
+    addresses of registered nodes (`may_adopt` decides both)."""
 
     async def channel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")[0]
-        if peer not in trusted():
+        peer, identity = writer.get_extra_info("peername")[0], peer_identity(writer)
+        node = identity is not None and identity.access == Access.NODE
+        if not (node if tls is not None else await may_adopt(None, peer)):
             adopter.stats["channel_refused"] += 1
-            log.warning("handoff_channel_refused", peer=peer, reason="not a registered node")
+            log.warning(
+                "handoff_channel_refused", peer=peer, reason="not a node (certificate or address)"
+            )
             writer.close()
             return
         stream = os.urandom(4).hex()  # hop ids are the scheduler's, unique per channel
@@ -114,6 +130,10 @@ async def serve(
                 handoff_id = f"{stream}:{m.id}"
                 if m.commit:
                     adopter.commit(handoff_id, m.go)
+                    continue
+                if not await may_adopt(identity, peer):
+                    adopter.stats["adopt_refused"] += 1
+                    writer.write(frame(pb.AdoptReply(id=m.id, error=_NOT_LEADER)))
                     continue
                 try:
                     adopter.adopt(m.service, state_from_pb(m.state), handoff_id)
@@ -127,14 +147,19 @@ async def serve(
             writer.close()
 
     host, port = hop_address(api_endpoint)
-    return await asyncio.start_server(channel, host, port)
+    ssl = tls.server_context() if tls is not None else None
+    return await asyncio.start_server(channel, host, port, ssl=ssl)
+
+
+_NOT_LEADER = "refused: only the node that leads now may hand connections off here"
 
 
 class HandoffChannel:
     """The scheduler's end of one node's handoff channel; (re)connected on use."""
 
-    def __init__(self, api_endpoint: str) -> None:
+    def __init__(self, api_endpoint: str, tls: TlsFiles | None = None) -> None:
         self.address = hop_address(api_endpoint)
+        self.ssl = tls.client_context() if tls is not None else None
         self.writer: asyncio.StreamWriter | None = None
         self.waiting: dict[int, asyncio.Future[pb.AdoptReply]] = {}
         self.ids = itertools.count(1)
@@ -145,7 +170,11 @@ class HandoffChannel:
         async with self.connecting:
             if self.writer is None or self.writer.is_closing():
                 async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                    reader, self.writer = await asyncio.open_connection(*self.address)
+                    reader, self.writer = await asyncio.open_connection(
+                        *self.address,
+                        ssl=self.ssl,
+                        server_hostname=NODE_NAME if self.ssl else None,
+                    )
                 self.reader = asyncio.get_running_loop().create_task(self._read(reader))
             return self.writer
 

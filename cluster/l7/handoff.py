@@ -35,6 +35,7 @@ from cluster.limits import ACCEPT_BACKOFF_S, HEAD_TIMEOUT_S, MAX_PENDING_HEADS
 from cluster.model import Delivery, Mode, ServiceSpec
 from cluster.scheduler import Scheduler
 from cluster.snapshot import Snapshot
+from cluster.tls import TlsFiles
 from datapath import tcprepair
 from datapath.protocol import Datapath, Flow
 from datapath.tcprepair import RepairError, TcpState
@@ -62,8 +63,10 @@ class L7Handoff:
         scheduler: Scheduler,
         datapath: Datapath,
         descriptor_dir: str = "/run/tcphop",
+        tls: TlsFiles | None = None,
     ) -> None:
         self.node_id, self.scheduler, self.datapath = node_id, scheduler, datapath
+        self.tls = tls  # this node's certificate, for the handoff channels it opens
         # The receiving side of handoffs to this node: it delivers by the same service specs.
         self.adopter = Adopter(node_id, self.services, descriptor_dir)
         self.snap: Snapshot | None = None
@@ -270,7 +273,7 @@ class L7Handoff:
 
     def _channel(self, endpoint: str) -> HandoffChannel:
         if endpoint not in self.channels:
-            self.channels[endpoint] = HandoffChannel(endpoint)
+            self.channels[endpoint] = HandoffChannel(endpoint, self.tls)
         return self.channels[endpoint]
 
     def latency_ms(self, q: float) -> float:

@@ -37,11 +37,13 @@ from cluster.sdk.errors import (
     InvalidArgument,
     NotFound,
     NotLeader,
+    PermissionDenied,
     SdkError,
     ServerError,
     Unavailable,
 )
 from cluster.sdk.views import DatapathView, Flow, FlowsView, LoadsView, NodeLoadView
+from cluster.tls import TlsFiles
 
 __all__ = [
     "AlreadyExists",
@@ -68,6 +70,7 @@ __all__ = [
     "NodeLoadView",
     "NotFound",
     "NotLeader",
+    "PermissionDenied",
     "Policy",
     "Pool",
     "Registration",
@@ -77,6 +80,7 @@ __all__ = [
     "ServerError",
     "ServiceSpec",
     "Serving",
+    "TlsFiles",
     "Unavailable",
     "ValidationError",
     "service_to_doc",

@@ -31,6 +31,7 @@ from cluster.model import (
 )
 from cluster.sdk import convert, errors
 from cluster.sdk.views import DatapathView, Flow, FlowsView, LoadsView, NodeLoadView
+from cluster.tls import TlsFiles, channel
 
 _T = TypeVar("_T")
 
@@ -40,6 +41,7 @@ _ERRORS: dict[grpc.StatusCode, type[errors.SdkError]] = {
     grpc.StatusCode.NOT_FOUND: errors.NotFound,
     grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
     grpc.StatusCode.FAILED_PRECONDITION: errors.NotLeader,
+    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
     grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
     grpc.StatusCode.OUT_OF_RANGE: errors.HistoryCompacted,
@@ -58,9 +60,26 @@ def _error(e: grpc.aio.AioRpcError, endpoint: str) -> errors.SdkError:
 
 
 class ClusterClient:
-    """Async client for any tcphopd node(s). Use as an async context manager."""
+    """Async client for any tcphopd node(s). Use as an async context manager.
 
-    def __init__(self, endpoints: Sequence[str] | str, timeout_s: float = 5.0) -> None:
+    Secure by default: give `tls` (a CA to trust, a client certificate and key whose role
+    grants the calls), or `insecure=True` by name for a cluster run with --insecure.
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[str] | str,
+        timeout_s: float = 5.0,
+        *,
+        tls: TlsFiles | None = None,
+        insecure: bool = False,
+    ) -> None:
+        if (tls is None) == (not insecure):
+            raise ValueError(
+                "ClusterClient needs tls=TlsFiles(ca, cert, key), or insecure=True for a "
+                "cluster that runs without TLS (not both)"
+            )
+        self.tls = tls
         items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
         self.endpoints = [e.strip() for e in items if e.strip()]
         if not self.endpoints:
@@ -83,13 +102,13 @@ class ClusterClient:
         await self.close()
 
     async def close(self) -> None:
-        for channel in self._channels.values():
-            await channel.close()
+        for open_channel in self._channels.values():
+            await open_channel.close()
         self._channels.clear()
 
     def _channel(self, endpoint: str) -> grpc.aio.Channel:
         if endpoint not in self._channels:
-            self._channels[endpoint] = grpc.aio.insecure_channel(endpoint, options=KEEPALIVE)
+            self._channels[endpoint] = channel(endpoint, self.tls, KEEPALIVE)
         return self._channels[endpoint]
 
     def _stub(self, endpoint: str) -> cluster_pb2_grpc.ClusterStub:

@@ -29,6 +29,10 @@ class AlreadyExists(SdkError):
     pass
 
 
+class PermissionDenied(SdkError):
+    """The client certificate's role does not grant this call (PERMISSION_DENIED)."""
+
+
 class NotLeader(SdkError):
     pass
 

@@ -18,6 +18,7 @@ from cluster.server.datapath_service import DatapathService
 from cluster.server.interceptors import ErrorMappingInterceptor
 from cluster.server.scheduler_service import SchedulerService, TelemetryService
 from cluster.state import ClusterState
+from cluster.tls import TlsFiles
 from datapath.protocol import Datapath
 
 CLUSTER_SERVICE = cluster_pb2.DESCRIPTOR.services_by_name["Cluster"].full_name
@@ -31,11 +32,13 @@ async def start_server(
     adopter: Adopter | None = None,
     handoff: L7Handoff | None = None,
     lag: LoopLag | None = None,
+    tls: TlsFiles | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """Start serving on listen (host:port, port 0 picks one); return the server and its port."""
+    """Start serving on listen (host:port, port 0 picks one); return the server and its port.
+    With `tls`, mutual TLS and roles on every call; without, plaintext (--insecure)."""
     # Accept the SDK's keepalive pings (every 10 s) instead of answering them with GOAWAY.
     server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor()],
+        interceptors=[ErrorMappingInterceptor(enforce_roles=tls is not None)],
         options=[
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
@@ -60,7 +63,11 @@ async def start_server(
         ],
         server,
     )
-    port = server.add_insecure_port(listen)
+    port = (
+        server.add_secure_port(listen, tls.server_credentials())
+        if tls is not None
+        else server.add_insecure_port(listen)
+    )
     if port == 0:
         raise OSError(f"cannot listen on {listen}: address in use or not local")
     await server.start()

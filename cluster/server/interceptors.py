@@ -1,4 +1,5 @@
-"""One interceptor for every RPC: bind log context, map domain errors to status codes."""
+"""One interceptor for every RPC: check the caller's role (with TLS), bind log context, map
+domain errors to status codes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import grpc
 import structlog
 
 from cluster.errors import ClusterError
+from cluster.server.access import authorize
 from cluster.server.status import status_for
 
 log = structlog.get_logger()
@@ -17,6 +19,9 @@ Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, enforce_roles: bool = True) -> None:
+        self.enforce_roles = enforce_roles  # False only with --insecure: no certificates
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
@@ -25,23 +30,26 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None:
             return None
-        rpc = details.method.rsplit("/", 1)[-1]
+        method = details.method if self.enforce_roles else ""
         codecs = (handler.request_deserializer, handler.response_serializer)
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, rpc), *codecs)
+            call = _unary(handler.unary_unary, details.method, method)
+            return grpc.unary_unary_rpc_method_handler(call, *codecs)
         if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(_stream(handler.unary_stream, rpc), *codecs)
+            call = _stream(handler.unary_stream, details.method, method)
+            return grpc.unary_stream_rpc_method_handler(call, *codecs)
         if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                _stream(handler.stream_stream, rpc), *codecs
-            )
-        return handler
+            call = _stream(handler.stream_stream, details.method, method)
+            return grpc.stream_stream_rpc_method_handler(call, *codecs)
+        return handler  # stream-unary: none in tcphop.v1
 
 
-def _unary(inner: Any, rpc: str) -> Any:
+def _unary(inner: Any, rpc: str, checked: str) -> Any:
     async def call(request: Any, context: Ctx) -> Any:
         _bind(rpc, context)
         try:
+            if checked:
+                authorize(checked, context)
             return await inner(request, context)
         except ClusterError as e:
             await _abort(context, e)
@@ -49,12 +57,14 @@ def _unary(inner: Any, rpc: str) -> Any:
     return call
 
 
-def _stream(inner: Any, rpc: str) -> Any:
+def _stream(inner: Any, rpc: str, checked: str) -> Any:
     """For calls that answer with a stream (the request may be one message or a stream)."""
 
     async def call(request: Any, context: Ctx) -> AsyncIterator[Any]:
         _bind(rpc, context)
         try:
+            if checked:
+                authorize(checked, context)
             async for item in inner(request, context):
                 yield item
         except ClusterError as e:
@@ -66,7 +76,7 @@ def _stream(inner: Any, rpc: str) -> Any:
 def _bind(rpc: str, context: Ctx) -> None:
     # grpc.aio runs each RPC in a task of its own, so the binding ends with the call.
     structlog.contextvars.bind_contextvars(
-        rpc=rpc, peer=context.peer(), request_id=uuid.uuid4().hex[:12]
+        rpc=rpc.rsplit("/", 1)[-1], peer=context.peer(), request_id=uuid.uuid4().hex[:12]
     )
 
 

@@ -9,8 +9,10 @@ import grpc
 
 from cluster.api.v1 import cluster_pb2 as pb
 from cluster.api.v1 import cluster_pb2_grpc
+from cluster.errors import PermissionDenied
 from cluster.scheduler import Scheduler
 from cluster.sdk import convert
+from cluster.server.access import CALLER
 
 Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
@@ -22,8 +24,14 @@ class TelemetryService(cluster_pb2_grpc.TelemetryServicer):
     async def Report(
         self, request_iterator: AsyncIterator[pb.LoadReport], context: Ctx
     ) -> AsyncIterator[pb.ReportAck]:
+        caller = CALLER.get()
         async for message in request_iterator:
             report = convert.report_from_pb(message)
+            if caller is not None and report.node_id != caller.node_id:
+                raise PermissionDenied(
+                    f"the certificate of node {caller.node_id!r} cannot report as "
+                    f"{report.node_id!r}"
+                )
             await self.scheduler.check_report(report)
             yield pb.ReportAck(term=self.scheduler.record(report))
 

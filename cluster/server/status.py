@@ -9,6 +9,7 @@ from cluster.errors import (
     ClusterError,
     NotFound,
     NotLeader,
+    PermissionDenied,
     RevisionCompacted,
     StoreUnavailable,
     ValidationError,
@@ -19,6 +20,7 @@ STATUS_BY_ERROR: tuple[tuple[type[ClusterError], grpc.StatusCode], ...] = (
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (NotLeader, grpc.StatusCode.FAILED_PRECONDITION),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
     (RevisionCompacted, grpc.StatusCode.OUT_OF_RANGE),
 )

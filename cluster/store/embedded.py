@@ -16,6 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from cluster.tls import TlsFiles
+
 HEARTBEAT_MS = 25
 ELECTION_TIMEOUT_MS = 250
 
@@ -53,10 +55,13 @@ class EmbeddedEtcd:
     name: str = "tcphop-etcd"
     netns: str | None = None  # run inside this network namespace
     process: subprocess.Popen[bytes] | None = None
+    # With TLS: https for clients, which must show a certificate the CA signed; `tls.cert` is
+    # etcd's own (its SANs must name `host`), and it also checks its health with it.
+    tls: TlsFiles | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.client_port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.client_port}"
 
     def command(self) -> list[str]:
         peer = f"http://{self.host}:{self.peer_port}"
@@ -83,7 +88,15 @@ class EmbeddedEtcd:
             str(ELECTION_TIMEOUT_MS),
             "--log-level",
             "warn",
-        ]
+            *(
+                [
+                    "--cert-file", str(self.tls.cert), "--key-file", str(self.tls.key),
+                    "--trusted-ca-file", str(self.tls.ca), "--client-cert-auth",
+                ]
+                if self.tls
+                else []
+            ),
+        ]  # fmt: skip
 
     def start(self, timeout_s: float = 15.0, detach: bool = False) -> None:
         """Start etcd and wait until it reports healthy.
@@ -114,8 +127,11 @@ class EmbeddedEtcd:
             time.sleep(0.05)
 
     def healthy(self) -> bool:
+        context = self.tls.client_context() if self.tls else None
+        if context is not None:
+            context.check_hostname = False  # the CA and the client certificate are checked
         try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as resp:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1, context=context) as resp:
                 return b'"health":"true"' in resp.read()
         except (urllib.error.URLError, OSError):
             return False

@@ -31,6 +31,7 @@ from cluster.store.base import (
     TxnResult,
     WatchEvent,
 )
+from cluster.tls import TlsFiles
 
 _T = TypeVar("_T")
 _TARGETS = {
@@ -53,21 +54,39 @@ _UNAVAILABLE = {
 
 
 def parse_endpoints(urls: str | Sequence[str]) -> tuple[str, ...]:
-    """`http://h:p,http://h2:p2` (or a list) -> ("h:p", "h2:p2"); ValueError when malformed."""
+    """`http://h:p,http://h2:p2` (or a list) -> ("h:p", "h2:p2"); ValueError when malformed
+    or when http and https are mixed."""
+    return _parse(urls)[0]
+
+
+def endpoints_scheme(urls: str | Sequence[str]) -> str:
+    """ "https" or "http": how the endpoints are to be reached."""
+    return _parse(urls)[1]
+
+
+def _parse(urls: str | Sequence[str]) -> tuple[tuple[str, ...], str]:
     items = urls.split(",") if isinstance(urls, str) else list(urls)
-    targets = []
+    targets, schemes = [], set()
     for item in (i.strip() for i in items):
         parts = urlsplit(item if "://" in item else f"http://{item}")
         try:
             port = parts.port
         except ValueError:  # not a number
             port = None
-        if parts.scheme != "http" or not parts.hostname or not port or parts.path not in ("", "/"):
-            raise ValueError(f"etcd endpoint {item!r} is not of the form http://host:port")
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or not port
+            or parts.path not in ("", "/")
+        ):
+            raise ValueError(f"etcd endpoint {item!r} is not of the form https://host:port")
         targets.append(f"{parts.hostname}:{port}")
+        schemes.add(parts.scheme)
     if not targets:
         raise ValueError("no etcd endpoint given")
-    return tuple(targets)
+    if len(schemes) > 1:
+        raise ValueError("etcd endpoints mix http and https")
+    return tuple(targets), schemes.pop()
 
 
 def _range_end(prefix: bytes) -> bytes:
@@ -93,12 +112,15 @@ def _translate(e: grpc.aio.AioRpcError, target: str) -> StoreError:
 
 
 class _Endpoint:
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, tls: TlsFiles | None) -> None:
         self.target = target
         # The full-prefix read grows with the cluster; gRPC's 4 MiB default would turn a large
         # (or stuffed) key space into "etcd unavailable" and stop every election.
-        self.channel = grpc.aio.insecure_channel(
-            target, options=[("grpc.max_receive_message_length", ETCD_MAX_RECEIVE_BYTES)]
+        options = [("grpc.max_receive_message_length", ETCD_MAX_RECEIVE_BYTES)]
+        self.channel = (
+            grpc.aio.secure_channel(target, tls.channel_credentials(), options=options)
+            if tls is not None
+            else grpc.aio.insecure_channel(target, options=options)
         )
         self.kv = rpc.KVStub(self.channel)
         self.lease = rpc.LeaseStub(self.channel)
@@ -108,10 +130,20 @@ class _Endpoint:
 class EtcdStore:
     """Store on etcd v3. Every call is bounded by `timeout_s`."""
 
-    def __init__(self, endpoints: str | Sequence[str], timeout_s: float = 2.0) -> None:
-        self.endpoints = parse_endpoints(endpoints)
+    def __init__(
+        self, endpoints: str | Sequence[str], timeout_s: float = 2.0, tls: TlsFiles | None = None
+    ) -> None:
+        """https:// endpoints need `tls` (the CA etcd's certificate chains to, and a client
+        certificate etcd accepts); http:// endpoints are plaintext, as their scheme says."""
+        self.endpoints, scheme = _parse(endpoints)
+        if (scheme == "https") != (tls is not None):
+            raise ValueError(
+                "https:// etcd endpoints need --etcd-ca/--etcd-cert/--etcd-key"
+                if tls is None
+                else "etcd TLS files given for http:// endpoints; use https://"
+            )
         self.timeout_s = timeout_s
-        self._conns = [_Endpoint(t) for t in self.endpoints]
+        self._conns = [_Endpoint(t, tls) for t in self.endpoints]
         self._current = 0
 
     async def _call(self, op: Callable[[_Endpoint], Awaitable[_T]]) -> _T:

@@ -33,8 +33,9 @@
 #define TCP_RST 0x04
 #define TCP_ACK 0x10
 // Flow values: the backend index, and this bit once the client sent FIN or RST on the flow.
-// Only then may a new SYN with the same 4-tuple replace an L7 flow (port reuse); a SYN on a
-// live flow goes to its server, which answers it with a challenge ACK (RFC 5961).
+// Only then may a new SYN with the same 4-tuple replace the flow (port reuse: a fresh choice,
+// so a draining server gets no new connection); a SYN on a live flow goes to its server, which
+// answers it with a challenge ACK (RFC 5961), so a forged SYN cannot move a connection.
 #define FLOW_CLOSING 0x80000000u
 #define FLOW_INDEX 0x7FFFFFFFu
 
@@ -245,10 +246,9 @@ static __always_inline int schedule(struct xdp_md *ctx, struct ethhdr *eth, stru
 	fk.sport = tcp->source;
 	fk.dport = tcp->dest;
 	__u32 *found = bpf_map_lookup_elem(&flows, &fk);
-	if (found && (meta->flags & VIP_L7) && (tcp->flags & (TCP_SYN | TCP_ACK)) == TCP_SYN &&
-	    (*found & FLOW_CLOSING)) {
-		// A new connection from a client port a hopped one used before, after the client
-		// closed that one: the old flow is stale, and the listener must see this SYN.
+	if (found && (tcp->flags & (TCP_SYN | TCP_ACK)) == TCP_SYN && (*found & FLOW_CLOSING)) {
+		// A new connection from a client port an earlier one used, after the client closed
+		// that one: the old flow is stale. L4: choose again; L7: the listener sees the SYN.
 		bpf_map_delete_elem(&flows, &fk);
 		found = 0;
 	}

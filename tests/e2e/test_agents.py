@@ -20,7 +20,7 @@ import pytest
 from cluster.model import HealthCheck, Policy, Role, ServiceSpec
 from cluster.sdk import ClusterClient
 from cluster.store.embedded import free_port
-from tests.conftest import Daemon, async_wait_for
+from tests.conftest import Daemon, admin, async_wait_for
 
 pytestmark = [pytest.mark.etcd, pytest.mark.e2e]
 StartDaemon = Callable[..., Daemon]
@@ -65,7 +65,7 @@ async def cluster(
     start_daemon: StartDaemon, port: int, policy: Policy = Policy.LEAST_LOADED
 ) -> tuple[dict[str, Daemon], ClusterClient]:
     daemons = {n: start_daemon(n, check_host=host(n)) for n in NODES}
-    client = ClusterClient([d.endpoint for d in daemons.values()], timeout_s=3)
+    client = ClusterClient([d.endpoint for d in daemons.values()], timeout_s=3, tls=admin())
     await client.designate("n1", Role.PRIMARY)
     await client.designate("n2", Role.BACKUP)
     check = HealthCheck(interval_s=0.2, timeout_s=0.2, rise=2, fall=2)
@@ -197,7 +197,9 @@ async def test_nodes_list_and_top_show_the_agents_view(
     async with client:
         for node in NODES:
             await async_wait_for(lambda n=node: health_up(client, n), 8, f"{node}'s summary")
-    env = {**os.environ, "TCPHOP_ENDPOINT": daemons["n2"].endpoint}
+    tls = admin()
+    env = {**os.environ, "TCPHOP_ENDPOINT": daemons["n2"].endpoint, "TCPHOP_TLS_CA": str(tls.ca)}
+    env |= {"TCPHOP_TLS_CERT": str(tls.cert), "TCPHOP_TLS_KEY": str(tls.key)}
     listed = subprocess.run(
         [sys.executable, "-m", "cli.main", "nodes", "list"],
         env=env,

@@ -25,7 +25,8 @@ from cluster.sdk import (
     Unavailable,
 )
 from cluster.store.embedded import EmbeddedEtcd, free_port
-from tests.conftest import Daemon, async_wait_for
+from cluster.tls import channel as tls_channel
+from tests.conftest import Daemon, admin, async_wait_for
 
 pytestmark = [pytest.mark.etcd, pytest.mark.e2e]
 StartDaemon = Callable[..., Daemon]
@@ -38,7 +39,7 @@ async def alive(client: ClusterClient, node_id: str) -> bool:
 async def test_daemons_register_and_any_node_answers(start_daemon: StartDaemon) -> None:
     nodes = [start_daemon(f"n{i}") for i in (1, 2, 3)]
     for d in nodes:
-        async with ClusterClient([d.endpoint]) as client:
+        async with ClusterClient([d.endpoint], tls=admin()) as client:
             listed = await client.list_nodes()
             assert [(n.node_id, n.alive) for n in listed] == [
                 ("n1", True),
@@ -54,7 +55,7 @@ async def test_daemons_register_and_any_node_answers(start_daemon: StartDaemon) 
 async def test_killed_node_disappears_when_its_lease_expires(start_daemon: StartDaemon) -> None:
     watcher = start_daemon("n1")
     victim = start_daemon("n2")
-    async with ClusterClient([watcher.endpoint]) as client:
+    async with ClusterClient([watcher.endpoint], tls=admin()) as client:
         assert await alive(client, "n2")
         victim.process.kill()
         start = time.monotonic()
@@ -72,7 +73,7 @@ async def _gone(client: ClusterClient, node_id: str) -> bool:
 async def test_clean_shutdown_deregisters_at_once(start_daemon: StartDaemon) -> None:
     watcher = start_daemon("n1")
     leaving = start_daemon("n2")
-    async with ClusterClient([watcher.endpoint]) as client:
+    async with ClusterClient([watcher.endpoint], tls=admin()) as client:
         leaving.process.send_signal(signal.SIGTERM)
         assert leaving.process.wait(timeout=10) == 0
         assert not await alive(client, "n2")  # no waiting for a TTL
@@ -91,7 +92,7 @@ def test_second_daemon_with_the_same_node_id_refuses_to_start(start_daemon: Star
 
 async def test_domain_errors_map_to_grpc_codes(start_daemon: StartDaemon) -> None:
     d = start_daemon("n1")
-    async with grpc.aio.insecure_channel(d.endpoint) as channel:
+    async with tls_channel(d.endpoint, admin()) as channel:
         stub = cluster_pb2_grpc.ClusterStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.ApplyService(
@@ -127,7 +128,7 @@ async def test_domain_errors_map_to_grpc_codes(start_daemon: StartDaemon) -> Non
 
 async def test_health_and_reflection_are_served(start_daemon: StartDaemon) -> None:
     d = start_daemon("n1")
-    async with grpc.aio.insecure_channel(d.endpoint) as channel:
+    async with tls_channel(d.endpoint, admin()) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "tcphop.v1.Cluster"):
             resp = await health.Check(health_pb2.HealthCheckRequest(service=service))
@@ -144,16 +145,16 @@ async def test_health_and_reflection_are_served(start_daemon: StartDaemon) -> No
 async def test_sdk_fails_over_to_the_next_endpoint(start_daemon: StartDaemon) -> None:
     d = start_daemon("n1")
     dead = f"127.0.0.1:{free_port()}"
-    async with ClusterClient([dead, d.endpoint], timeout_s=3) as client:
+    async with ClusterClient([dead, d.endpoint], timeout_s=3, tls=admin()) as client:
         assert [n.node_id for n in await client.list_nodes()] == ["n1"]
-    async with ClusterClient([dead], timeout_s=1) as client:
+    async with ClusterClient([dead], timeout_s=1, tls=admin()) as client:
         with pytest.raises(Unavailable, match="no endpoint answered"):
             await client.list_nodes()
 
 
 async def test_sdk_round_trips_and_typed_errors(start_daemon: StartDaemon) -> None:
     d = start_daemon("n1")
-    async with ClusterClient([d.endpoint]) as client:
+    async with ClusterClient([d.endpoint], tls=admin()) as client:
         designation, warnings = await client.designate("n1", Role.PRIMARY)
         assert designation.role is Role.PRIMARY and warnings == []
         with pytest.raises(NotFound, match="never registered"):
@@ -172,7 +173,7 @@ async def test_watch_events_streams_changes_in_order_and_resumes_elsewhere(
     start_daemon: StartDaemon,
 ) -> None:
     a, b = start_daemon("n1"), start_daemon("n2")
-    async with ClusterClient([a.endpoint, b.endpoint]) as client:
+    async with ClusterClient([a.endpoint, b.endpoint], tls=admin()) as client:
         start = (await client.status()).revision + 1
         got: list[tuple[EventType, str, int]] = []
 
@@ -208,7 +209,7 @@ async def test_etcd_outage_gives_unavailable_and_the_node_recovers(
 ) -> None:
     d = start_daemon("n1", etcd=private_etcd.url)
     assert private_etcd.process is not None
-    async with ClusterClient([d.endpoint], timeout_s=3) as client:
+    async with ClusterClient([d.endpoint], timeout_s=3, tls=admin()) as client:
         private_etcd.process.send_signal(signal.SIGSTOP)
         with pytest.raises(Unavailable, match="etcd at .* did not answer"):
             await client.list_nodes()

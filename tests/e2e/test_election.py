@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from cluster.sdk import ClusterClient, EventType, Role, ServiceSpec
-from tests.conftest import Daemon, async_wait_for
+from tests.conftest import Daemon, admin, async_wait_for
 
 pytestmark = [pytest.mark.etcd, pytest.mark.e2e]
 StartDaemon = Callable[..., Daemon]
@@ -24,7 +24,7 @@ async def cluster(
     start_daemon: StartDaemon, roles: dict[str, Role]
 ) -> tuple[dict[str, Daemon], ClusterClient]:
     daemons = {n: start_daemon(n) for n in roles}
-    client = ClusterClient([d.endpoint for d in daemons.values()], timeout_s=3)
+    client = ClusterClient([d.endpoint for d in daemons.values()], timeout_s=3, tls=admin())
     for node, role in roles.items():
         if role != Role.NONE:
             await client.designate(node, role)

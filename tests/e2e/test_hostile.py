@@ -4,6 +4,7 @@ telemetry. Each is refused or skipped, and the cluster keeps a leader."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 
 import grpc
@@ -15,7 +16,8 @@ from cluster.keys import Keys
 from cluster.sdk import ClusterClient, EventType, Role, ServiceSpec
 from cluster.snapshot import decode
 from cluster.store.etcd import EtcdStore
-from tests.conftest import Daemon, async_wait_for, clusterctl
+from cluster.tls import channel
+from tests.conftest import Daemon, async_wait_for, clusterctl, tls_for
 from tests.e2e.test_election import cluster, leader_is
 from tests.integration.test_hostile_state import etcdctl_put
 
@@ -86,20 +88,21 @@ async def test_forged_telemetry_is_refused_and_never_stored(start_daemon: StartD
     daemons, client = await cluster(start_daemon, {"n1": Role.PRIMARY})
     async with client:
         await async_wait_for(lambda: leader_is(client, "n1"), 5, "n1 to lead")
-        async with grpc.aio.insecure_channel(daemons["n1"].endpoint) as channel:
-            stub = cluster_pb2_grpc.TelemetryStub(channel)
-            forged = [
-                (pb.LoadReport(node_id="n1", cpu=-1e9, interval_s=1e12), "INVALID_ARGUMENT"),
-                (pb.LoadReport(node_id="n1", cpu=float("nan"), interval_s=0.5), "INVALID_ARGUMENT"),
-                (pb.LoadReport(node_id="ghost-7", cpu=0.1, interval_s=0.5), "NOT_FOUND"),
-                (pb.LoadReport(node_id="../x", cpu=0.1, interval_s=0.5), "INVALID_ARGUMENT"),
-            ]
-            for report, code in forged:
+        forged = [  # (the certificate the report comes with, the report, the answer)
+            ("n1", pb.LoadReport(node_id="n1", cpu=-1e9, interval_s=1e12), "INVALID_ARGUMENT"),
+            ("n1", pb.LoadReport(node_id="n1", cpu=math.nan, interval_s=0.5), "INVALID_ARGUMENT"),
+            ("n7", pb.LoadReport(node_id="n7", cpu=0.1, interval_s=0.5), "NOT_FOUND"),
+            ("n1", pb.LoadReport(node_id="n2", cpu=0.1, interval_s=0.5), "PERMISSION_DENIED"),
+            ("admin", pb.LoadReport(node_id="n1", cpu=0.1, interval_s=0.5), "PERMISSION_DENIED"),
+        ]  # fmt: skip
+        for cert, report, code in forged:
+            async with channel(daemons["n1"].endpoint, tls_for(cert)) as node:
+                stub = cluster_pb2_grpc.TelemetryStub(node)
                 with pytest.raises(grpc.aio.AioRpcError) as e:
                     async for _ in stub.Report(iter([report])):
                         pass
-                assert e.value.code().name == code, (report, e.value.details())
+            assert e.value.code().name == code, (cert, report, e.value.details())
         loads = await client.loads()
         assert {load.report.node_id for load in loads.loads} <= {"n1"}
         assert all(0 <= load.report.cpu <= 1 for load in loads.loads)
-        assert loads.refused_reports == {"invalid": 3, "unregistered": 1}
+        assert loads.refused_reports == {"invalid": 2, "unregistered": 1}

@@ -24,7 +24,9 @@ def sdk(state: lab.LabState, op: Callable[[ClusterClient], Awaitable[T]]) -> T:
     """Run one SDK call against the lab, from synchronous test code."""
 
     async def run() -> T:
-        async with ClusterClient(state.endpoints, timeout_s=5) as c:
+        async with ClusterClient(
+            state.endpoints, timeout_s=5, tls=state.admin_tls(), insecure=state.admin_tls() is None
+        ) as c:
             return await op(c)
 
     return asyncio.run(run())

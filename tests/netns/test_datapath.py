@@ -131,6 +131,7 @@ def test_tcphopd_refuses_an_advertised_address_that_is_not_the_uplinks(
 ) -> None:
     ns, net, pins = node
     flags = ["--node-id", "n1", "--listen", f"{net}.2:7700", "--advertise", "10.149.9.9:7700"]
+    flags += ["--insecure"]  # the refusal under test comes before any TLS matters
     flags += ["--uplink", "eth0", "--datapath", "xdp", "--bpf-pin-dir", str(pins / "n1")]
     refused = run_in(ns, sys.executable, "-m", "cluster", *flags, "--log-json")
     assert refused.returncode == 2, refused.stderr

@@ -45,7 +45,7 @@ async def test_drain_wait_returns_after_the_last_connection_closes(cluster: Clus
     ip("addr", "add", f"{vip}/32", "dev", "lo", netns=ns)  # n3 serves the VIP on lo
     server = subprocess.Popen(cluster.lab.exec(ns, sys.executable, "-c", HOLD))
     cluster.helpers.append(server)
-    async with ClusterClient(cluster.endpoints, timeout_s=3) as client:
+    async with ClusterClient(cluster.endpoints, timeout_s=3, tls=cluster.admin_tls) as client:
         await client.designate("n1", Role.PRIMARY)
         check = HealthCheck(interval_s=0.2, timeout_s=0.2, rise=1, fall=2)
         await client.apply_service(ServiceSpec("web", vip, PORT, health_check=check))
@@ -54,7 +54,10 @@ async def test_drain_wait_returns_after_the_last_connection_closes(cluster: Clus
         )
         cluster.helpers.append(conn)
         await async_wait_for(lambda: has(client, "n3", 1), 8, "n3 to count 1 connection")
+        tls = cluster.admin_tls
         env = {**os.environ, "TCPHOP_ENDPOINT": ",".join(cluster.endpoints)}
+        env |= {"TCPHOP_TLS_CA": str(tls.ca), "TCPHOP_TLS_CERT": str(tls.cert)}
+        env["TCPHOP_TLS_KEY"] = str(tls.key)
         drain = subprocess.Popen(
             [
                 sys.executable,

@@ -219,27 +219,64 @@ def test_an_adoptive_node_that_does_not_answer_gets_a_503_and_others_go_on(
     assert sdk(state, lambda c: c.datapath()).handoff_stats["handoffs_failed"] >= 1
 
 
-def test_the_hop_channel_refuses_anyone_but_registered_nodes(state: lab.LabState) -> None:
-    net = state.lab
-    probe = """
-import socket, sys
-c = socket.create_connection((sys.argv[1], 7701), timeout=5)
-c.sendall(b"\\x00\\x00\\x00\\x02\\x08\\x01")  # a well-formed frame: AdoptMessage(id=1)
+CHANNEL_PROBE = """
+import socket, ssl, struct, sys
+from cluster.api.v1 import cluster_pb2 as pb
+host, pki, cert = sys.argv[1], sys.argv[2], sys.argv[3]
+raw = socket.create_connection((host, 7701), timeout=5)
+if cert == "-":
+    c = raw  # plaintext
+else:
+    ctx = ssl.create_default_context(cafile=pki + "/ca.crt")
+    ctx.load_cert_chain(pki + "/" + cert + ".crt", pki + "/" + cert + ".key")
+    c = ctx.wrap_socket(raw, server_hostname="tcphop-node")
+def ask(message):
+    data = message.SerializeToString()
+    c.sendall(struct.pack("!I", len(data)) + data)
+    head = c.recv(4)
+    if len(head) < 4:
+        return "closed"
+    return pb.AdoptReply.FromString(c.recv(struct.unpack("!I", head)[0])).error or "ok"
+state = pb.TcpState(local_addr="10.9.9.9", local_port=22, peer_addr="10.9.9.8", peer_port=1)
 try:
-    print(repr(c.recv(100)))
-except ConnectionResetError:
-    print("reset")
+    print(ask(pb.AdoptMessage(id=1, service="shop", state=state)))
+    if len(sys.argv) > 4:
+        c.sendall(b"\\x00\\x00\\x00\\x03\\xff\\xff\\xff")  # garbage
+        print(repr(c.recv(100)))
+except (ConnectionError, ssl.SSLError) as e:
+    print("refused: " + type(e).__name__)
 """
+
+
+def probe_channel(state: lab.LabState, ns: str, cert: str, *garbage: str) -> list[str]:
+    """Speak to n2's handoff channel from namespace `ns` with lab certificate `cert`."""
+    net, pki = state.lab, str(Path(state.directory) / "pki")
     done = subprocess.run(
-        net.exec(net.ns("c"), "python3", "-c", probe, net.node_ip(2)),
+        net.exec(ns, sys.executable, "-c", CHANNEL_PROBE, net.node_ip(2), pki, cert, *garbage),
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
-    # closed (or reset: the frame was left unread), never answered
-    assert done.stdout.strip() in ("b''", "reset"), done.stdout + done.stderr
-    assert sdk(state, lambda c: c.datapath("n2")).handoff_stats["channel_refused"] >= 1
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()
+
+
+def test_the_handoff_channel_takes_adopts_only_from_the_leaders_certificate(
+    state: lab.LabState,
+) -> None:
+    net = state.lab
+    before = sdk(state, lambda c: c.datapath("n2")).handoff_stats
+    [plain] = probe_channel(state, net.ns("c"), "-")  # plaintext, from the internet
+    assert plain.startswith(("closed", "refused")), plain
+    [admin] = probe_channel(state, net.ns("c"), "admin")  # a valid certificate, not a node's
+    assert admin.startswith(("closed", "refused")), admin
+    [other] = probe_channel(state, net.node_ns(3), "n3")  # a node, but not the leader
+    assert other.startswith("refused: only the node that leads now"), other
+    after = sdk(state, lambda c: c.datapath("n2")).handoff_stats
+    assert after.get("channel_refused", 0) > before.get("channel_refused", 0)
+    assert after.get("adopt_refused", 0) > before.get("adopt_refused", 0)
+    assert after.get("adopted", 0) == before.get("adopted", 0)  # nothing was restored
 
 
 def test_a_worst_case_request_against_a_worst_case_rule_does_not_stall_the_leader(
@@ -309,31 +346,11 @@ def test_a_flood_of_slow_heads_is_bounded_and_others_still_get_through(
     assert out.strip() == str(count)
 
 
-def test_a_bad_frame_from_a_trusted_node_drops_only_its_channel(state: lab.LabState) -> None:
-    """From the leader's own namespace (a registered address): garbage, then an adopt for a
-    socket outside any service. Both are refused; hops to that node go on."""
-    net = state.lab
-    probe = """
-import socket, struct, sys
-from cluster.api.v1 import cluster_pb2 as pb
-c = socket.create_connection((sys.argv[1], 7701), timeout=5)
-state = pb.TcpState(local_addr="10.9.9.9", local_port=22, peer_addr="10.9.9.8", peer_port=1)
-m = pb.AdoptMessage(id=1, service="shop", state=state).SerializeToString()
-c.sendall(struct.pack("!I", len(m)) + m)
-size, = struct.unpack("!I", c.recv(4))
-print(pb.AdoptReply.FromString(c.recv(size)).error)
-c.sendall(b"\\x00\\x00\\x00\\x03\\xff\\xff\\xff")
-print(repr(c.recv(100)))
-"""
-    done = subprocess.run(
-        net.exec(net.node_ns(1), sys.executable, "-c", probe, net.node_ip(2)),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    lines = done.stdout.strip().splitlines()
-    assert len(lines) == 2, done.stdout + done.stderr
+def test_a_bad_frame_from_the_leader_drops_only_its_channel(state: lab.LabState) -> None:
+    """From the leader n1 (its certificate and namespace): an adopt for a socket outside any
+    service, then garbage. Both are refused; handoffs to that node go on."""
+    lines = probe_channel(state, state.lab.node_ns(1), "n1", "garbage")
+    assert len(lines) == 2, lines
     assert "is not a service of this node" in lines[0]
     assert lines[1] == "b''"  # the garbage closed that channel
     served = {get(state, 8080, f"/static/{i}")["x-served-by"] for i in range(8)}

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.etcd, pytest.mark.e2e]
 async def setup(cluster: Cluster) -> tuple[ClusterClient, str]:
     for i in (1, 2, 3):
         cluster.start(i)
-    client = ClusterClient(cluster.endpoints, timeout_s=3)
+    client = ClusterClient(cluster.endpoints, timeout_s=3, tls=cluster.admin_tls)
     await client.designate("n1", Role.PRIMARY)
     await client.designate("n2", Role.BACKUP)
     vip = cluster.lab.vip()
