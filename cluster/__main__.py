@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 import click
 
-from cluster.config import DaemonConfig, with_security
+from cluster.config import DaemonConfig, with_announces, with_security
 from cluster.errors import ValidationError
 from cluster.keys import DEFAULT_ROOT
 from cluster.logs import configure_logging
@@ -121,67 +122,43 @@ from cluster.logs import configure_logging
 @click.option("--etcd-ca", envvar="TCPHOP_ETCD_CA", help="CA of etcd's certificate (https://).")
 @click.option("--etcd-cert", envvar="TCPHOP_ETCD_CERT", help="Client certificate for etcd.")
 @click.option("--etcd-key", envvar="TCPHOP_ETCD_KEY", help="Its private key.")
+@click.option(
+    "--announce",
+    multiple=True,
+    help="An IPv4 prefix whose VIPs this node can announce (answer ARP for) when it leads; "
+    "repeatable. A node whose prefixes miss a service's VIP is never designated primary or "
+    "backup, nor elected. Default: any.",
+)
 @click.option("--log-json/--log-console", default=None, help="Default: JSON unless a TTY.")
-def main(
-    node_id: str,
-    etcd: str,
-    listen: str,
-    advertise: str | None,
-    lease_ttl: int,
-    leader_ttl: int,
-    uplink: str | None,
-    report_interval: float,
-    check_host: str | None,
-    datapath: str,
-    xdp_mode: str,
-    bpf_pin_dir: str | None,
-    cpu_scope: str,
-    teardown: bool,
-    descriptor_dir: str,
-    etcd_prefix: str,
-    log_level: str,
-    log_json: bool | None,
-    tls_ca: str | None,
-    tls_cert: str | None,
-    tls_key: str | None,
-    insecure: bool,
-    etcd_ca: str | None,
-    etcd_cert: str | None,
-    etcd_key: str | None,
-) -> None:
+def main(**flags: Any) -> None:
     """Run the tcphop node daemon."""
-    configure_logging(log_level, log_json)
+    configure_logging(flags["log_level"], flags["log_json"])
     from cluster import daemon
 
     try:
-        cfg = DaemonConfig.build(
-            node_id,
-            etcd,
-            listen,
-            advertise,
-            lease_ttl,
-            etcd_prefix,
-            leader_ttl,
-            uplink,
-            report_interval,
-            check_host,
-            cpu_scope,
-            datapath,
-            xdp_mode,
-            bpf_pin_dir,
-            descriptor_dir,
-        )
-        if not teardown:
-            cfg = with_security(
-                cfg, (tls_ca, tls_cert, tls_key), insecure, (etcd_ca, etcd_cert, etcd_key), etcd
-            )
+        cfg = _config(flags)
     except ValidationError as e:
         raise click.UsageError(str(e)) from None
-    if teardown:
+    if flags["teardown"]:
         if cfg.datapath != "xdp":
             raise click.UsageError("--teardown: give the datapath's flags (--datapath xdp ...)")
         sys.exit(asyncio.run(daemon.teardown(cfg)))
     sys.exit(asyncio.run(daemon.run(cfg)))
+
+
+def _config(f: dict[str, Any]) -> DaemonConfig:
+    """The validated configuration from the command line (click's parameters by name)."""
+    cfg = DaemonConfig.build(
+        f["node_id"], f["etcd"], f["listen"], f["advertise"], f["lease_ttl"], f["etcd_prefix"],
+        f["leader_ttl"], f["uplink"], f["report_interval"], f["check_host"], f["cpu_scope"],
+        f["datapath"], f["xdp_mode"], f["bpf_pin_dir"], f["descriptor_dir"],
+    )  # fmt: skip
+    cfg = with_announces(cfg, f["announce"])
+    if f["teardown"]:
+        return cfg  # decommissioning needs no certificates
+    tls = (f["tls_ca"], f["tls_cert"], f["tls_key"])
+    etcd_tls = (f["etcd_ca"], f["etcd_cert"], f["etcd_key"])
+    return with_security(cfg, tls, f["insecure"], etcd_tls, f["etcd"])
 
 
 if __name__ == "__main__":

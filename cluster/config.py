@@ -10,7 +10,7 @@ from cluster.errors import ValidationError
 from cluster.keys import DEFAULT_ROOT
 from cluster.store.etcd import endpoints_scheme, parse_endpoints
 from cluster.tls import TlsError, TlsFiles
-from cluster.validation import validate_node_id
+from cluster.validation import announce_problems, validate_node_id
 
 DEFAULT_DESCRIPTOR_DIR = "/run/tcphop"
 
@@ -97,6 +97,16 @@ def with_security(
     return replace(cfg, tls=api, etcd_tls=store_tls)
 
 
+def with_announces(cfg: DaemonConfig, prefixes: tuple[str, ...]) -> DaemonConfig:
+    """--announce (repeatable): the prefixes whose VIPs this node can take; default all."""
+    if not prefixes:
+        return cfg
+    problems = announce_problems(list(prefixes), "--announce")
+    if problems:
+        raise ValidationError(problems)
+    return replace(cfg, announces=prefixes)
+
+
 def _tls_files(paths: tuple[str | None, str | None, str | None], flag: str) -> TlsFiles | None:
     if not any(paths):
         return None
@@ -133,6 +143,7 @@ class DaemonConfig:
     descriptor_dir: str = DEFAULT_DESCRIPTOR_DIR
     tls: TlsFiles | None = None  # None only with --insecure
     etcd_tls: TlsFiles | None = None  # for https:// etcd endpoints
+    announces: tuple[str, ...] = ("0.0.0.0/0",)  # VIP prefixes this node can announce
 
     @property
     def datapath_address(self) -> str:

@@ -69,7 +69,13 @@ async def run(cfg: DaemonConfig) -> int:
     keys = Keys(cfg.key_root)
     state = ClusterState(store, keys, answered_by=cfg.node_id)
     registration = Registration(
-        cfg.node_id, cfg.advertise, socket.gethostname(), os.getpid(), tcphop_version(), time.time()
+        cfg.node_id,
+        cfg.advertise,
+        socket.gethostname(),
+        os.getpid(),
+        tcphop_version(),
+        time.time(),
+        cfg.announces,
     )
     membership = Membership(store, keys, registration, cfg.lease_ttl_s)
     stop = asyncio.Event()

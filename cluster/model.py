@@ -7,6 +7,7 @@ and the reason (`services.web.port: 70000 is not in 1..65535`). The SDK re-expor
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -93,6 +94,12 @@ class Registration:
     pid: int
     version: str
     started_at_unix_s: float
+    # IPv4 prefixes whose VIPs this node can announce (answer ARP for) when it leads
+    announces: tuple[str, ...] = ("0.0.0.0/0",)
+
+    def can_announce(self, vip: str) -> bool:
+        address = ipaddress.IPv4Address(vip)
+        return any(address in ipaddress.IPv4Network(p, strict=False) for p in self.announces)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ from cluster.model import (
     VipOwner,
 )
 from cluster.store.base import KeyValue
-from cluster.validation import report_problems
+from cluster.validation import announce_problems, report_problems
 
 log = structlog.get_logger()
 _T = TypeVar("_T")
@@ -94,13 +94,24 @@ def parse_service_value(value: bytes) -> ServiceSpec:
 
 
 _READERS: dict[Kind, Callable[[str, bytes], object]] = {
-    Kind.NODE: lambda _, v: record_from_doc(Registration, decode(v)),
+    Kind.NODE: lambda name, v: _registration(name, v),
     Kind.DESIGNATION: lambda name, v: designation_from_doc(name, decode(v)),
     Kind.SERVICE: lambda _, v: parse_service_value(v),
     Kind.CANDIDATE: lambda _, v: True,
     Kind.VIP: lambda _, v: record_from_doc(VipOwner, decode(v)),
     Kind.HEALTH: lambda name, v: _report(name, v),
 }
+
+
+def _registration(name: str, value: bytes) -> Registration:
+    doc = decode(value)
+    announces = doc.get("announces", ["0.0.0.0/0"])
+    if not isinstance(announces, list) or announce_problems(announces):
+        raise ValueError(f"announces: {announces!r} is not a list of IPv4 prefixes")
+    registration = record_from_doc(Registration, {**doc, "announces": tuple(announces)})
+    if registration.node_id != name:
+        raise ValueError(f"node_id: {registration.node_id!r} stored under {name!r}")
+    return registration
 
 
 def _report(name: str, value: bytes) -> LoadReport:

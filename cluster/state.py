@@ -104,6 +104,17 @@ class ClusterState:
                     f"node {node_id!r} is unknown: it never registered; check the "
                     "id, or use --force to designate it before it joins"
                 )
+            registration = snap.registrations.get(node_id)
+            vips = sorted(v for v in snap.vips if registration and not registration.can_announce(v))
+            if role != Role.NONE and vips:
+                raise ValidationError(
+                    [
+                        f"role: {node_id} cannot announce {', '.join(vips)} (it announces "
+                        f"{', '.join(registration.announces if registration else ())}): as "
+                        f"{role} it could lead and the VIPs would go dark; designate a node "
+                        "on the VIPs' segment, or start it with --announce"
+                    ]
+                )
             new = replace(snap.designations.get(node_id, Designation(node_id)), role=role)
             changes = [new]
             if role == Role.PRIMARY:

@@ -286,3 +286,16 @@ def report_problems(r: LoadReport) -> list[str]:
         if len(s.error) > 1024:
             problems.append(f"services[{i}].error: longer than 1024 characters")
     return problems
+
+
+def announce_problems(prefixes: object, where: str = "announces") -> list[str]:
+    """What is wrong with a list of IPv4 prefixes a node can announce; [] when sound."""
+    if not isinstance(prefixes, list | tuple) or not 1 <= len(prefixes) <= 64:
+        return [f"{where}: give 1 to 64 IPv4 prefixes"]
+    problems = []
+    for p in prefixes:
+        try:
+            ipaddress.IPv4Network(p, strict=False)
+        except (ValueError, TypeError):
+            problems.append(f"{where}: {p!r} is not an IPv4 prefix (like 10.0.0.0/24)")
+    return problems

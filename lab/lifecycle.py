@@ -111,6 +111,8 @@ def start_node(state: LabState, i: int) -> LabProcess:
         descriptor_dir=str(Path(handoff_socket(state)).parent),
         tls=state.tls(node),
         etcd_tls=state.tls(node),
+        # Only the VIP's segment can answer ARP for it; the others announce their own subnet.
+        announce=f"{lab.vip()}/24" if lab.subnet(i) == VIP_SEGMENT else f"{lab.node_ip(i)}/24",
     )
     return spawn(state, node, lab.exec(lab.node_ns(i), *cmd), f"--listen\0{endpoint}", endpoint)
 

@@ -61,6 +61,7 @@ def node_command(
     descriptor_dir: str | None = None,
     tls: TlsFiles | None = None,
     etcd_tls: TlsFiles | None = None,
+    announce: str | None = None,
 ) -> list[str]:
     """The tcphopd command line the lab, the tests and the benchmarks start nodes with.
 
@@ -73,6 +74,7 @@ def node_command(
         "--check-host": check_host,
         "--bpf-pin-dir": bpf_pin_dir,
         "--descriptor-dir": descriptor_dir,
+        "--announce": announce,
     }
     datapath = ["--datapath", "xdp", "--xdp-mode", xdp_mode] if bpf_pin_dir else []
     for prefix, files in (("--tls", tls), ("--etcd", etcd_tls)):

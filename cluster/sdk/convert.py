@@ -8,7 +8,7 @@ gets the same field-path error as one read from a file.
 from __future__ import annotations
 
 from dataclasses import asdict, fields, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
@@ -193,7 +193,11 @@ _Flat = TypeVar("_Flat", LeaderRecord, Handover, VipOwner, Registration, Service
 
 def flat_from_pb(msg: Message, cls: type[_Flat]) -> _Flat:
     """A flat record from a message that has a field of the same name for each of its fields."""
-    return cls(**{f.name: getattr(msg, f.name) for f in fields(cls)})
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        value = getattr(msg, f.name)
+        values[f.name] = value if isinstance(value, str | bytes | int | float) else tuple(value)
+    return cls(**values)
 
 
 def leader_to_pb(r: LeaderRecord) -> pb.Leader:

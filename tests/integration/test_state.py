@@ -201,3 +201,25 @@ async def test_status_counts_nodes_and_services(
     assert status.services == 1 and status.answered_by == "test"
     assert status.etcd_endpoints == store.endpoints
     assert keys.prefix(Kind.SERVICE).startswith(keys.prefix())
+
+
+async def test_a_node_that_cannot_announce_a_vip_is_never_made_primary_or_backup(
+    store: EtcdStore, keys: Keys, state: ClusterState
+) -> None:
+    from dataclasses import replace
+
+    from cluster.documents import record_to_doc
+    from cluster.snapshot import encode
+
+    far = replace(registration("n3"), announces=("10.9.3.0/24",))
+    await store.put(keys.node("n3"), encode(record_to_doc(far)))
+    await store.put(keys.designation("n3"), b'{"role": "none"}')
+    await state.apply_service(ServiceSpec("web", "10.0.0.1", 80))
+    for role in (Role.PRIMARY, Role.BACKUP):
+        with pytest.raises(ValidationError, match=r"n3 cannot announce 10\.0\.0\.1"):
+            await state.designate("n3", role)
+    assert (await state.get_node("n3")).designation.role is Role.NONE
+    near = replace(far, announces=("10.0.0.0/24",))
+    await store.put(keys.node("n3"), encode(record_to_doc(near)))
+    designation, _ = await state.designate("n3", Role.BACKUP)
+    assert designation.role is Role.BACKUP

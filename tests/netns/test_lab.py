@@ -209,3 +209,19 @@ def test_clusterctl_datapath_stats_and_flows(state: lab.LabState) -> None:
     assert receiver.returncode == 0 and "receiver" in receiver.stdout
     unknown = clusterctl("datapath", "stats", "n9", env=env)
     assert unknown.returncode == 1 and "n9" in unknown.stderr
+
+
+def test_designating_a_node_off_the_vips_segment_is_refused_and_the_vip_keeps_serving(
+    state: lab.LabState,
+) -> None:
+    env = {"TCPHOP_LAB_DIR": str(state.directory)}
+    refused = clusterctl("designate", "n3", "--role", "primary", env=env)
+    assert refused.returncode == 1, refused.stderr
+    assert f"n3 cannot announce {state.vip}" in refused.stderr
+    nodes = {
+        n["node_id"]: n
+        for n in json.loads(clusterctl("nodes", "list", "-o", "json", env=env).stdout)
+    }
+    assert nodes["n3"]["designation"]["role"] == "none"
+    assert leader(state) == "n1"
+    assert len(Counter(lab.served_by(state, 20))) >= 3  # the VIP keeps serving

@@ -107,3 +107,21 @@ def test_timing_rule_is_enforced() -> None:
     ElectionConfig.for_ttl(5)
     with pytest.raises(ValidationError, match="must be < ttl_s"):
         ElectionConfig(ttl_s=1, loop_s=0.5, retry_s=0.3)
+
+
+def test_a_candidate_that_cannot_announce_a_vip_follows_and_is_never_handed_over_to() -> None:
+    from dataclasses import replace
+
+    from cluster.election import handover_target
+    from cluster.model import ServiceSpec
+
+    view = snap({"n1": Role.BACKUP, "n2": Role.PRIMARY}, leader="n1")
+    far = replace(view.registrations["n2"], announces=("10.9.0.0/16",))
+    view = replace(
+        view,
+        registrations={**view.registrations, "n2": far},
+        services={"web": ServiceSpec("web", "10.0.0.1", 80)},
+    )
+    assert handover_target(view, "n1", frozenset()) is None  # n2 could not hold the VIP
+    alone = replace(view, leader=None, leader_revision=0)
+    assert follower(alone, "n2") == Action.FOLLOW

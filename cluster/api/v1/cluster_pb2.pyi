@@ -69,7 +69,7 @@ class Designation(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[SchedulerRole, str]] = ..., serving: _Optional[_Union[ServingState, str]] = ..., weight: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("node_id", "alive", "endpoint", "hostname", "pid", "version", "started_at_unix_s", "designation", "health")
+    __slots__ = ("node_id", "alive", "endpoint", "hostname", "pid", "version", "started_at_unix_s", "designation", "health", "announces")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ALIVE_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +79,7 @@ class Node(_message.Message):
     STARTED_AT_UNIX_S_FIELD_NUMBER: _ClassVar[int]
     DESIGNATION_FIELD_NUMBER: _ClassVar[int]
     HEALTH_FIELD_NUMBER: _ClassVar[int]
+    ANNOUNCES_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     alive: bool
     endpoint: str
@@ -88,7 +89,8 @@ class Node(_message.Message):
     started_at_unix_s: float
     designation: Designation
     health: LoadReport
-    def __init__(self, node_id: _Optional[str] = ..., alive: _Optional[bool] = ..., endpoint: _Optional[str] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., version: _Optional[str] = ..., started_at_unix_s: _Optional[float] = ..., designation: _Optional[_Union[Designation, _Mapping]] = ..., health: _Optional[_Union[LoadReport, _Mapping]] = ...) -> None: ...
+    announces: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_id: _Optional[str] = ..., alive: _Optional[bool] = ..., endpoint: _Optional[str] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., version: _Optional[str] = ..., started_at_unix_s: _Optional[float] = ..., designation: _Optional[_Union[Designation, _Mapping]] = ..., health: _Optional[_Union[LoadReport, _Mapping]] = ..., announces: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ()
