@@ -50,7 +50,9 @@ def l7_cases(
 
     def datapath() -> DatapathView:
         async def get() -> DatapathView:
-            async with ClusterClient(state.endpoints, tls=state.admin_tls()) as c:
+            async with ClusterClient(
+                state.endpoints, tls=(t := state.admin_tls()), insecure=t is None
+            ) as c:
                 return await c.datapath("n1")
 
         return asyncio.run(get())

@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--conns", type=int, default=32)
+    parser.add_argument("--insecure", action="store_true", help="the lab without TLS")
     args = parser.parse_args()
     missing = [t for t in ("wrk", "haproxy", "bpftool") if not _which(t)]
     if missing:
@@ -81,7 +82,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="th-bench-") as tmp:
         env = {**os.environ, "TCPHOP_LAB_DIR": str(Path(tmp) / "lab")}
         up = subprocess.run(
-            [sys.executable, "-m", "cli.main", "lab", "up", "--nodes", str(args.nodes)],
+            [sys.executable, "-m", "cli.main", "lab", "up", "--nodes", str(args.nodes)]
+            + (["--insecure"] if args.insecure else []),
             env=env,
             capture_output=True,
             text=True,
@@ -139,7 +141,9 @@ async def prepare(state: lab.LabState, args: argparse.Namespace) -> None:
     The L7 service leaves the scheduler out of its pool: a connection placed on the scheduler
     is relayed by tcphopd itself, which would count serving work as scheduling work."""
     l7_pool = Pool(tuple(f"n{i}" for i in range(2, args.nodes + 1)))
-    async with ClusterClient(state.endpoints, tls=state.admin_tls()) as c:
+    async with ClusterClient(
+        state.endpoints, tls=(t := state.admin_tls()), insecure=t is None
+    ) as c:
         await c.apply_service(lab.sample_service(state))
         await c.apply_service(
             replace(lab.sample_service(state), name="shop", port=L7_PORT, mode=Mode.L7,

@@ -157,7 +157,7 @@ def make_pki(directory: Path, lab: RoutedLab) -> TlsFiles:
     return TlsFiles(pki / "ca.crt", pki / "etcd.crt", pki / "etcd.key")
 
 
-def up(directory: Path, nodes: int, xdp_mode: str = "native") -> LabState:
+def up(directory: Path, nodes: int, xdp_mode: str = "native", secure: bool = True) -> LabState:
     """Build the lab and start everything; raise LabError if a lab already runs there."""
     if not 1 <= nodes <= 16:
         raise LabError(f"--nodes: {nodes} is not in 1..16")
@@ -185,7 +185,7 @@ def up(directory: Path, nodes: int, xdp_mode: str = "native") -> LabState:
         state.save()
         etcd = EmbeddedEtcd(
             directory / "etcd", host=lab.gateway(2), client_port=2379, peer_port=2380,
-            netns=lab.ns("r"), tls=make_pki(directory, lab),
+            netns=lab.ns("r"), tls=make_pki(directory, lab) if secure else None,
         )  # fmt: skip
         etcd.start(detach=True)
         assert etcd.process is not None

@@ -59,15 +59,18 @@ def lab_group() -> None:
     type=click.Choice(["native", "generic"]),
     help="How every node attaches the datapath to its veth.",
 )
+@click.option(
+    "--insecure", is_flag=True, help="No PKI: plaintext etcd, nodes with --insecure (benchmarks)."
+)
 @dir_option
 @pass_ctx
-def up(ctx: Context, nodes: int, xdp_mode: str, directory: Path | None) -> None:
+def up(ctx: Context, nodes: int, xdp_mode: str, insecure: bool, directory: Path | None) -> None:
     """Build the lab in network namespaces: client, router, NODES nodes over two or more
     subnets, etcd, tcphopd (XDP) and the HTTP test service on every node; n1 is designated
     primary, n2 backup."""
     where = _dir(directory)
     try:
-        state = lab.up(where, nodes, xdp_mode)
+        state = lab.up(where, nodes, xdp_mode, secure=not insecure)
     except LabError as e:
         raise CliError(str(e)) from None
 
