@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from cluster.config import DaemonConfig, with_announces, with_security
+from cluster.config import DaemonConfig, with_announces, with_etcd_user, with_security
 from cluster.errors import ValidationError
 from cluster.keys import DEFAULT_ROOT
 from cluster.logs import configure_logging
@@ -122,6 +122,11 @@ from cluster.logs import configure_logging
 @click.option("--etcd-ca", envvar="TCPHOP_ETCD_CA", help="CA of etcd's certificate (https://).")
 @click.option("--etcd-cert", envvar="TCPHOP_ETCD_CERT", help="Client certificate for etcd.")
 @click.option("--etcd-key", envvar="TCPHOP_ETCD_KEY", help="Its private key.")
+@click.option("--etcd-user", envvar="TCPHOP_ETCD_USER", help="etcd user (etcd with auth on).")
+@click.option(
+    "--etcd-password-file",
+    help="File holding the etcd user's password (or TCPHOP_ETCD_PASSWORD; never a flag).",
+)
 @click.option(
     "--announce",
     multiple=True,
@@ -153,7 +158,9 @@ def _config(f: dict[str, Any]) -> DaemonConfig:
         f["leader_ttl"], f["uplink"], f["report_interval"], f["check_host"], f["cpu_scope"],
         f["datapath"], f["xdp_mode"], f["bpf_pin_dir"], f["descriptor_dir"],
     )  # fmt: skip
-    cfg = with_announces(cfg, f["announce"])
+    cfg = with_etcd_user(
+        with_announces(cfg, f["announce"]), f["etcd_user"], f["etcd_password_file"]
+    )
     if f["teardown"]:
         return cfg  # decommissioning needs no certificates
     tls = (f["tls_ca"], f["tls_cert"], f["tls_key"])

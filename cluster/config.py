@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cluster.errors import ValidationError
@@ -107,6 +107,27 @@ def with_announces(cfg: DaemonConfig, prefixes: tuple[str, ...]) -> DaemonConfig
     return replace(cfg, announces=prefixes)
 
 
+def with_etcd_user(cfg: DaemonConfig, user: str | None, password_file: str | None) -> DaemonConfig:
+    """--etcd-user with the password from --etcd-password-file or TCPHOP_ETCD_PASSWORD (never
+    from the command line, where `ps` shows it)."""
+    if not user:
+        if password_file:
+            raise ValidationError(["--etcd-password-file: goes with --etcd-user"])
+        return cfg
+    if password_file:
+        try:
+            password = Path(password_file).read_text().rstrip("\n")
+        except OSError as e:
+            raise ValidationError([f"--etcd-password-file: {e.strerror}"]) from None
+    else:
+        password = os.environ.get("TCPHOP_ETCD_PASSWORD", "")
+    if not password:
+        raise ValidationError(
+            ["--etcd-user: give the password in --etcd-password-file or TCPHOP_ETCD_PASSWORD"]
+        )
+    return replace(cfg, etcd_auth=(user, password))
+
+
 def _tls_files(paths: tuple[str | None, str | None, str | None], flag: str) -> TlsFiles | None:
     if not any(paths):
         return None
@@ -144,6 +165,7 @@ class DaemonConfig:
     tls: TlsFiles | None = None  # None only with --insecure
     etcd_tls: TlsFiles | None = None  # for https:// etcd endpoints
     announces: tuple[str, ...] = ("0.0.0.0/0",)  # VIP prefixes this node can announce
+    etcd_auth: tuple[str, str] | None = field(default=None, repr=False)  # user, password
 
     @property
     def datapath_address(self) -> str:

@@ -65,7 +65,7 @@ async def run(cfg: DaemonConfig) -> int:
         log.warning("insecure_mode", reason="--insecure: no TLS and no roles on the API, "
                     "telemetry and handoff channel")  # fmt: skip
     urls = [f"https://{e}" for e in cfg.etcd] if cfg.etcd_tls else list(cfg.etcd)
-    store = EtcdStore(urls, timeout_s=cfg.etcd_timeout_s, tls=cfg.etcd_tls)
+    store = EtcdStore(urls, timeout_s=cfg.etcd_timeout_s, tls=cfg.etcd_tls, auth=cfg.etcd_auth)
     keys = Keys(cfg.key_root)
     state = ClusterState(store, keys, answered_by=cfg.node_id)
     registration = Registration(

@@ -111,17 +111,54 @@ def _translate(e: grpc.aio.AioRpcError, target: str) -> StoreError:
     return StoreError(f"etcd at {target} failed: {code.name}: {details}")
 
 
+class _Token(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """Adds etcd's auth token (from Authenticate) to every call on a channel."""
+
+    def __init__(self) -> None:
+        self.value: str | None = None
+
+    def _with(self, d: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        if self.value is None:
+            return d
+        metadata = grpc.aio.Metadata(*(d.metadata or ()), ("token", self.value))
+        return grpc.aio.ClientCallDetails(
+            d.method, d.timeout, metadata, d.credentials, d.wait_for_ready
+        )
+
+    async def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return await continuation(self._with(details), request)
+
+    async def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return await continuation(self._with(details), request)
+
+    async def intercept_stream_unary(self, continuation, details, requests):  # type: ignore[no-untyped-def]
+        return await continuation(self._with(details), requests)
+
+    async def intercept_stream_stream(self, continuation, details, requests):  # type: ignore[no-untyped-def]
+        return await continuation(self._with(details), requests)
+
+
 class _Endpoint:
-    def __init__(self, target: str, tls: TlsFiles | None) -> None:
-        self.target = target
+    def __init__(
+        self, target: str, tls: TlsFiles | None, auth: tuple[str, str] | None = None
+    ) -> None:
+        self.target, self.auth, self.token = target, auth, _Token()
         # The full-prefix read grows with the cluster; gRPC's 4 MiB default would turn a large
         # (or stuffed) key space into "etcd unavailable" and stop every election.
         options = [("grpc.max_receive_message_length", ETCD_MAX_RECEIVE_BYTES)]
         self.channel = (
-            grpc.aio.secure_channel(target, tls.channel_credentials(), options=options)
+            grpc.aio.secure_channel(
+                target, tls.channel_credentials(), options=options, interceptors=[self.token]
+            )
             if tls is not None
-            else grpc.aio.insecure_channel(target, options=options)
+            else grpc.aio.insecure_channel(target, options=options, interceptors=[self.token])
         )
+        self.auth_stub = rpc.AuthStub(self.channel)
         self.kv = rpc.KVStub(self.channel)
         self.lease = rpc.LeaseStub(self.channel)
         self.watch = rpc.WatchStub(self.channel)
@@ -131,10 +168,15 @@ class EtcdStore:
     """Store on etcd v3. Every call is bounded by `timeout_s`."""
 
     def __init__(
-        self, endpoints: str | Sequence[str], timeout_s: float = 2.0, tls: TlsFiles | None = None
+        self,
+        endpoints: str | Sequence[str],
+        timeout_s: float = 2.0,
+        tls: TlsFiles | None = None,
+        auth: tuple[str, str] | None = None,
     ) -> None:
         """https:// endpoints need `tls` (the CA etcd's certificate chains to, and a client
-        certificate etcd accepts); http:// endpoints are plaintext, as their scheme says."""
+        certificate etcd accepts); http:// endpoints are plaintext, as their scheme says.
+        `auth`: etcd user and password (etcd with auth enabled); tokens are renewed as needed."""
         self.endpoints, scheme = _parse(endpoints)
         if (scheme == "https") != (tls is not None):
             raise ValueError(
@@ -143,8 +185,19 @@ class EtcdStore:
                 else "etcd TLS files given for http:// endpoints; use https://"
             )
         self.timeout_s = timeout_s
-        self._conns = [_Endpoint(t, tls) for t in self.endpoints]
+        self._conns = [_Endpoint(t, tls, auth) for t in self.endpoints]
         self._current = 0
+
+    async def _authenticated(self, conn: _Endpoint, again: bool = False) -> _Endpoint:
+        """With a user and password: a token for this endpoint (a fresh one when `again`)."""
+        if conn.auth is not None and (conn.token.value is None or again):
+            conn.token.value = None
+            name, password = conn.auth
+            reply = await conn.auth_stub.Authenticate(
+                rpc.AuthenticateRequest(name=name, password=password)
+            )
+            conn.token.value = reply.token
+        return conn
 
     async def _call(self, op: Callable[[_Endpoint], Awaitable[_T]]) -> _T:
         last: StoreError | None = None
@@ -153,7 +206,12 @@ class EtcdStore:
                 for _ in self._conns:
                     conn = self._conns[self._current]
                     try:
-                        return await op(conn)
+                        try:
+                            return await op(await self._authenticated(conn))
+                        except grpc.aio.AioRpcError as e:
+                            if conn.auth is None or "auth token" not in (e.details() or ""):
+                                raise
+                            return await op(await self._authenticated(conn, again=True))
                     except grpc.aio.AioRpcError as e:
                         last = _translate(e, conn.target)
                         if not isinstance(last, StoreUnavailable):
@@ -244,6 +302,10 @@ class EtcdStore:
 
     async def watch_prefix(self, prefix: bytes, start_revision: int) -> AsyncIterator[WatchEvent]:
         conn = self._conns[self._current]
+        try:
+            await self._authenticated(conn)
+        except grpc.aio.AioRpcError as e:
+            raise _translate(e, conn.target) from e
         create = rpc.WatchCreateRequest(
             key=prefix,
             range_end=_range_end(prefix),
