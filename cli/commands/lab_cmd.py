@@ -105,9 +105,13 @@ def up(ctx: Context, nodes: int, xdp_mode: str, insecure: bool, directory: Path 
         f"\nclient namespace {net.ns('c')} ({net.client_ip}); router {net.ns('r')}.\n"
         f"Try: ip netns exec {net.ns('c')} curl http://{state.vip}/ (after `lab demo`, or "
         "`clusterctl service apply` a service on the VIP).\n"
-        f"clusterctl finds this lab by itself; elsewhere use\n"
+        f"clusterctl finds this lab (and its admin certificate) by itself; elsewhere use\n"
         f"  export TCPHOP_ENDPOINT={','.join(state.endpoints)}"
     )
+    if (tls := state.admin_tls()) is not None:
+        click.echo(
+            f"  export TCPHOP_TLS_CA={tls.ca} TCPHOP_TLS_CERT={tls.cert} TCPHOP_TLS_KEY={tls.key}"
+        )
 
 
 @lab_group.command("status")
