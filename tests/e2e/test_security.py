@@ -108,3 +108,21 @@ async def test_etcd_with_client_certificates_refuses_a_client_without_one(
             EtcdStore(server.url)  # https without TLS files: refused, not downgraded
     finally:
         server.stop()
+
+
+def test_clusterctl_pki_makes_a_ca_and_certificates_that_carry_their_role(tmp_path: Path) -> None:
+    from cluster.tls import Identity, identity_of
+
+    pki = tmp_path / "pki"
+    made = clusterctl("pki", "init", "--dir", str(pki))
+    assert made.returncode == 0, made.stderr
+    assert (pki / "ca.key").stat().st_mode & 0o777 == 0o600
+    again = clusterctl("pki", "init", "--dir", str(pki))
+    assert again.returncode == 1 and "already holds a CA" in again.stderr  # never overwritten
+    node = clusterctl("pki", "issue", "--dir", str(pki), "--name", "n4", "--role", "node")
+    ops = clusterctl("pki", "issue", "--dir", str(pki), "--name", "ops", "--role", "admin")
+    assert node.returncode == 0 and ops.returncode == 0, node.stderr + ops.stderr
+    assert identity_of((pki / "n4.crt").read_bytes()) == Identity(Access.NODE, "n4")
+    assert identity_of((pki / "ops.crt").read_bytes()) == Identity(Access.ADMIN)
+    bad = clusterctl("pki", "issue", "--dir", str(pki), "--name", "x", "--role", "root")
+    assert bad.returncode == 2  # a usage error: no such role
