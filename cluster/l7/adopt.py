@@ -109,7 +109,7 @@ class Adopter:
 
     def deliver(self, service: str, sock: socket.socket, prefix: bytes) -> None:
         """Hand a live connection to the service's application; `prefix`: bytes already read
-        from it that the application must see first (a connection that did not hop)."""
+        from it that the application must see first (a connection that was not handed off)."""
         task = asyncio.get_running_loop().create_task(self._deliver(service, sock, prefix))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

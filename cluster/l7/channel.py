@@ -3,7 +3,7 @@
 `AdoptMessage` / `AdoptReply` (proto/cluster/api/v1/cluster.proto) travel as length-prefixed
 frames on one long-lived TCP connection per (scheduler, node) pair, to the node's API port + 1.
 An adopt message is answered once the node holds the restored connection; a commit message is
-not answered (one round trip per hop). With TLS only node certificates may connect, and an
+not answered (one round trip per handoff). With TLS only node certificates may connect, and an
 adopt is carried out only for the node that leads now; without TLS (--insecure), only the
 addresses of registered nodes may connect. A frame here injects a TCP connection into the node.
 
@@ -123,7 +123,7 @@ async def serve(
             )
             writer.close()
             return
-        stream = os.urandom(4).hex()  # hop ids are the scheduler's, unique per channel
+        stream = os.urandom(4).hex()  # handoff ids are the scheduler's, unique per channel
         try:
             while (data := await read_frame(reader)) is not None:
                 m = pb.AdoptMessage.FromString(data)
@@ -195,7 +195,7 @@ class HandoffChannel:
             self.reset()
 
     async def adopt(self, service: str, state: TcpState, timeout_s: float) -> tuple[int, str]:
-        """(hop id, "") once the node holds the restored connection; (id, reason) if not."""
+        """(handoff id, "") once the node holds the restored connection; (id, reason) if not."""
         handoff_id = next(self.ids)
         future = asyncio.get_running_loop().create_future()
         self.waiting[handoff_id] = future

@@ -4,14 +4,14 @@ For every `l7` service the leader listens on VIP:port (the XDP program passes ne
 of L7 services to the local stack). Per connection: read the request head with bounds (size,
 header count, time, concurrency: cluster/limits.py; 400/408/431 and close on violation), match
 the service's rules (RE2: linear time), place (the rule's pool and policy; persistence by
-cookie or source address), then hop:
+cookie or source address), then hand off:
 
     freeze + snapshot -> adopt on the chosen node (cluster/l7/channel.py) -> flow into the XDP
     flow map -> commit -> close the frozen socket (in repair mode: silent)
 
 If a node refuses or does not answer within HANDOFF_TIMEOUT_S the next candidate gets the same
 snapshot; when none is left the socket is thawed and answered 503. A connection placed on the
-leader itself does not hop: it is handed to the local application directly (splice services;
+leader itself is not handed off: it is handed to the local application directly (splice services;
 descriptor services never place on the scheduler, which has no way to put the read request
 back into a live socket). Keep-alive requests stay on the node the connection was handed off to.
 """
