@@ -44,7 +44,9 @@ async def test_an_unreadable_or_lease_less_leader_key_is_replaced(
             if (ev.type, ev.subject) == (EventType.SERVICE_APPLIED, "marker"):
                 break
         malformed = seen.index((EventType.VALUE_MALFORMED, keys.leader.decode()))
-        assert (EventType.LEADER_ELECTED, "n1") in seen[malformed:]
+        # whichever candidate clears the key and wins: the backup may, when the primary's turn
+        # came while the key was unusable (it then hands back after the preempt delay)
+        assert EventType.LEADER_ELECTED in [kind for kind, _ in seen[malformed:]]
         # A valid record, but held by no lease: vacant too.
         store = EtcdStore(etcd_url)
         kv = await store.get(keys.leader)
