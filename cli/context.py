@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -41,12 +40,15 @@ class Context:
         certificate (when no --endpoint is given), else None with --insecure; else a usage
         error saying what to give."""
         if any(self.tls_paths):
-            if not all(self.tls_paths) or self.insecure:
+            try:
+                given = TlsFiles.from_paths(*self.tls_paths)
+            except ValueError:
+                given = None
+            if given is None or self.insecure:
                 raise click.UsageError(
                     "give --tls-ca, --tls-cert and --tls-key together (and not --insecure)"
                 )
-            ca, cert, key = (Path(p) for p in self.tls_paths if p)
-            return TlsFiles(ca, cert, key)
+            return given
         if self.insecure:
             return None
         lab_tls = lab_admin_tls(default_dir()) if not self.endpoint else None

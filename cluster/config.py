@@ -129,12 +129,12 @@ def with_etcd_user(cfg: DaemonConfig, user: str | None, password_file: str | Non
 
 
 def _tls_files(paths: tuple[str | None, str | None, str | None], flag: str) -> TlsFiles | None:
-    if not any(paths):
-        return None
-    if not all(paths):
-        raise ValidationError([f"{flag}-ca, {flag}-cert, {flag}-key: give all three, or none"])
-    ca, cert, key = (Path(p) for p in paths if p)
-    return TlsFiles(ca, cert, key)
+    try:
+        return TlsFiles.from_paths(*paths)
+    except ValueError:
+        raise ValidationError(
+            [f"{flag}-ca, {flag}-cert, {flag}-key: give all three, or none"]
+        ) from None
 
 
 def parse_hostport(value: str, where: str) -> tuple[str, int]:

@@ -49,13 +49,12 @@ def tcphop_version() -> str:
         return "dev"
 
 
-def raise_file_limit() -> int:
+def raise_file_limit() -> None:
     """Every connection is a descriptor (L7 heads, splices, restored sockets): take the hard
-    limit rather than the usual soft 1024, as HAProxy and nginx do. Returns the limit."""
+    limit rather than the usual soft 1024, as HAProxy and nginx do."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
 
 
 async def run(cfg: DaemonConfig) -> int:

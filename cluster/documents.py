@@ -309,6 +309,11 @@ def record_from_doc(cls: type[_R], data: Mapping[str, object]) -> _R:
     types = {f.name: str(f.type) for f in fields(cls)}
     known: dict[str, Any] = {k: v for k, v in data.items() if k in types}
     for name, value in known.items():
+        if types[name] == "tuple[str, ...]":  # a JSON list of strings
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{name}: expected a list of strings, got {_kind(value)}")
+            known[name] = tuple(value)
+            continue
         want = _SCALARS.get(types[name])
         if want is not None and (not isinstance(value, want) or _wrong_bool(value, want)):
             raise ValueError(f"{name}: expected {types[name]}, got {_kind(value)}")

@@ -55,18 +55,10 @@ class Decision:
     note: str = ""  # for KEEP: why the leader leads against its designation
 
 
-def unannounceable(view: Snapshot, node: str) -> list[str]:
-    """The service VIPs `node` could not announce if it led (its --announce prefixes)."""
-    registration = view.registrations.get(node)
-    if registration is None:
-        return []
-    return sorted(v for v in view.vips if not registration.can_announce(v))
-
-
 def handover_target(view: Snapshot, me: str, dead: frozenset[str]) -> str | None:
     """Who the leader should hand over to, by designation; None to keep leading."""
     role = view.role(me)
-    others = sorted(n for n in view.ready - dead if n != me and not unannounceable(view, n))
+    others = sorted(n for n in view.ready - dead if n != me and not view.unannounceable(n))
     primaries = [n for n in others if view.role(n) == Role.PRIMARY]
     if role != Role.PRIMARY and primaries:
         return primaries[0]
@@ -108,7 +100,7 @@ def decide(
         return Decision(Action.KEEP, note, note=note)
     if role == Role.NONE:
         return Decision(Action.FOLLOW, "designated none")
-    if missing := unannounceable(view, me):
+    if missing := view.unannounceable(me):
         return Decision(Action.FOLLOW, f"cannot announce {', '.join(missing)} (--announce)")
     if view.leader is not None:
         return Decision(Action.FOLLOW, f"{view.leader.node_id} leads (term {view.leader.term})")

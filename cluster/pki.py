@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cluster.tls import NODE_NAME, NODE_PREFIX, ROLE_PREFIX, Access, TlsError
+from cluster.tls import NODE_NAME, NODE_PREFIX, ROLE_PREFIX, Access, TlsError, TlsFiles
 
 CA_YEARS = 10
 _BOTH_ENDS = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -119,3 +119,19 @@ def _san(value: str) -> x509.GeneralName:
         return x509.IPAddress(ipaddress.ip_address(value))
     except ValueError:
         return x509.DNSName(value)
+
+
+def certificate(
+    directory: Path,
+    name: str,
+    access: Access | None,
+    node_id: str = "",
+    sans: tuple[str, ...] = (),
+    ca_name: str = "tcphop CA",
+) -> TlsFiles:
+    """DIR/NAME's certificate, making the CA and issuing it on first use (labs and tests)."""
+    if not (directory / "ca.crt").exists():
+        init_ca(directory, ca_name)
+    if not (directory / f"{name}.crt").exists():
+        issue(directory, name, access, node_id, sans)
+    return TlsFiles(directory / "ca.crt", directory / f"{name}.crt", directory / f"{name}.key")

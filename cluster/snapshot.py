@@ -103,12 +103,35 @@ _READERS: dict[Kind, Callable[[str, bytes], object]] = {
 }
 
 
+def read_value(kind: Kind, name: str, value: bytes) -> object:
+    """The value stored under `kind`/`name`; raises one of BAD_VALUE when it is malformed."""
+    return _READERS[kind](name, value)
+
+
+_R = TypeVar("_R", LeaderRecord, Handover)
+
+
+def read_record(cls: type[_R], value: bytes) -> _R:
+    """A leader or handover record; raises one of BAD_VALUE when it is malformed."""
+    return record_from_doc(cls, decode(value))
+
+
+def read_leader(kv: KeyValue, malformed: list[str]) -> LeaderRecord | None:
+    """The leader the key names; None when it is unreadable or no lease holds it (a key that
+    would never expire): then it is listed in `malformed` and counts as vacant."""
+    leader = guarded(lambda: read_record(LeaderRecord, kv.value), kv.key, malformed)
+    if leader is not None and kv.lease:
+        return leader
+    if key_text(kv.key) not in malformed:
+        malformed.append(key_text(kv.key))
+    return None
+
+
 def _registration(name: str, value: bytes) -> Registration:
-    doc = decode(value)
-    announces = doc.get("announces", ["0.0.0.0/0"])
-    if not isinstance(announces, list) or announce_problems(announces):
-        raise ValueError(f"announces: {announces!r} is not a list of IPv4 prefixes")
-    registration = record_from_doc(Registration, {**doc, "announces": tuple(announces)})
+    registration = record_from_doc(Registration, decode(value))
+    problems = announce_problems(list(registration.announces))
+    if problems:
+        raise ValidationError(problems)
     if registration.node_id != name:
         raise ValueError(f"node_id: {registration.node_id!r} stored under {name!r}")
     return registration
@@ -158,6 +181,13 @@ class Snapshot:
     def role(self, node_id: str) -> Role:
         return self.designations.get(node_id, Designation(node_id)).role
 
+    def unannounceable(self, node_id: str) -> list[str]:
+        """The service VIPs a registered node could not announce if it led (--announce)."""
+        registration = self.registrations.get(node_id)
+        if registration is None:
+            return []
+        return sorted(v for v in self.vips if not registration.can_announce(v))
+
     def nodes(self) -> list[Node]:
         """Every node that ever registered (or was force-designated), sorted by id."""
         ids = sorted(self.designations.keys() | self.registrations.keys())
@@ -172,10 +202,6 @@ class Snapshot:
         ]
 
 
-def _parse_key(keys: Keys, key: bytes) -> tuple[Kind, str] | None:
-    return keys.parse(key)
-
-
 def read_snapshot(kvs: list[KeyValue], revision: int, keys: Keys) -> Snapshot:
     """Parse one range read of the key root. Unreadable values are skipped and listed."""
     values: dict[Kind, dict[str, Any]] = {kind: {} for kind in _READERS}
@@ -183,22 +209,18 @@ def read_snapshot(kvs: list[KeyValue], revision: int, keys: Keys) -> Snapshot:
     singles: dict[bytes, KeyValue] = {}
     malformed: list[str] = []
     for kv in kvs:
-        parsed = guarded(functools.partial(_parse_key, keys, kv.key), kv.key, malformed)
+        parsed = guarded(functools.partial(keys.parse, kv.key), kv.key, malformed)
         if parsed is None:
             singles[kv.key] = kv
             continue
         kind, name = parsed
-        value = guarded(functools.partial(_READERS[kind], name, kv.value), kv.key, malformed)
+        value = guarded(functools.partial(read_value, kind, name, kv.value), kv.key, malformed)
         if value is not None:
             values[kind][name] = value
             revs[kind][name] = kv.mod_revision
     leader_kv = singles.get(keys.leader)
-    leader = _single(leader_kv, LeaderRecord, malformed)
-    vacant = 0
-    if leader_kv is not None and (leader is None or not leader_kv.lease):
-        leader, vacant = None, leader_kv.mod_revision
-        if key_text(keys.leader) not in malformed:
-            malformed.append(key_text(keys.leader))
+    leader = read_leader(leader_kv, malformed) if leader_kv else None
+    vacant = leader_kv.mod_revision if leader_kv and leader is None else 0
     term_kv = singles.get(keys.term)
     term = guarded(lambda: _term(term_kv), keys.term, malformed) if term_kv else 0
     generation = singles.get(keys.services_generation)
@@ -217,7 +239,7 @@ def read_snapshot(kvs: list[KeyValue], revision: int, keys: Keys) -> Snapshot:
         term or 0,
         term_kv.mod_revision if term_kv else 0,
         values[Kind.VIP],
-        _single(singles.get(keys.handover), Handover, malformed),
+        _handover(singles.get(keys.handover), malformed),
         tuple(malformed),
         values[Kind.HEALTH],
         vacant,
@@ -233,10 +255,7 @@ def _term(kv: KeyValue | None) -> int:
     return term
 
 
-_S = TypeVar("_S", LeaderRecord, Handover)
-
-
-def _single(kv: KeyValue | None, cls: type[_S], malformed: list[str]) -> _S | None:
+def _handover(kv: KeyValue | None, malformed: list[str]) -> Handover | None:
     if kv is None:
         return None
-    return guarded(lambda: record_from_doc(cls, decode(kv.value)), kv.key, malformed)
+    return guarded(lambda: read_record(Handover, kv.value), kv.key, malformed)

@@ -17,7 +17,6 @@ from typing import TypeVar
 from cluster.documents import (
     designation_to_doc,
     normalize_service,
-    record_from_doc,
     service_to_doc,
 )
 from cluster.errors import NotFound, ValidationError
@@ -37,10 +36,10 @@ from cluster.model import (
 )
 from cluster.snapshot import (
     Snapshot,
-    decode,
     encode,
     guarded,
     parse_service_value,
+    read_leader,
     read_snapshot,
 )
 from cluster.store.base import Compare, Delete, Put, Revision, Store
@@ -67,9 +66,7 @@ class ClusterState:
     async def leader(self) -> LeaderRecord | None:
         """The leader as etcd says now (one read); None when none leads or the key is bad."""
         kv = await self.store.get(self.keys.leader)
-        if kv is None or not kv.lease:
-            return None
-        return guarded(lambda: record_from_doc(LeaderRecord, decode(kv.value)), kv.key, [])
+        return read_leader(kv, []) if kv is not None else None
 
     # --- nodes ---------------------------------------------------------------------------
 
@@ -104,13 +101,13 @@ class ClusterState:
                     f"node {node_id!r} is unknown: it never registered; check the "
                     "id, or use --force to designate it before it joins"
                 )
-            registration = snap.registrations.get(node_id)
-            vips = sorted(v for v in snap.vips if registration and not registration.can_announce(v))
+            vips = snap.unannounceable(node_id)
             if role != Role.NONE and vips:
+                registration = snap.registrations[node_id]
                 raise ValidationError(
                     [
                         f"role: {node_id} cannot announce {', '.join(vips)} (it announces "
-                        f"{', '.join(registration.announces if registration else ())}): as "
+                        f"{', '.join(registration.announces)}): as "
                         f"{role} it could lead and the VIPs would go dark; designate a node "
                         "on the VIPs' segment, or start it with --announce"
                     ]

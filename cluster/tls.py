@@ -9,6 +9,7 @@ name NODE_NAME, which clients check instead of an address: nodes move, their ide
 
 from __future__ import annotations
 
+import functools
 import ssl
 from dataclasses import dataclass
 from enum import StrEnum
@@ -39,8 +40,10 @@ class TlsError(Exception):
     """TLS material is missing, unreadable or not what it must be."""
 
 
+@functools.lru_cache(maxsize=1024)
 def identity_of(certificate: bytes) -> Identity | None:
-    """The identity a (PEM or DER) certificate names; None when it names none."""
+    """The identity a (PEM or DER) certificate names; None when it names none. Cached: every
+    RPC and handoff connection asks, and a cluster has few certificates."""
     try:
         cert = (
             x509.load_pem_x509_certificate(certificate)
@@ -68,6 +71,16 @@ class TlsFiles:
     ca: Path
     cert: Path
     key: Path
+
+    @classmethod
+    def from_paths(cls, ca: str | None, cert: str | None, key: str | None) -> TlsFiles | None:
+        """From three optional paths (flags or environment): all three, or None for none;
+        ValueError for some."""
+        if not (ca or cert or key):
+            return None
+        if not (ca and cert and key):
+            raise ValueError("give the CA, the certificate and the key together, or none")
+        return cls(Path(ca), Path(cert), Path(key))
 
     def read(self) -> tuple[bytes, bytes, bytes]:
         try:

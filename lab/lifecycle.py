@@ -29,7 +29,7 @@ from cluster.model import (
     Rule,
     ServiceSpec,
 )
-from cluster.pki import init_ca, issue
+from cluster.pki import certificate
 from cluster.store.embedded import EmbeddedEtcd
 from cluster.tls import Access, TlsFiles
 from datapath.libbpf import BpfError
@@ -55,6 +55,7 @@ __all__ = [  # with the state's vocabulary (lab/state.py), which is the life cyc
     "down",
     "download_from",
     "handoff_socket",
+    "in_client",
     "running_endpoints",
     "sample_l7_service",
     "sample_service",
@@ -148,13 +149,11 @@ def make_pki(directory: Path, lab: RoutedLab) -> TlsFiles:
     """The lab's CA under <dir>/pki: a node certificate per node, admin and reader client
     certificates, and etcd's server certificate (returned, for etcd)."""
     pki = directory / PKI_DIR
-    init_ca(pki, "tcphop lab CA")
     for i in range(1, lab.nodes + 1):
-        issue(pki, f"n{i}", Access.NODE, f"n{i}", (lab.node_ip(i),))
+        certificate(pki, f"n{i}", Access.NODE, f"n{i}", (lab.node_ip(i),), "tcphop lab CA")
     for access in (Access.ADMIN, Access.READER):
-        issue(pki, str(access), access)
-    issue(pki, "etcd", None, sans=(lab.gateway(2),))
-    return TlsFiles(pki / "ca.crt", pki / "etcd.crt", pki / "etcd.key")
+        certificate(pki, str(access), access)
+    return certificate(pki, "etcd", None, sans=(lab.gateway(2),))
 
 
 def up(directory: Path, nodes: int, xdp_mode: str = "native", secure: bool = True) -> LabState:
@@ -262,16 +261,24 @@ def sample_l7_service(state: LabState) -> ServiceSpec:
     )
 
 
-def curl(state: LabState, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-    """curl from the lab's client namespace."""
+def in_client(
+    state: LabState, *cmd: str, timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in the lab's client namespace; its output as text."""
     lab = state.lab
     return subprocess.run(
-        lab.exec(lab.ns("c"), "curl", "-sS", "--max-time", str(int(timeout_s)), *args),
+        lab.exec(lab.ns("c"), *cmd),
         capture_output=True,
         text=True,
         timeout=timeout_s + 10,
         check=False,
     )
+
+
+def curl(state: LabState, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """curl from the lab's client namespace."""
+    return in_client(state, "curl", "-sS", "--max-time", str(int(timeout_s)), *args,
+                     timeout_s=timeout_s)  # fmt: skip
 
 
 def served_by(state: LabState, count: int) -> list[str]:
@@ -315,19 +322,5 @@ def download_from(
     """From the client namespace, open connections to the VIP until one is served by one of
     `servers` (the scheduler's choice), then download `size` bytes on that same keep-alive
     connection. Prints the server and the bytes it sent."""
-    lab = state.lab
-    return subprocess.run(
-        lab.exec(
-            lab.ns("c"),
-            sys.executable,
-            "-c",
-            _DOWNLOAD_FROM,
-            state.vip,
-            ",".join(servers),
-            str(size),
-        ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    script = (sys.executable, "-c", _DOWNLOAD_FROM, state.vip, ",".join(servers), str(size))
+    return in_client(state, *script, timeout_s=110)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cluster.pki import init_ca, issue
+from cluster.pki import certificate
 from cluster.store.embedded import EmbeddedEtcd
 from cluster.tls import Access, TlsFiles
 from datapath.arp import who_has
@@ -43,13 +43,9 @@ class NetCluster:
 
     def tls(self, name: str) -> TlsFiles:
         """A certificate of this cluster's CA: n1, n2, ... (nodes) or admin."""
-        pki = self.logs / "pki"
-        if not (pki / "ca.crt").exists():
-            init_ca(pki, "tcphop netcluster CA")
-        if not (pki / f"{name}.crt").exists():
-            node = name != "admin"
-            issue(pki, name, Access.NODE if node else Access.ADMIN, name if node else "")
-        return TlsFiles(pki / "ca.crt", pki / f"{name}.crt", pki / f"{name}.key")
+        node = name != "admin"
+        access = Access.NODE if node else Access.ADMIN
+        return certificate(self.logs / "pki", name, access, name if node else "")
 
     @property
     def admin_tls(self) -> TlsFiles:

@@ -7,6 +7,7 @@ TCPHOP_REQUIRE=etcd,root,... it fails the test instead, so CI cannot pass by ski
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import shutil
 import signal
@@ -22,32 +23,22 @@ from pathlib import Path
 import pytest
 
 from cluster.keys import Keys
-from cluster.pki import init_ca, issue
+from cluster.pki import certificate
 from cluster.store.embedded import EmbeddedEtcd, etcd_binary, free_port
 from cluster.store.etcd import EtcdStore
 from cluster.tls import Access, TlsFiles
 from datapath.libbpf import BpfError, BpfObject, build
 from lab.netns import node_command
 
-_PKI: list[Path] = []
-
-
-def test_pki() -> Path:
-    """One CA for the whole test session (made on first use); certificates on demand."""
-    if not _PKI:
-        directory = Path(tempfile.mkdtemp(prefix="tcphop-test-pki-"))
-        init_ca(directory, "tcphop test CA")
-        _PKI.append(directory)
-    return _PKI[0]
+_PKI = Path(tempfile.mkdtemp(prefix="tcphop-test-pki-"))  # one CA for the whole session
+atexit.register(shutil.rmtree, _PKI, ignore_errors=True)
 
 
 def tls_for(name: str, access: Access | None = None) -> TlsFiles:
     """The session CA's certificate `name`: a node's (n1, n2, ...) unless `access` says."""
-    pki = test_pki()
-    if not (pki / f"{name}.crt").exists():
-        role = access or (Access.NODE if name[:1] == "n" and name[1:].isdigit() else Access.ADMIN)
-        issue(pki, name, role, name if role == Access.NODE else "", ("127.0.0.1",))
-    return TlsFiles(pki / "ca.crt", pki / f"{name}.crt", pki / f"{name}.key")
+    role = access or (Access.NODE if name[:1] == "n" and name[1:].isdigit() else Access.ADMIN)
+    node_id = name if role == Access.NODE else ""
+    return certificate(_PKI, name, role, node_id, ("127.0.0.1",), "tcphop test CA")
 
 
 def admin() -> TlsFiles:

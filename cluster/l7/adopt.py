@@ -129,7 +129,7 @@ class Adopter:
             sock.close()
 
     def _pass_descriptor(self, spec: ServiceSpec, sock: socket.socket) -> None:
-        meta = json.dumps({"service": spec.name, "peer": list(sock.getpeername())}).encode()
+        meta = json.dumps({"service": spec.name}).encode()  # the peer is the socket's own
         path = os.path.normpath(spec.delivery_target.replace("{node}", self.node_id))
         if not path.startswith(self.descriptor_dir + "/"):
             raise OSError(f"{path} is not under --descriptor-dir {self.descriptor_dir}")
