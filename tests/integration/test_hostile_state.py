@@ -42,6 +42,28 @@ def garbage(keys: Keys) -> dict[bytes, bytes]:
         root + b"services/deep": b"[" * 100_000 + b"]" * 100_000,
         root + b"services/notjson": b"\x00\x01garbage",
         root + b"nodes/n9": json.dumps({"node_id": 5, "endpoint": ["x"]}).encode(),
+        root + b"nodes/n8": json.dumps(
+            {
+                "node_id": "n8",
+                "endpoint": "h:1",
+                "hostname": "h",
+                "pid": 1,
+                "version": "v",
+                "started_at_unix_s": 1.0,
+                "announces": "0.0.0.0/0",
+            }  # not a list
+        ).encode(),
+        root + b"nodes/n7": json.dumps(
+            {
+                "node_id": "n7",
+                "endpoint": "h:1",
+                "hostname": "h",
+                "pid": 1,
+                "version": "v",
+                "started_at_unix_s": 1.0,
+                "announces": ["10.0.0.0/33"],
+            }  # not a prefix
+        ).encode(),
         root + b"designations/n9": json.dumps({"role": "primary", "weight": "heavy"}).encode(),
         root + b"health/n9": json.dumps(
             {"node_id": "n9", "cpu": -1e9, "load1": 0, "memory_used": 0, "connections": 0}
