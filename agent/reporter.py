@@ -150,11 +150,15 @@ class Agent:
 
     # --- etcd: services to check, leader to follow, summary ---------------------------------
 
+    async def _look_up(self) -> None:
+        """The services to check and the leader to stream to, as the cluster says now."""
+        found = await self.link.lookup()
+        if found is not None:
+            self.services, self.leader = found
+
     async def _summary_loop(self) -> None:
         while True:
-            found = await self.link.lookup()
-            if found is not None:
-                self.services, self.leader = found
+            await self._look_up()
             if self.latest is not None:
                 await self.link.publish(self.latest)
             self.summary_due.clear()
@@ -182,9 +186,7 @@ class Agent:
                 log.info(
                     "telemetry_stream_failed", leader=target, code=e.code().name, reason=e.details()
                 )
-                found = await self.link.lookup()  # look the leader up again now
-                if found is not None:
-                    self.services, self.leader = found
+                await self._look_up()  # the leader may have changed
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
 
