@@ -95,16 +95,25 @@ async def test_forged_telemetry_is_refused_and_never_stored(start_daemon: StartD
             ("n1", pb.LoadReport(node_id="n1", cpu=math.nan, interval_s=0.5), "INVALID_ARGUMENT"),
             ("n7", pb.LoadReport(node_id="n7", cpu=0.1, interval_s=0.5), "NOT_FOUND"),
             ("n1", pb.LoadReport(node_id="n2", cpu=0.1, interval_s=0.5), "PERMISSION_DENIED"),
-            ("admin", pb.LoadReport(node_id="n1", cpu=0.1, interval_s=0.5), "PERMISSION_DENIED"),
+            ("admin", None, "PERMISSION_DENIED"),  # refused by role before any report is read
         ]  # fmt: skip
         for cert, report, code in forged:
-            async with channel(daemons["n1"].endpoint, tls_for(cert)) as node:
-                stub = cluster_pb2_grpc.TelemetryStub(node)
-                with pytest.raises(grpc.aio.AioRpcError) as e:
-                    async for _ in stub.Report(iter([report])):
-                        pass
-            assert e.value.code().name == code, (cert, report, e.value.details())
+            answer = await report_once(daemons["n1"].endpoint, cert, report)
+            assert answer == code, (cert, report)
         loads = await client.loads()
         assert {load.report.node_id for load in loads.loads} <= {"n1"}
         assert all(0 <= load.report.cpu <= 1 for load in loads.loads)
         assert loads.refused_reports == {"invalid": 2, "unregistered": 1}
+
+
+async def report_once(endpoint: str, cert: str, report: pb.LoadReport | None) -> str:
+    """The status a one-report Telemetry stream ends with. The client writes nothing after the
+    server may have answered: grpc.aio reports a write that fails after the server's status as
+    INTERNAL instead of that status (grpc/grpc#36066), so a caller the interceptor refuses by
+    role (answered before any message is read) writes nothing: `report` None."""
+    async with channel(endpoint, tls_for(cert)) as node:
+        call = cluster_pb2_grpc.TelemetryStub(node).Report()
+        if report is not None:
+            await call.write(report)
+        code: grpc.StatusCode = await call.code()
+        return code.name
