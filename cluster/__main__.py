@@ -103,6 +103,18 @@ from cluster.logs import configure_logging
     show_default=True,
     help="Services with `delivery: descriptor` may name Unix sockets under this directory only.",
 )
+@click.option(
+    "--http-listen",
+    default=None,
+    help="HOST:PORT for /metrics, /healthz, /leader and /ready, or `off` "
+    "[default: the advertised host, port 7702].",
+)
+@click.option(
+    "--http-plaintext",
+    is_flag=True,
+    help="Serve --http-listen as plain HTTP although the API has TLS (the endpoints are "
+    "read-only; default HTTPS with the node's certificate, client certificates optional).",
+)
 @click.option("--etcd-prefix", default=DEFAULT_ROOT, show_default=True, hidden=True)
 @click.option(
     "--log-level",
@@ -156,7 +168,8 @@ def _config(f: dict[str, Any]) -> DaemonConfig:
     cfg = DaemonConfig.build(
         f["node_id"], f["etcd"], f["listen"], f["advertise"], f["lease_ttl"], f["etcd_prefix"],
         f["leader_ttl"], f["uplink"], f["report_interval"], f["check_host"], f["cpu_scope"],
-        f["datapath"], f["xdp_mode"], f["bpf_pin_dir"], f["descriptor_dir"],
+        f["datapath"], f["xdp_mode"], f["bpf_pin_dir"], f["descriptor_dir"], f["http_listen"],
+        f["http_plaintext"],
     )  # fmt: skip
     cfg = with_etcd_user(
         with_announces(cfg, f["announce"]), f["etcd_user"], f["etcd_password_file"]

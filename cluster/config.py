@@ -8,11 +8,23 @@ from pathlib import Path
 
 from cluster.errors import ValidationError
 from cluster.keys import DEFAULT_ROOT
-from cluster.store.etcd import endpoints_scheme, parse_endpoints
+from cluster.store.endpoints import endpoints_scheme, parse_endpoints
 from cluster.tls import TlsError, TlsFiles
 from cluster.validation import announce_problems, validate_node_id
 
 DEFAULT_DESCRIPTOR_DIR = "/run/tcphop"
+DEFAULT_HTTP_PORT = 7702
+
+
+def _http_listen(value: str | None, advertise: str) -> str:
+    """--http-listen: HOST:PORT, `off`, or by default the advertised host on port 7702."""
+    if value is None:
+        host = parse_hostport(advertise, "--advertise")[0]
+        return f"{host}:{DEFAULT_HTTP_PORT}"
+    if value == "off":
+        return ""
+    parse_hostport(value, "--http-listen")
+    return value
 
 
 def _descriptor_dir(value: str) -> str:
@@ -166,6 +178,8 @@ class DaemonConfig:
     etcd_tls: TlsFiles | None = None  # for https:// etcd endpoints
     announces: tuple[str, ...] = ("0.0.0.0/0",)  # VIP prefixes this node can announce
     etcd_auth: tuple[str, str] | None = field(default=None, repr=False)  # user, password
+    http_listen: str = ""  # metrics and health (cluster/httpapi.py); "" for none
+    http_plaintext: bool = False  # HTTP even when the API has TLS (--http-plaintext)
 
     @property
     def datapath_address(self) -> str:
@@ -190,6 +204,8 @@ class DaemonConfig:
         xdp_mode: str = "native",
         bpf_pin_dir: str | None = None,
         descriptor_dir: str = "",
+        http_listen: str | None = None,
+        http_plaintext: bool = False,
     ) -> DaemonConfig:
         validate_node_id(node_id, "--node-id")
         try:
@@ -225,6 +241,8 @@ class DaemonConfig:
             xdp_mode == "generic",
             bpf_pin_dir or f"/sys/fs/bpf/tcphop/{node_id}",
             _descriptor_dir(descriptor_dir),
+            http_listen=_http_listen(http_listen, advertise),
+            http_plaintext=http_plaintext,
         )
 
 

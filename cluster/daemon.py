@@ -9,10 +9,14 @@ import resource
 import signal
 import socket
 import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 import structlog
+from grpc_health.v1._async import HealthServicer
 
 from agent.reporter import Agent
 from cluster.agentlink import EtcdLink
@@ -20,14 +24,17 @@ from cluster.config import DaemonConfig, ElectionConfig
 from cluster.election import RoleManager
 from cluster.errors import AlreadyExists, StoreUnavailable
 from cluster.forwarding import Forwarder
+from cluster.health import NodeHealth
+from cluster.httpapi import HttpApi
 from cluster.keys import Keys
 from cluster.l7.handoff import L7Handoff
 from cluster.leadership import LeaderLease, RecordedVips, VipHolder
 from cluster.looplag import LoopLag
 from cluster.membership import Membership
+from cluster.metrics import Sources, render
 from cluster.model import Registration
 from cluster.scheduler import Scheduler
-from cluster.server import start_server
+from cluster.server import HEALTH_SERVICES, start_server
 from cluster.state import ClusterState
 from cluster.store.etcd import EtcdStore
 from datapath.errors import DatapathError
@@ -90,73 +97,119 @@ async def run(cfg: DaemonConfig) -> int:
     roles = RoleManager(
         store, keys, registration, election, forwarder or vips, membership.current_lease, leader
     )
+    parts = Parts(state, store, scheduler, membership, roles, forwarder, vips, stop, lag)
     try:
-        return await _serve(cfg, state, scheduler, membership, roles, forwarder, vips, stop, lag)
+        return await _serve(cfg, parts)
     except* Exception as group:  # the one place a loop's death ends up: stop whole, say why
         for e in group.exceptions:
             log.error("daemon_failed", reason=f"{type(e).__name__}: {e}", exc_info=e)
     return EXIT_FAILED
 
 
-async def _serve(
-    cfg: DaemonConfig,
-    state: ClusterState,
-    scheduler: Scheduler,
-    membership: Membership,
-    roles: RoleManager,
-    forwarder: Forwarder | None,
-    vips: VipHolder,
-    stop: asyncio.Event,
-    lag: LoopLag,
-) -> int:
+@dataclass
+class Parts:
+    """The daemon's parts, built by run() and wired by _serve()."""
+
+    state: ClusterState
+    store: EtcdStore
+    scheduler: Scheduler
+    membership: Membership
+    roles: RoleManager
+    forwarder: Forwarder | None
+    vips: VipHolder
+    stop: asyncio.Event
+    lag: LoopLag
+
+
+async def _serve(cfg: DaemonConfig, p: Parts) -> int:
+    forwarder = p.forwarder
     try:
         try:
-            if isinstance(vips, TunVipHolder):
-                await vips.start()
+            if isinstance(p.vips, TunVipHolder):
+                await p.vips.start()
             if forwarder is not None:
                 await forwarder.start(cfg.advertise)
         except DatapathError as e:
             log.error("start_refused", reason=f"--uplink {cfg.uplink}: {e}")
             return EXIT_CONFIG
-        if not await _register(membership, stop, cfg.lease_ttl_s):
-            return 0 if stop.is_set() else EXIT_DUPLICATE
+        if not await _register(p.membership, p.stop, cfg.lease_ttl_s):
+            return 0 if p.stop.is_set() else EXIT_DUPLICATE
         agent = Agent(
-            EtcdLink(state, cfg.node_id, membership.current_lease),
+            EtcdLink(p.state, cfg.node_id, p.membership.current_lease),
             cfg.node_id,
             cfg.report_interval_s,
             cfg.check_host,
             cfg.cpu_scope,
             cfg.tls,
         )
+        health = NodeHealth(p.membership, p.roles, forwarder)
+        http = await _serve_http(cfg, p, health, agent)
+        if cfg.http_listen and http is None:
+            return EXIT_CONFIG
+        grpc_health = HealthServicer()
         server, port = await start_server(
-            state,
-            scheduler,
+            p.state,
+            p.scheduler,
             cfg.listen,
             forwarder.datapath if forwarder else None,
             forwarder.handoff.adopter if forwarder and forwarder.handoff else None,
             forwarder.handoff if forwarder else None,
-            lag,
+            p.lag,
             cfg.tls,
+            grpc_health,
         )
-        log.info("daemon_started", listen=cfg.listen, port=port, etcd=",".join(cfg.etcd))
+        log.info("daemon_started", listen=cfg.listen, port=port, etcd=",".join(cfg.etcd),
+                 http=cfg.http_listen or "off")  # fmt: skip
         try:
             async with asyncio.TaskGroup() as tg:
-                for loop in (membership.run, roles.run, agent.run, lag.run):
-                    tg.create_task(loop(stop))
+                for loop in (p.membership.run, p.roles.run, agent.run, p.lag.run):
+                    tg.create_task(loop(p.stop))
                 if forwarder is not None:
-                    tg.create_task(forwarder.run(stop))
+                    tg.create_task(forwarder.run(p.stop))
+                tg.create_task(_until(p.stop, health.follow(grpc_health, HEALTH_SERVICES)))
         finally:
+            if http is not None:
+                http.close()
             await _keep_api_for_handoff(forwarder)
             await server.stop(GRACE_S)
-            await membership.deregister()
+            await p.membership.deregister()
     finally:
-        if isinstance(vips, TunVipHolder):
-            await vips.close()
+        if isinstance(p.vips, TunVipHolder):
+            await p.vips.close()
         if forwarder is not None:
             await forwarder.close()  # the datapath stays attached: a restart keeps every flow
-        await state.store.close()
+        await p.state.store.close()
         log.info("daemon_stopped")
     return 0
+
+
+async def _until(stop: asyncio.Event, forever: Coroutine[Any, Any, None]) -> None:
+    """Run a loop that never returns until `stop` is set."""
+    task = asyncio.ensure_future(forever)
+    try:
+        await stop.wait()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _serve_http(
+    cfg: DaemonConfig, p: Parts, health: NodeHealth, agent: Agent
+) -> asyncio.Server | None:
+    """The metrics and health listener; None when off or when it cannot listen (logged)."""
+    if not cfg.http_listen:
+        return None
+    sources = Sources(
+        cfg.node_id, tcphop_version(), p.roles, p.scheduler, p.store.stats, p.lag, health,
+        lambda: agent.latest, p.forwarder,
+    )  # fmt: skip
+    api = HttpApi(health, lambda: render(sources))
+    try:
+        return await api.serve(cfg.http_listen, None if cfg.http_plaintext else cfg.tls)
+    except OSError as e:
+        log.error("start_refused", reason=f"--http-listen {cfg.http_listen}: {e.strerror or e}")
+        return None
 
 
 async def _keep_api_for_handoff(forwarder: Forwarder | None) -> None:

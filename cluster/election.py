@@ -1,7 +1,7 @@
 """Election of the primary scheduler on etcd leases: Patroni's HA loop, cut down.
 
-Every cycle is observe -> decide -> act: one snapshot of the cluster (`View`), a pure `decide()`,
-then the I/O for that one decision, and one log line when the decision changes.
+Every cycle is observe -> decide -> act: one snapshot of the cluster, the pure `decide()` of
+cluster/decision.py, then the I/O for that one decision, one log line when the decision changes.
 
 Safety rules:
 - Only nodes designated primary or backup campaign, with a lease-bound create-if-absent of
@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from enum import StrEnum
+from dataclasses import replace
 
 import structlog
 
 from cluster.config import ElectionConfig
+from cluster.decision import Action, Decision, decide
 from cluster.documents import record_to_doc
 from cluster.errors import LeaseExpired, StoreError
+from cluster.histogram import Histogram
 from cluster.keys import Keys, Kind
 from cluster.leaderprobe import LeaderProbe
 from cluster.leadership import LeaderLease, VipCustody, VipHolder
@@ -36,80 +38,6 @@ from cluster.snapshot import Snapshot, encode, read_snapshot
 from cluster.store.base import Compare, Delete, LeaseId, Put, Store
 
 log = structlog.get_logger()
-
-
-class Action(StrEnum):
-    CAMPAIGN = "campaign"
-    KEEP = "keep"
-    HAND_OVER = "hand_over"
-    STEP_DOWN = "step_down"
-    FOLLOW = "follow"
-    WAIT = "wait"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    action: Action
-    reason: str
-    target: str = ""
-    note: str = ""  # for KEEP: why the leader leads against its designation
-
-
-def handover_target(view: Snapshot, me: str, dead: frozenset[str]) -> str | None:
-    """Who the leader should hand over to, by designation; None to keep leading."""
-    role = view.role(me)
-    others = sorted(n for n in view.ready - dead if n != me and not view.unannounceable(n))
-    primaries = [n for n in others if view.role(n) == Role.PRIMARY]
-    if role != Role.PRIMARY and primaries:
-        return primaries[0]
-    if role == Role.NONE:
-        backups = [n for n in others if view.role(n) == Role.BACKUP]
-        return backups[0] if backups else None
-    return None
-
-
-def decide(
-    view: Snapshot,
-    me: str,
-    my_leader_revision: int,
-    lease_valid: bool,
-    absent_for_s: float,
-    backup_delay_s: float,
-    dead: frozenset[str] = frozenset(),
-    may_hand_over: bool = True,
-) -> Decision:
-    """The whole election policy, without I/O. `dead`: nodes known dead whose registration
-    has not expired yet; they are neither waited for nor handed over to."""
-    role = view.role(me)
-    if my_leader_revision:
-        if not lease_valid:
-            return Decision(Action.STEP_DOWN, "the leader lease was not refreshed in time")
-        if view.leader_revision != my_leader_revision:
-            return Decision(Action.STEP_DOWN, "the leader key is gone or belongs to another term")
-        target = handover_target(view, me, dead) if may_hand_over else None
-        if target:
-            return Decision(
-                Action.HAND_OVER,
-                f"{target} is designated {view.role(target)} "
-                f"and ready; this node is designated {role}",
-                target,
-            )
-        if role == Role.PRIMARY:
-            return Decision(Action.KEEP, "designated primary")
-        note = f"designated {role} but no other candidate is alive and ready, so it keeps leading"
-        return Decision(Action.KEEP, note, note=note)
-    if role == Role.NONE:
-        return Decision(Action.FOLLOW, "designated none")
-    if missing := view.unannounceable(me):
-        return Decision(Action.FOLLOW, f"cannot announce {', '.join(missing)} (--announce)")
-    if view.leader is not None:
-        return Decision(Action.FOLLOW, f"{view.leader.node_id} leads (term {view.leader.term})")
-    if role == Role.PRIMARY:
-        return Decision(Action.CAMPAIGN, "designated primary and no leader")
-    primary = [n for n in view.ready - dead if n != me and view.role(n) == Role.PRIMARY]
-    if primary and absent_for_s < backup_delay_s:
-        return Decision(Action.WAIT, f"designated primary {primary[0]} is ready; it goes first")
-    return Decision(Action.CAMPAIGN, "designated backup and no leader")
 
 
 class RoleManager:
@@ -138,6 +66,11 @@ class RoleManager:
         # flapping. An operator's designation change after the takeover is obeyed at once.
         self.no_handover_until = 0.0
         self.takeover_revision = 0
+        # What /metrics shows (cluster/metrics.py): the election's own counts.
+        self.step_downs: Counter[str] = Counter()  # by cause
+        self.handovers = 0  # planned handovers this node started
+        self.keepalive = Histogram()  # leader lease refresh round trips
+        self.read_at = 0.0  # monotonic: the last cycle that could read etcd (cluster/health.py)
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -156,7 +89,7 @@ class RoleManager:
             finally:
                 watcher.cancel()
                 watchdog.cancel()
-                await self._resign("the daemon is stopping")
+                await self._resign("the daemon is stopping", "stopping")
 
     async def step(self) -> Decision:
         """One cycle: read everything once, decide, act; return the decision."""
@@ -165,10 +98,11 @@ class RoleManager:
                 kvs, revision = await self.store.get_prefix(self.keys.prefix())
         except (StoreError, TimeoutError) as e:
             if self.leader.leading and not self.leader.valid():
-                await self._resign("etcd unreachable and the lease ran out")
+                await self._resign("etcd unreachable and the lease ran out", "etcd_unreachable")
             decision = Decision(Action.WAIT, f"etcd unreachable: {str(e) or type(e).__name__}")
             self._log(decision)
             return decision
+        self.read_at = time.monotonic()
         view = read_snapshot(kvs, revision, self.keys)
         decision = self._decide(view)
         self._log(decision, view)
@@ -204,7 +138,7 @@ class RoleManager:
         elif d.action == Action.HAND_OVER:
             await self._hand_over(view, d.target)
         elif d.action == Action.STEP_DOWN:
-            await self._resign(d.reason)
+            await self._resign(d.reason, d.cause)
         else:
             await self.custody.release()
         if not self.leader.leading:
@@ -227,12 +161,13 @@ class RoleManager:
         async with asyncio.timeout(self.cfg.retry_s):
             await self.store.keepalive(self.leader.lease)
         self.leader.valid_until = sent + self.cfg.ttl_s
+        self.keepalive.observe(time.monotonic() - sent)
 
     async def _keep(self, view: Snapshot, note: str) -> None:
         try:
             await self._refresh()
         except LeaseExpired:
-            await self._resign("the leader lease expired")
+            await self._resign("the leader lease expired", "lease_expired")
             return
         except (StoreError, TimeoutError) as e:
             log.warning("lease_refresh_failed", reason=str(e))
@@ -245,7 +180,9 @@ class RoleManager:
             ops.append(Put(self.keys.leader, record, self.leader.lease))
         ops += self._vip_ops(view)
         if ops and not await self.fenced(ops):
-            await self._resign("a fenced write failed: another term holds the leader key")
+            await self._resign(
+                "a fenced write failed: another term holds the leader key", "fenced_write_failed"
+            )
             return
         await self.custody.hold(view.vips)
 
@@ -327,18 +264,22 @@ class RoleManager:
         assert view.leader is not None
         handover = Handover(self.me.node_id, target, view.leader.term, "started", time.time())
         if not await self.fenced([Put(self.keys.handover, encode(record_to_doc(handover)))]):
-            await self._resign("a fenced write failed: another term holds the leader key")
+            await self._resign(
+                "a fenced write failed: another term holds the leader key", "fenced_write_failed"
+            )
             return
         log.info("handover_started", to=target, term=view.leader.term)
-        await self._resign(f"handed over to {target}")
+        self.handovers += 1
+        await self._resign(f"handed over to {target}", "handover")
 
-    async def _resign(self, reason: str) -> None:
+    async def _resign(self, reason: str, cause: str) -> None:
         """Withdraw the VIPs first, then give up the lease (best effort: it expires anyway)."""
         await self.custody.release()
         if not self.leader.leading:
             return
         lease = self.leader.drop()
-        log.info("leader_stepped_down", reason=reason)
+        self.step_downs[cause] += 1
+        log.info("leader_stepped_down", reason=reason, cause=cause)
         if lease is not None:
             try:
                 async with asyncio.timeout(self.cfg.retry_s):

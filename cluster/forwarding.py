@@ -85,6 +85,7 @@ class Forwarder:
         self.channel_server: asyncio.Server | None = None
         self.leading = False
         self.stepped_down_at: float | None = None
+        self.synced_at = 0.0  # monotonic: the last time the datapath matched etcd
         self.lock = asyncio.Lock()
         self.wake = asyncio.Event()
 
@@ -141,6 +142,7 @@ class Forwarder:
                         desired.vips, desired.trusted, self.datapath.programmed().scheduler
                     )
                 await self.datapath.apply(desired)
+                self.synced_at = time.monotonic()
                 if self.handoff is not None:
                     await self.handoff.update(snap, self.leading)
             except (StoreError, DatapathError, ValidationError, OSError) as e:

@@ -35,3 +35,8 @@ MAX_CONNECTIONS = 100_000_000
 
 # Accept errors (EMFILE, ENFILE, ENOBUFS, ENOMEM): back off, then retry.
 ACCEPT_BACKOFF_S = (0.01, 1.0)  # first and largest pause
+
+# The metrics and health listener (--http-listen): one request per connection.
+HTTP_MAX_HEAD_BYTES = 8 * 1024  # a longer head is answered 400
+HTTP_HEAD_TIMEOUT_S = 5.0  # TLS handshake, head, and the answer's send each (408 for the head)
+HTTP_MAX_CLIENTS = 64  # connections at once; more are closed unanswered

@@ -9,6 +9,7 @@ registration also creates the node's persistent designation with defaults.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import structlog
 
@@ -28,6 +29,7 @@ class Membership:
     ) -> None:
         self.store, self.keys, self.registration, self.ttl_s = store, keys, registration, ttl_s
         self.lease: LeaseId | None = None
+        self.refreshed_at = 0.0  # monotonic: the last registration or keepalive etcd confirmed
 
     def current_lease(self) -> LeaseId | None:
         """The node lease while registered (None between a lost lease and re-registering)."""
@@ -69,7 +71,7 @@ class Membership:
                 f"pid {who.get('pid', '?')}); stop it, or wait {self.ttl_s} s for its lease to "
                 "expire if it is dead, or pick another --node-id"
             )
-        self.lease = lease
+        self.lease, self.refreshed_at = lease, time.monotonic()
         await self.store.create(
             self.keys.designation(self.node_id),
             encode(designation_to_doc(Designation(self.node_id))),
@@ -100,6 +102,7 @@ class Membership:
                 log.warning("node_reregistered")
             else:
                 await self.store.keepalive(self.lease)
+                self.refreshed_at = time.monotonic()
         except LeaseExpired:
             log.warning(
                 "lease_lost",

@@ -56,6 +56,7 @@ class Scheduler:
         self.registered: frozenset[str] = frozenset()
         self.registered_at = -REGISTERED_REFRESH_S
         self.refused: Counter[str] = Counter()  # telemetry refused, by reason
+        self.received = 0  # telemetry reports accepted while leading
 
     async def check_report(self, report: LoadReport) -> None:
         """Refuse (and count) a report that is malformed or from a node that is not
@@ -90,6 +91,7 @@ class Scheduler:
             )
         self._forget_old_terms()
         self.loads[report.node_id] = Received(report, time.monotonic())
+        self.received += 1
         self.placer.reported(report.node_id)
         return term
 

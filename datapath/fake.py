@@ -43,6 +43,12 @@ class FakeDatapath:
         items = list(self.table.items())[:limit]
         return [Flow(c, cp, v, p, node) for (c, cp, v, p), node in items]
 
+    def flow_count(self) -> int:
+        return len(self.table)
+
+    def placed(self) -> dict[tuple[str, int, str], int]:
+        return {}  # no packets pass a fake: nothing is ever placed
+
     def lookup_flow(self, client: str, client_port: int, vip: str, port: int) -> str | None:
         return self.table.get((client, client_port, vip, port))
 

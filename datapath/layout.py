@@ -15,6 +15,7 @@ BACKENDS_MAP = "backends"  # backend index -> Backend
 FLOWS_MAP = "flows"  # FlowKey -> backend index | FLOW_CLOSING (LRU)
 CONFIG_MAP = "config"  # [0] -> this node's address
 STATS_MAP = "stats"  # per-CPU u64 counters indexed by Stat
+PLACED_MAP = "placed"  # PlacedKey -> per-CPU u64: new connections per VIP:port and server
 MAPS = (
     TRUSTED_MAP,
     SERVED_MAP,
@@ -24,6 +25,7 @@ MAPS = (
     FLOWS_MAP,
     CONFIG_MAP,
     STATS_MAP,
+    PLACED_MAP,
 )
 # Key and value sizes of every map, as datapath/bpf/tcphop.bpf.c declares them (a test checks
 # them, and the structs' field offsets, against the compiled object's BTF).
@@ -33,6 +35,7 @@ VIP_KEY_SIZE = 8  # struct vip_key: addr, port, pad
 VIP_META_SIZE = 8  # struct vip_meta: service, flags
 FLOW_KEY_SIZE = 12  # struct flow_key: src, dst, sport, dport
 BACKEND_SIZE = 12  # struct backend: addr, mac[6], pad[2]
+PLACED_KEY_SIZE = 12  # struct placed_key: vip, port, pad, server
 SIZES = {
     TRUSTED_MAP: (ADDR_SIZE, 1),
     SERVED_MAP: (ADDR_SIZE, 1),
@@ -42,6 +45,7 @@ SIZES = {
     FLOWS_MAP: (FLOW_KEY_SIZE, INDEX_SIZE),
     CONFIG_MAP: (INDEX_SIZE, ADDR_SIZE),
     STATS_MAP: (INDEX_SIZE, 8),  # per CPU
+    PLACED_MAP: (PLACED_KEY_SIZE, 8),  # per CPU
 }
 # Field offsets (bytes) of the structs the Python side packs.
 FIELDS = {
@@ -50,6 +54,7 @@ FIELDS = {
     "flow_key": {"src": 0, "dst": 4, "sport": 8, "dport": 10},
     "backend": {"addr": 0, "mac": 4, "pad": 10},
     "config": {"addr": 0},
+    "placed_key": {"vip": 0, "port": 4, "pad": 6, "server": 8},
 }
 RING_SIZE = 65_537
 MAX_SERVICES = 16
@@ -94,6 +99,11 @@ def backend(addr: str, next_hop_mac: bytes) -> bytes:
 
 def u32(value: int) -> bytes:
     return struct.pack("<I", value)
+
+
+def parse_placed_key(key: bytes) -> tuple[str, int, str]:
+    """(VIP, port, server address) from a PlacedKey."""
+    return socket.inet_ntoa(key[:4]), struct.unpack("!H", key[4:6])[0], socket.inet_ntoa(key[8:12])
 
 
 def parse_flow_key(key: bytes) -> tuple[str, str, int, int]:

@@ -74,6 +74,15 @@ class Datapath(Protocol):
 
     def flows(self, limit: int) -> list[Flow]: ...
 
+    def flow_count(self) -> int:
+        """Flows in the table (a walk of the table: call it off the event loop)."""
+        ...
+
+    def placed(self) -> dict[tuple[str, int, str], int]:
+        """(VIP, port, server node) -> new connections this node placed there, since its maps
+        were created (they survive restarts). A server not in the tables shows by address."""
+        ...
+
     def lookup_flow(self, client: str, client_port: int, vip: str, port: int) -> str | None:
         """The node a connection is pinned to, or None."""
         ...

@@ -25,7 +25,7 @@ import structlog
 
 from datapath import layout, maglev, netlink
 from datapath.errors import DatapathError
-from datapath.libbpf import BpfObject, build
+from datapath.libbpf import BpfError, BpfObject, build
 from datapath.protocol import DatapathInfo, DesiredState, Flow, SchedulerTables, VipService
 
 log = structlog.get_logger()
@@ -105,7 +105,7 @@ class XdpDatapath:
             mode=self._mode,
             pinned=str(self.pin_dir),
             reused_maps=reused,
-            flows=len(self.bpf.keys(layout.FLOWS_MAP, layout.FLOW_KEY_SIZE)),
+            flows=self.flow_count(),
         )
 
     @property
@@ -258,6 +258,19 @@ class XdpDatapath:
             for s in layout.Stat
         }
         return DatapathInfo("xdp", self.uplink, self._mode, self.address, stats)
+
+    def placed(self) -> dict[tuple[str, int, str], int]:
+        out = {}
+        for key in self.bpf.keys(layout.PLACED_MAP, layout.PLACED_KEY_SIZE):
+            vip, port, server = layout.parse_placed_key(key)
+            with contextlib.suppress(BpfError):  # gone meanwhile
+                out[vip, port, self.node_of.get(server, server)] = self.bpf.percpu_sum(
+                    layout.PLACED_MAP, key
+                )
+        return out
+
+    def flow_count(self) -> int:
+        return len(self.bpf.keys(layout.FLOWS_MAP, layout.FLOW_KEY_SIZE))
 
     def flows(self, limit: int) -> list[Flow]:
         node_by_index = {i: self.node_of.get(a, a) for a, i in self.backend_index.items()}

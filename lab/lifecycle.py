@@ -67,6 +67,7 @@ __all__ = [  # with the state's vocabulary (lab/state.py), which is the life cyc
     "up",
 ]
 API_PORT = 7700
+HTTP_PORT = 7702
 SERVICE_PORT = 80
 APP_PORT = 8080
 
@@ -114,8 +115,11 @@ def start_node(state: LabState, i: int) -> LabProcess:
         etcd_tls=state.tls(node),
         # Only the VIP's segment can answer ARP for it; the others announce their own subnet.
         announce=f"{lab.vip()}/24" if lab.subnet(i) == VIP_SEGMENT else f"{lab.node_ip(i)}/24",
+        http_listen=f"{lab.node_ip(i)}:{HTTP_PORT}",
     )
-    return spawn(state, node, lab.exec(lab.node_ns(i), *cmd), f"--listen\0{endpoint}", endpoint)
+    proc = spawn(state, node, lab.exec(lab.node_ns(i), *cmd), f"--listen\0{endpoint}", endpoint)
+    proc.http = f"{lab.node_ip(i)}:{HTTP_PORT}"
+    return proc
 
 
 def start_service(state: LabState, i: int) -> LabProcess:

@@ -62,6 +62,7 @@ def node_command(
     tls: TlsFiles | None = None,
     etcd_tls: TlsFiles | None = None,
     announce: str | None = None,
+    http_listen: str | None = None,
 ) -> list[str]:
     """The tcphopd command line the lab, the tests and the benchmarks start nodes with.
 
@@ -75,6 +76,7 @@ def node_command(
         "--bpf-pin-dir": bpf_pin_dir,
         "--descriptor-dir": descriptor_dir,
         "--announce": announce,
+        "--http-listen": http_listen,
     }
     datapath = ["--datapath", "xdp", "--xdp-mode", xdp_mode] if bpf_pin_dir else []
     for prefix, files in (("--tls", tls), ("--etcd", etcd_tls)):

@@ -39,6 +39,7 @@ class LabProcess:
     pid: int
     marker: str  # a string in /proc/<pid>/cmdline that proves the PID is still ours
     endpoint: str
+    http: str = ""  # a node's metrics and health listener (HTTPS with the lab's PKI)
 
     def running(self) -> bool:
         try:

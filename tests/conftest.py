@@ -148,6 +148,7 @@ class Daemon:
     process: subprocess.Popen[bytes]
     log: Path
     args: list[str] = field(default_factory=list)
+    http: str = ""  # its metrics and health listener (HTTPS, the session CA)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -165,8 +166,9 @@ def start_daemon(etcd_url: str, keys: Keys, tmp_path: Path) -> Iterator[Callable
         wait: bool = True,
         leader_ttl_s: int = 1,
         check_host: str | None = None,
+        http: str | None = None,
     ) -> Daemon:
-        endpoint = f"127.0.0.1:{free_port()}"
+        endpoint, http = f"127.0.0.1:{free_port()}", http or f"127.0.0.1:{free_port()}"
         log = tmp_path / f"{node_id}-{len(started)}.log"
         args = node_command(
             node_id,
@@ -177,12 +179,13 @@ def start_daemon(etcd_url: str, keys: Keys, tmp_path: Path) -> Iterator[Callable
             key_root=keys.root,
             check_host=check_host,
             tls=tls_for(node_id),
+            http_listen=http,
         )
         with log.open("wb") as out:
             # The daemon leads a process group (its CPU scope) in the test's session, so a test
             # can start a CPU burner in that group.
             proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, process_group=0)
-        daemon = Daemon(node_id, endpoint, proc, log, args)
+        daemon = Daemon(node_id, endpoint, proc, log, args, http)
         started.append(daemon)
         if wait:
             wait_for(

@@ -124,8 +124,11 @@ def status(ctx: Context, directory: Path | None) -> None:
     procs = state.processes
     click.echo(
         table(
-            [[p.name, p.pid, p.endpoint, "running" if p.running() else "stopped"] for p in procs],
-            ("PROCESS", "PID", "ENDPOINT", "STATE"),
+            [
+                [p.name, p.pid, p.endpoint, p.http or "-", "running" if p.running() else "stopped"]
+                for p in procs
+            ],
+            ("PROCESS", "PID", "ENDPOINT", "METRICS/HEALTH", "STATE"),
         )
     )
     if state.etcd and state.etcd.running() and any(n.running() for n in state.nodes):

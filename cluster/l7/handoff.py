@@ -28,6 +28,7 @@ from collections import Counter
 
 import structlog
 
+from cluster.histogram import Histogram
 from cluster.l7.adopt import Adopter
 from cluster.l7.channel import HandoffChannel
 from cluster.l7.request import BadRequest, RequestHead, parse_head, select_rule
@@ -73,7 +74,8 @@ class L7Handoff:
         self.listeners: dict[tuple[str, int], asyncio.Task[None]] = {}
         self.stats: Counter[str] = Counter()
         self.rule_hits: Counter[str] = Counter()
-        self.latencies: collections.deque[float] = collections.deque(maxlen=2000)
+        self.latency = Histogram()  # head read to handoff done (cluster/metrics.py reads it)
+        self.head_latency = Histogram()  # accept to a complete request head
         self.channels: dict[str, HandoffChannel] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         # Connections whose request head is still being read, oldest first. At
@@ -143,8 +145,11 @@ class L7Handoff:
             listener.close()
 
     async def _handle(self, conn: socket.socket, client: tuple[str, int]) -> None:
+        accepted = time.monotonic()
         try:
             head_and_buf = await self._read_head(conn)
+            if head_and_buf is not None:
+                self.head_latency.observe(time.monotonic() - accepted)
         except asyncio.CancelledError:
             conn.close()  # evicted by a newer connection (or the listener stopped)
             raise
@@ -229,7 +234,7 @@ class L7Handoff:
             if await self._hand_off_to(node, snap, spec, state):
                 conn.close()  # in repair mode: nothing is sent
                 self.stats["handoffs_done"] += 1
-                self.latencies.append(time.monotonic() - started)
+                self.latency.observe(time.monotonic() - started)
                 return
         self.stats["handoffs_failed"] += 1
         await self._give_up(conn)
@@ -277,10 +282,7 @@ class L7Handoff:
         return self.channels[endpoint]
 
     def latency_ms(self, q: float) -> float:
-        if not self.latencies:
-            return 0.0
-        ordered = sorted(self.latencies)
-        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return self.latency.quantile_ms(q)
 
 
 _ACCEPT_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}

@@ -22,6 +22,7 @@ from cluster.tls import TlsFiles
 from datapath.protocol import Datapath
 
 CLUSTER_SERVICE = cluster_pb2.DESCRIPTOR.services_by_name["Cluster"].full_name
+HEALTH_SERVICES = ["", CLUSTER_SERVICE]  # the server as a whole, and the Cluster service
 
 
 async def start_server(
@@ -33,9 +34,12 @@ async def start_server(
     handoff: L7Handoff | None = None,
     lag: LoopLag | None = None,
     tls: TlsFiles | None = None,
+    health: HealthServicer | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Start serving on listen (host:port, port 0 picks one); return the server and its port.
-    With `tls`, mutual TLS and roles on every call; without, plaintext (--insecure)."""
+    With `tls`, mutual TLS and roles on every call; without, plaintext (--insecure). `health`
+    starts SERVING on HEALTH_SERVICES; its owner follows the node's state
+    (cluster/health.py)."""
     # Accept the SDK's keepalive pings (every 10 s) instead of answering them with GOAWAY.
     server = grpc.aio.server(
         interceptors=[ErrorMappingInterceptor(enforce_roles=tls is not None)],
@@ -50,7 +54,7 @@ async def start_server(
     cluster_pb2_grpc.add_DatapathServicer_to_server(
         DatapathService(state.answered_by, datapath, adopter, handoff, lag), server
     )
-    health = HealthServicer()
+    health = health or HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         [
@@ -71,6 +75,6 @@ async def start_server(
     if port == 0:
         raise OSError(f"cannot listen on {listen}: address in use or not local")
     await server.start()
-    await health.set("", health_pb2.HealthCheckResponse.SERVING)
-    await health.set(CLUSTER_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    for name in HEALTH_SERVICES:
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, port

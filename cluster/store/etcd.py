@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 import grpc
 from aetcd import rpc
 
 from cluster.errors import LeaseExpired, RevisionCompacted, StoreError, StoreUnavailable
+from cluster.histogram import Histogram
 from cluster.limits import ETCD_MAX_RECEIVE_BYTES
 from cluster.store.base import (
     Compare,
@@ -31,6 +34,7 @@ from cluster.store.base import (
     TxnResult,
     WatchEvent,
 )
+from cluster.store.endpoints import parse_endpoints_and_scheme
 from cluster.tls import TlsFiles
 
 _T = TypeVar("_T")
@@ -51,42 +55,6 @@ _UNAVAILABLE = {
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.CANCELLED,
 }
-
-
-def parse_endpoints(urls: str | Sequence[str]) -> tuple[str, ...]:
-    """`http://h:p,http://h2:p2` (or a list) -> ("h:p", "h2:p2"); ValueError when malformed
-    or when http and https are mixed."""
-    return _parse(urls)[0]
-
-
-def endpoints_scheme(urls: str | Sequence[str]) -> str:
-    """ "https" or "http": how the endpoints are to be reached."""
-    return _parse(urls)[1]
-
-
-def _parse(urls: str | Sequence[str]) -> tuple[tuple[str, ...], str]:
-    items = urls.split(",") if isinstance(urls, str) else list(urls)
-    targets, schemes = [], set()
-    for item in (i.strip() for i in items):
-        parts = urlsplit(item if "://" in item else f"http://{item}")
-        try:
-            port = parts.port
-        except ValueError:  # not a number
-            port = None
-        if (
-            parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or not port
-            or parts.path not in ("", "/")
-        ):
-            raise ValueError(f"etcd endpoint {item!r} is not of the form https://host:port")
-        targets.append(f"{parts.hostname}:{port}")
-        schemes.add(parts.scheme)
-    if not targets:
-        raise ValueError("no etcd endpoint given")
-    if len(schemes) > 1:
-        raise ValueError("etcd endpoints mix http and https")
-    return tuple(targets), schemes.pop()
 
 
 def _range_end(prefix: bytes) -> bytes:
@@ -164,6 +132,15 @@ class _Endpoint:
         self.watch = rpc.WatchStub(self.channel)
 
 
+@dataclass
+class StoreStats:
+    """What /metrics shows of this client's etcd calls (cluster/metrics.py)."""
+
+    latency: defaultdict[str, Histogram] = field(default_factory=lambda: defaultdict(Histogram))
+    errors: Counter[tuple[str, str]] = field(default_factory=Counter)  # (call, error type)
+    watches: int = 0  # watch streams opened: the first of each watcher, then its restarts
+
+
 class EtcdStore:
     """Store on etcd v3. Every call is bounded by `timeout_s`."""
 
@@ -177,7 +154,7 @@ class EtcdStore:
         """https:// endpoints need `tls` (the CA etcd's certificate chains to, and a client
         certificate etcd accepts); http:// endpoints are plaintext, as their scheme says.
         `auth`: etcd user and password (etcd with auth enabled); tokens are renewed as needed."""
-        self.endpoints, scheme = _parse(endpoints)
+        self.endpoints, scheme = parse_endpoints_and_scheme(endpoints)
         if (scheme == "https") != (tls is not None):
             raise ValueError(
                 "https:// etcd endpoints need --etcd-ca/--etcd-cert/--etcd-key"
@@ -187,6 +164,7 @@ class EtcdStore:
         self.timeout_s = timeout_s
         self._conns = [_Endpoint(t, tls, auth) for t in self.endpoints]
         self._current = 0
+        self.stats = StoreStats()
 
     async def _authenticated(self, conn: _Endpoint, again: bool = False) -> _Endpoint:
         """With a user and password: a token for this endpoint (a fresh one when `again`)."""
@@ -199,7 +177,19 @@ class EtcdStore:
             conn.token.value = reply.token
         return conn
 
-    async def _call(self, op: Callable[[_Endpoint], Awaitable[_T]]) -> _T:
+    async def _call(self, name: str, op: Callable[[_Endpoint], Awaitable[_T]]) -> _T:
+        """Run `op` on the current endpoint, failing over to the next one when it is down;
+        time it and count its failures under `name` (self.stats)."""
+        started = time.monotonic()
+        try:
+            result = await self._try_endpoints(op)
+        except StoreError as e:
+            self.stats.errors[(name, type(e).__name__)] += 1
+            raise
+        self.stats.latency[name].observe(time.monotonic() - started)
+        return result
+
+    async def _try_endpoints(self, op: Callable[[_Endpoint], Awaitable[_T]]) -> _T:
         last: StoreError | None = None
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -226,7 +216,7 @@ class EtcdStore:
         raise last
 
     async def get(self, key: bytes) -> KeyValue | None:
-        resp = await self._call(lambda c: c.kv.Range(rpc.RangeRequest(key=key)))
+        resp = await self._call("range", lambda c: c.kv.Range(rpc.RangeRequest(key=key)))
         return _kv(resp.kvs[0]) if resp.kvs else None
 
     async def get_prefix(self, prefix: bytes) -> tuple[list[KeyValue], Revision]:
@@ -236,16 +226,18 @@ class EtcdStore:
             sort_order=rpc.RangeRequest.ASCEND,
             sort_target=rpc.RangeRequest.KEY,
         )
-        resp = await self._call(lambda c: c.kv.Range(req))
+        resp = await self._call("range", lambda c: c.kv.Range(req))
         return [_kv(kv) for kv in resp.kvs], Revision(resp.header.revision)
 
     async def put(self, key: bytes, value: bytes, lease: LeaseId | None = None) -> Revision:
         req = rpc.PutRequest(key=key, value=value, lease=lease or 0)
-        resp = await self._call(lambda c: c.kv.Put(req))
+        resp = await self._call("put", lambda c: c.kv.Put(req))
         return Revision(resp.header.revision)
 
     async def delete(self, key: bytes) -> bool:
-        resp = await self._call(lambda c: c.kv.DeleteRange(rpc.DeleteRangeRequest(key=key)))
+        resp = await self._call(
+            "delete", lambda c: c.kv.DeleteRange(rpc.DeleteRangeRequest(key=key))
+        )
         return bool(resp.deleted)
 
     async def txn(
@@ -263,7 +255,7 @@ class EtcdStore:
             success=[_op(o) for o in success],
             failure=[_op(o) for o in failure] + reads,
         )
-        resp = await self._call(lambda c: c.kv.Txn(req))
+        resp = await self._call("txn", lambda c: c.kv.Txn(req))
         current: dict[bytes, KeyValue | None] = {}
         if not resp.succeeded:
             for read, r in zip(reads, resp.responses[len(failure) :], strict=True):
@@ -275,7 +267,9 @@ class EtcdStore:
         return await self.txn([Compare(key, "create", "==", 0)], [Put(key, value, lease)])
 
     async def grant_lease(self, ttl_s: int) -> tuple[LeaseId, int]:
-        resp = await self._call(lambda c: c.lease.LeaseGrant(rpc.LeaseGrantRequest(TTL=ttl_s)))
+        resp = await self._call(
+            "lease_grant", lambda c: c.lease.LeaseGrant(rpc.LeaseGrantRequest(TTL=ttl_s))
+        )
         if resp.error:
             raise StoreError(f"lease grant failed: {resp.error}")
         return LeaseId(resp.ID), int(resp.TTL)
@@ -286,21 +280,25 @@ class EtcdStore:
                 return int(reply.TTL)
             return 0
 
-        ttl = await self._call(once)
+        ttl = await self._call("lease_keepalive", once)
         if ttl <= 0:
             raise LeaseExpired(f"lease {lease:x} has expired")
         return ttl
 
     async def revoke(self, lease: LeaseId) -> None:
         with contextlib.suppress(LeaseExpired):
-            await self._call(lambda c: c.lease.LeaseRevoke(rpc.LeaseRevokeRequest(ID=lease)))
+            await self._call(
+                "lease_revoke", lambda c: c.lease.LeaseRevoke(rpc.LeaseRevokeRequest(ID=lease))
+            )
 
     async def compact(self, revision: int) -> None:
         await self._call(
-            lambda c: c.kv.Compact(rpc.CompactionRequest(revision=revision, physical=True))
+            "compact",
+            lambda c: c.kv.Compact(rpc.CompactionRequest(revision=revision, physical=True)),
         )
 
     async def watch_prefix(self, prefix: bytes, start_revision: int) -> AsyncIterator[WatchEvent]:
+        self.stats.watches += 1
         conn = self._conns[self._current]
         try:
             await self._authenticated(conn)

@@ -86,6 +86,13 @@ struct config {
 	__u32 addr;      // this node's address: the outer source, and "the chosen server is me"
 };
 
+struct placed_key {
+	__u32 vip;       // network order
+	__u16 port;      // network order
+	__u16 pad;
+	__u32 server;    // the chosen server's address, network order
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 256);
@@ -142,6 +149,13 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_SERVICES * MAX_BACKENDS);
+	__type(key, struct placed_key);
+	__type(value, __u64);  // new connections placed on this server for this VIP:port
+} placed SEC(".maps");
+
 // Bump a per-CPU counter and return the verdict, so every exit is counted in one line.
 static __always_inline int count(__u32 reason, int verdict)
 {
@@ -149,6 +163,18 @@ static __always_inline int count(__u32 reason, int verdict)
 	if (n)
 		*n += 1;
 	return verdict;
+}
+
+// Count a new connection placed on `server` for a VIP:port (per CPU; a full map counts no more).
+static __always_inline void count_placed(__u32 vip, __u16 port, __u32 server)
+{
+	struct placed_key k = {.vip = vip, .port = port, .pad = 0, .server = server};
+	__u64 one = 1, *n = bpf_map_lookup_elem(&placed, &k);
+
+	if (n)
+		*n += 1;
+	else
+		bpf_map_update_elem(&placed, &k, &one, BPF_NOEXIST);
 }
 
 // The flow hash: the same 4-tuple always lands in the same ring slot (Python only fills rings).
@@ -273,6 +299,8 @@ static __always_inline int schedule(struct xdp_md *ctx, struct ethhdr *eth, stru
 	cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!be || !cfg || be->addr == 0)
 		return count(STAT_NO_BACKEND, XDP_DROP);
+	if (!found)
+		count_placed(fk.dst, fk.dport, be->addr);
 	if (be->addr == cfg->addr)
 		return count(STAT_LOCAL, XDP_PASS);
 

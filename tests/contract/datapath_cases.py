@@ -51,6 +51,15 @@ async def listing_flows_respects_the_limit(dp: Datapath, address: str) -> None:
     assert {f.node for f in dp.flows(100)} == {"n1"}
 
 
+async def flows_added_are_counted_but_not_placed(dp: Datapath, address: str) -> None:
+    """Flows the control plane adds (a new leader's recovery) are not new connections."""
+    await dp.apply(state(address))
+    before = dp.flow_count()
+    await dp.add_flows([Flow(CLIENT, 42000 + i, VIP, 80, "n1") for i in range(3)])
+    assert dp.flow_count() == before + 3
+    assert dp.placed() == {}
+
+
 async def info_names_the_kind_and_counts(dp: Datapath, address: str) -> None:
     info = dp.info()
     assert info.kind and info.address == address
@@ -62,6 +71,7 @@ CASES: list[Callable[[Datapath, str], Awaitable[None]]] = [
     flows_pin_only_to_servers_the_tables_name,
     a_removed_flow_is_gone_and_removing_twice_is_fine,
     listing_flows_respects_the_limit,
+    flows_added_are_counted_but_not_placed,
     info_names_the_kind_and_counts,
 ]
 

@@ -7,8 +7,9 @@ import time
 import pytest
 
 from cluster.config import ElectionConfig
+from cluster.decision import Action
 from cluster.documents import designation_to_doc, record_to_doc
-from cluster.election import Action, RoleManager
+from cluster.election import RoleManager
 from cluster.keys import Keys
 from cluster.leadership import RecordedVips
 from cluster.model import Designation, Registration, Role, VipOwner

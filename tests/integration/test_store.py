@@ -11,7 +11,8 @@ import pytest
 from cluster.errors import StoreUnavailable
 from cluster.keys import Keys
 from cluster.store.embedded import EmbeddedEtcd, free_port
-from cluster.store.etcd import EtcdStore, parse_endpoints
+from cluster.store.endpoints import parse_endpoints
+from cluster.store.etcd import EtcdStore
 
 pytestmark = pytest.mark.etcd
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cluster.config import ElectionConfig
-from cluster.election import Action, decide
+from cluster.decision import Action, decide
 from cluster.errors import ValidationError
 from cluster.model import Designation, LeaderRecord, Registration, Role
 from cluster.snapshot import Snapshot
@@ -112,7 +112,7 @@ def test_timing_rule_is_enforced() -> None:
 def test_a_candidate_that_cannot_announce_a_vip_follows_and_is_never_handed_over_to() -> None:
     from dataclasses import replace
 
-    from cluster.election import handover_target
+    from cluster.decision import handover_target
     from cluster.model import ServiceSpec
 
     view = snap({"n1": Role.BACKUP, "n2": Role.PRIMARY}, leader="n1")

@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 
 from cluster.config import ElectionConfig
+from cluster.decision import Action
 from cluster.documents import designation_to_doc, record_to_doc
-from cluster.election import Action, RoleManager
+from cluster.election import RoleManager
 from cluster.keys import Keys
 from cluster.leadership import RecordedVips
 from cluster.model import Designation, Registration, Role, ServiceSpec
