@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from cluster.model import Role, Serving
 from lab import lifecycle as lab
@@ -225,3 +226,70 @@ def test_designating_a_node_off_the_vips_segment_is_refused_and_the_vip_keeps_se
     assert nodes["n3"]["designation"]["role"] == "none"
     assert leader(state) == "n1"
     assert len(Counter(lab.served_by(state, 20))) >= 3  # the VIP keeps serving
+
+
+def scrape(state: lab.LabState, node: str) -> dict[str, float]:
+    """A node's /metrics from the client namespace (HTTPS, the lab's CA), parsed by
+    prometheus_client: sample name and sorted labels -> value."""
+    ca = Path(state.directory) / "pki" / "ca.crt"
+    address = next(p.http for p in state.nodes if p.name == node)
+    got = lab.curl(state, "--cacert", str(ca), f"https://{address}/metrics")
+    assert got.returncode == 0, got.stderr
+    return {
+        f"{s.name}{sorted(s.labels.items())}": s.value
+        for family in text_string_to_metric_families(got.stdout)
+        for s in family.samples
+    }
+
+
+def total(samples: dict[str, float], prefix: str, *parts: str) -> float:
+    return sum(v for k, v in samples.items() if k.startswith(prefix) and all(p in k for p in parts))
+
+
+def test_metrics_count_real_traffic_and_only_the_leader_answers_leader(
+    state: lab.LabState,
+) -> None:
+    lead = leader(state)
+    before = scrape(state, lead)
+    served = Counter(lab.served_by(state, 40))
+    after = scrape(state, lead)
+    placed = "tcphop_service_connections_placed_total"
+    for server, n in served.items():  # every new connection counted on the server it went to
+        grew = total(after, placed, "'web'", f"'{server}'") - total(before, placed, f"'{server}'")
+        assert grew >= n, (server, n, grew)
+    assert total(after, "tcphop_datapath_packets_total", "'encapsulated'") > total(
+        before, "tcphop_datapath_packets_total", "'encapsulated'"
+    )
+    assert total(after, "tcphop_datapath_flows") >= 1
+    assert total(after, "tcphop_server_check_up", "'web'") == NODES  # the leader's view
+    assert total(after, "tcphop_election_leader") == 1
+    ca = Path(state.directory) / "pki" / "ca.crt"
+    codes = {
+        p.name: lab.curl(state, "--cacert", str(ca), "-o", "/dev/null", "-w", "%{http_code}",
+                         f"https://{p.http}/leader").stdout
+        for p in state.nodes
+    }  # fmt: skip
+    assert codes == {p.name: "200" if p.name == lead else "503" for p in state.nodes}
+
+
+DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "tcphop-overview.json"
+
+
+def test_every_metric_the_grafana_dashboard_queries_exists_on_a_live_node(
+    state: lab.LabState,
+) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(exprs) >= 15 and all(
+        t.get("refId") for p in dashboard["panels"] for t in p["targets"]
+    )
+    queried = {m for e in exprs for m in re.findall(r"\btcphop_[a-z0-9_]+", e)}
+    ca = Path(state.directory) / "pki" / "ca.crt"
+    address = next(p.http for p in state.nodes if p.name == leader(state))
+    text = lab.curl(state, "--cacert", str(ca), f"https://{address}/metrics").stdout
+    exposed = set(re.findall(r"(?m)^# TYPE (tcphop_\w+) ", text))
+    exposed |= set(re.findall(r"(?m)^(tcphop_\w+)[{ ]", text))
+    for family in [f for f in exposed if f in re.findall(r"(?m)^# TYPE (\w+) histogram", text)]:
+        exposed |= {f"{family}_bucket", f"{family}_sum", f"{family}_count"}
+    exposed |= {f"{f}_total" for f in re.findall(r"(?m)^# TYPE (\w+) counter", text)}
+    assert queried <= exposed, sorted(queried - exposed)
