@@ -13,6 +13,7 @@ import sys
 import click
 
 from cli.commands import cluster, datapath, lab_cmd, pki, service, top
+from cli.completion import completion
 from cli.context import EXIT_UNREACHABLE, EXIT_USAGE, EXIT_USER, Context, Unreachable
 
 
@@ -55,6 +56,7 @@ for command in (
     datapath.datapath,
     lab_cmd.lab_group,
     pki.pki,
+    completion,
 ):
     cli.add_command(command)
 
@@ -62,7 +64,7 @@ for command in (
 def main() -> None:
     debug = "--debug" in sys.argv[1:]
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name="clusterctl", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

@@ -54,5 +54,9 @@ def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
     )
 
 
+def render(data: object, fmt: str, rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
+    return table(rows, header) if fmt == "table" else dump(data, fmt)
+
+
 def emit(data: object, fmt: str, rows: Sequence[Sequence[object]], header: Sequence[str]) -> None:
-    click.echo(table(rows, header) if fmt == "table" else dump(data, fmt))
+    click.echo(render(data, fmt, rows, header))

@@ -10,9 +10,20 @@ from collections.abc import AsyncIterator
 
 import click
 
+from cli import completion as complete
 from cli.context import CliError, Context, pass_ctx
-from cli.output import dump, emit, output_option, plain, table
-from cluster.model import ClusterEvent, ClusterStatus, EventType, LoadReport, Node, Role, Serving
+from cli.live import show, watch_options
+from cli.output import FORMATS, dump, emit, output_option, plain, render, table
+from cluster.model import (
+    ClusterEvent,
+    ClusterStatus,
+    Designation,
+    EventType,
+    LoadReport,
+    Node,
+    Role,
+    Serving,
+)
 from cluster.sdk import ClusterClient
 
 NODE_HEADER = (
@@ -78,15 +89,21 @@ def nodes() -> None:
 
 @nodes.command("list")
 @output_option
+@watch_options
 @pass_ctx
-def nodes_list(ctx: Context, fmt: str) -> None:
+def nodes_list(ctx: Context, fmt: str, watch: bool, interval: float) -> None:
     """List every node that ever registered, alive or not."""
-    result = ctx.run(lambda c: c.list_nodes())
-    emit(result, fmt, node_rows(result), NODE_HEADER)
+    show(
+        ctx,
+        lambda c: c.list_nodes(),
+        lambda nodes: render(nodes, fmt, node_rows(nodes), NODE_HEADER),
+        watch,
+        interval,
+    )
 
 
 @nodes.command("get")
-@click.argument("node_id")
+@click.argument("node_id", shell_complete=complete.nodes)
 @output_option
 @pass_ctx
 def nodes_get(ctx: Context, node_id: str, fmt: str) -> None:
@@ -96,17 +113,21 @@ def nodes_get(ctx: Context, node_id: str, fmt: str) -> None:
 
 
 @click.command()
-@click.argument("node_id")
+@click.argument("node_id", shell_complete=complete.nodes)
 @click.option(
     "--role", required=True, type=click.Choice([str(r) for r in Role]), help="Scheduler role."
 )
 @click.option("--force", is_flag=True, help="Allow a node that has never registered.")
+@output_option
 @pass_ctx
-def designate(ctx: Context, node_id: str, role: str, force: bool) -> None:
+def designate(ctx: Context, node_id: str, role: str, force: bool, fmt: str) -> None:
     """Set NODE_ID's scheduler role (primary, backup or none)."""
     designation, warnings = ctx.run(lambda c: c.designate(node_id, role, force))
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
+    if fmt != "table":
+        click.echo(dump({"designation": designation, "warnings": warnings}, fmt))
+        return
     click.echo(f"{node_id}: role {designation.role}")
 
 
@@ -116,12 +137,13 @@ def server() -> None:
 
 
 def _serving_command(name: str, state: Serving, doc: str) -> None:
-    @click.argument("node_id")
+    @click.argument("node_id", shell_complete=complete.nodes)
     @click.option("--weight", type=int, default=None, help="Also set the weight (0-10000).")
+    @output_option
     @pass_ctx
-    def command(ctx: Context, node_id: str, weight: int | None) -> None:
+    def command(ctx: Context, node_id: str, weight: int | None, fmt: str) -> None:
         d = ctx.run(lambda c: c.set_serving(node_id, state, weight))
-        click.echo(f"{node_id}: serving {d.serving}, weight {d.weight}")
+        _serving_result(d, fmt)
 
     command.__doc__ = doc
     server.command(name)(command)
@@ -132,15 +154,18 @@ _serving_command("disable", Serving.DISABLED, "Give NODE_ID no new connections (
 
 
 @server.command("drain")
-@click.argument("node_id")
+@click.argument("node_id", shell_complete=complete.nodes)
 @click.option("--weight", type=int, default=None, help="Also set the weight (0-10000).")
 @click.option("--wait", is_flag=True, help="Return when its connections reach 0.")
 @click.option("--wait-timeout", default=300.0, show_default=True, help="Seconds, with --wait.")
+@output_option
 @pass_ctx
-def drain(ctx: Context, node_id: str, weight: int | None, wait: bool, wait_timeout: float) -> None:
+def drain(
+    ctx: Context, node_id: str, weight: int | None, wait: bool, wait_timeout: float, fmt: str
+) -> None:
     """Give NODE_ID no new connections; open ones finish."""
     d = ctx.run(lambda c: c.set_serving(node_id, Serving.DRAINING, weight))
-    click.echo(f"{node_id}: serving {d.serving}, weight {d.weight}")
+    _serving_result(d, fmt)
     if not wait:
         return
 
@@ -156,20 +181,30 @@ def drain(ctx: Context, node_id: str, weight: int | None, wait: bool, wait_timeo
     left = ctx.run(drained)
     if left:
         raise CliError(f"{node_id} still has {left} connections after {wait_timeout:g} s")
-    click.echo(f"{node_id}: drained (0 connections)")
+    if fmt == "table":
+        click.echo(f"{node_id}: drained (0 connections)")
+
+
+def _serving_result(d: Designation, fmt: str) -> None:
+    if fmt != "table":
+        click.echo(dump(d, fmt))
+        return
+    click.echo(f"{d.node_id}: serving {d.serving}, weight {d.weight}")
 
 
 @click.command()
 @output_option
+@watch_options
 @pass_ctx
-def status(ctx: Context, fmt: str) -> None:
+def status(ctx: Context, fmt: str, watch: bool, interval: float) -> None:
     """Cluster overview."""
-    st = ctx.run(lambda c: c.status())
-    if fmt != "table":
-        click.echo(dump(st, fmt))
-        return
-    click.echo(status_text(st))
-    click.echo(table(node_rows(st.nodes), NODE_HEADER))
+
+    def text(st: ClusterStatus) -> str:
+        if fmt != "table":
+            return dump(st, fmt)
+        return status_text(st) + "\n" + table(node_rows(st.nodes), NODE_HEADER)
+
+    show(ctx, lambda c: c.status(), text, watch, interval)
 
 
 def _ago(unix_s: float) -> str:
@@ -244,10 +279,10 @@ def describe(event: ClusterEvent) -> str:
     "-o",
     "--output",
     "fmt",
-    type=click.Choice(["table", "json"]),
+    type=click.Choice(FORMATS),
     default="table",
     show_default=True,
-    help="table: one line per event; json: one object per line.",
+    help="table: one line per event; json: one object per line; yaml: one document each.",
 )
 @pass_ctx
 def events(ctx: Context, from_revision: int, count: int, fmt: str) -> None:
@@ -259,6 +294,8 @@ def events(ctx: Context, from_revision: int, count: int, fmt: str) -> None:
         async for event in stream:
             if fmt == "json":
                 click.echo(json.dumps(plain(event)))
+            elif fmt == "yaml":
+                click.echo("---\n" + dump(event, "yaml"))
             else:
                 click.echo(
                     f"{event.revision:>8}  {event.type:<20} {event.subject:<16} "

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import click
 
+from cli import completion as complete
 from cli.context import Context, pass_ctx
-from cli.output import emit, output_option, table
+from cli.live import show, watch_options
+from cli.output import emit, output_option, render, table
+from cluster.sdk import DatapathView
 
 
 @click.group("datapath")
@@ -14,41 +17,44 @@ def datapath() -> None:
 
 
 @datapath.command("stats")
-@click.argument("node", required=False)
+@click.argument("node", required=False, shell_complete=complete.nodes)
 @output_option
+@watch_options
 @pass_ctx
-def stats(ctx: Context, node: str | None, fmt: str) -> None:
+def stats(ctx: Context, node: str | None, fmt: str, watch: bool, interval: float) -> None:
     """Counters by reason of NODE's datapath (default: the leader's)."""
-    view = ctx.run(lambda c: c.datapath(node))
-    if fmt == "table":
-        role = "scheduler + receiver" if view.scheduling else "receiver"
-        click.echo(
-            f"node {view.node_id}: {view.kind} on {view.interface or '-'} ({view.mode or '-'}), "
-            f"address {view.address or '-'}, {role}"
-        )
-        click.echo(f"vips on lo: {', '.join(view.vips) or '-'}")
-        click.echo(f"trusted schedulers: {', '.join(view.trusted) or '-'}")
-        click.echo(
-            f"event loop lag: {view.loop_lag_ms:.1f} ms now, {view.loop_lag_max_ms:.1f} ms max "
-            f"(10 s); longest rule match {view.rule_match_max_ms:.2f} ms"
-        )
-        for service, weights in sorted(view.rings.items()):
-            shares = ", ".join(f"{n} {w}" for n, w in sorted(weights.items())) or "no server"
-            click.echo(f"ring {service}: {shares}")
-        click.echo()
-    emit(view, fmt, sorted(view.stats.items()), ("COUNTER", "PACKETS"))
-    if fmt == "table" and (view.handoff_stats or view.rule_hits):
-        click.echo(
+    show(ctx, lambda c: c.datapath(node), lambda v: stats_text(v, fmt), watch, interval)
+
+
+def stats_text(view: DatapathView, fmt: str) -> str:
+    counters = render(view, fmt, sorted(view.stats.items()), ("COUNTER", "PACKETS"))
+    if fmt != "table":
+        return counters
+    role = "scheduler + receiver" if view.scheduling else "receiver"
+    lines = [
+        f"node {view.node_id}: {view.kind} on {view.interface or '-'} ({view.mode or '-'}), "
+        f"address {view.address or '-'}, {role}",
+        f"vips on lo: {', '.join(view.vips) or '-'}",
+        f"trusted schedulers: {', '.join(view.trusted) or '-'}",
+        f"event loop lag: {view.loop_lag_ms:.1f} ms now, {view.loop_lag_max_ms:.1f} ms max "
+        f"(10 s); longest rule match {view.rule_match_max_ms:.2f} ms",
+    ]
+    for service, weights in sorted(view.rings.items()):
+        shares = ", ".join(f"{n} {w}" for n, w in sorted(weights.items())) or "no server"
+        lines.append(f"ring {service}: {shares}")
+    lines += ["", counters]
+    if view.handoff_stats or view.rule_hits:
+        lines += [
             f"\nL7 handoff (latency request read -> server committed: "
-            f"p50 {view.handoff_p50_ms:.2f} ms, "
-            f"p99 {view.handoff_p99_ms:.2f} ms)"
-        )
-        click.echo(table(sorted(view.handoff_stats.items()), ("OUTCOME", "CONNECTIONS")))
-        click.echo("\n" + table(sorted(view.rule_hits.items()), ("SERVICE/RULE", "REQUESTS")))
+            f"p50 {view.handoff_p50_ms:.2f} ms, p99 {view.handoff_p99_ms:.2f} ms)",
+            table(sorted(view.handoff_stats.items()), ("OUTCOME", "CONNECTIONS")),
+            "\n" + table(sorted(view.rule_hits.items()), ("SERVICE/RULE", "REQUESTS")),
+        ]
+    return "\n".join(lines)
 
 
 @datapath.command("flows")
-@click.argument("node", required=False)
+@click.argument("node", required=False, shell_complete=complete.nodes)
 @click.option("--limit", default=1000, show_default=True, type=int, help="At most this many.")
 @output_option
 @pass_ctx

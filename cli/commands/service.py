@@ -9,8 +9,10 @@ from pathlib import Path
 import click
 import yaml
 
+from cli import completion as complete
 from cli.context import CliError, Context, pass_ctx
-from cli.output import dump, emit, output_option, table
+from cli.live import show, watch_options
+from cli.output import dump, output_option, render, table
 from cluster.model import Mode, ServiceSpec
 from cluster.sdk import (
     ClusterClient,
@@ -65,27 +67,43 @@ def service() -> None:
 
 @service.command("apply")
 @click.option("-f", "--file", "path", required=True, help="YAML or JSON file, '-' for stdin.")
+@output_option
 @pass_ctx
-def apply(ctx: Context, path: str) -> None:
+def apply(ctx: Context, path: str, fmt: str) -> None:
     """Create or update the services in a file, in one transaction: all or nothing."""
     specs = load_specs(path)
-    for result in ctx.run(lambda c: c.apply_services(specs)):
+    results = ctx.run(lambda c: c.apply_services(specs))
+    for result in results:
         for warning in result.warnings:
             click.echo(f"warning: {result.service.name}: {warning}", err=True)
-        click.echo(f"service/{result.service.name} {result.result}")
+    done = [
+        {"service": r.service.name, "result": r.result, "warnings": list(r.warnings)}
+        for r in results
+    ]
+    if fmt != "table":
+        click.echo(dump(done, fmt))
+        return
+    for r in done:
+        click.echo(f"service/{r['service']} {r['result']}")
 
 
 @service.command("list")
 @output_option
+@watch_options
 @pass_ctx
-def list_(ctx: Context, fmt: str) -> None:
+def list_(ctx: Context, fmt: str, watch: bool, interval: float) -> None:
     """List services."""
-    specs = ctx.run(lambda c: c.list_services())
-    emit([service_to_doc(s) for s in specs], fmt, rows(specs), HEADER)
+    show(
+        ctx,
+        lambda c: c.list_services(),
+        lambda specs: render([service_to_doc(s) for s in specs], fmt, rows(specs), HEADER),
+        watch,
+        interval,
+    )
 
 
 @service.command("get")
-@click.argument("name")
+@click.argument("name", shell_complete=complete.services)
 @output_option
 @pass_ctx
 def get(ctx: Context, name: str, fmt: str) -> None:
@@ -110,9 +128,13 @@ async def _rule_hits(c: ClusterClient) -> dict[str, int]:
 
 
 @service.command("delete")
-@click.argument("name")
+@click.argument("name", shell_complete=complete.services)
+@output_option
 @pass_ctx
-def delete(ctx: Context, name: str) -> None:
+def delete(ctx: Context, name: str, fmt: str) -> None:
     """Delete a service."""
     ctx.run(lambda c: c.delete_service(name))
+    if fmt != "table":
+        click.echo(dump({"service": name, "result": "deleted"}, fmt))
+        return
     click.echo(f"service/{name} deleted")

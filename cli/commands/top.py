@@ -12,7 +12,7 @@ import tty
 import click
 
 from cli.context import Context, pass_ctx
-from cli.output import dump, table
+from cli.output import FORMATS, dump, table
 from cluster.sdk import ClusterClient, LoadsView
 
 HEADER = ("NODE", "FRESH", "AGE", "CPU", "LOAD1", "MEM", "CONNS", "CHECKS", "LATENCY")
@@ -54,18 +54,18 @@ def render(view: LoadsView) -> str:
     "-o",
     "--output",
     "fmt",
-    type=click.Choice(["table", "json"]),
+    type=click.Choice(FORMATS),
     default="table",
     show_default=True,
-    help="json: one snapshot.",
+    help="json, yaml: one snapshot.",
 )
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between refreshes.")
 @pass_ctx
 def top(ctx: Context, fmt: str, interval: float) -> None:
     """Live per-node load, connections, checks and placement weights (q to quit)."""
-    if fmt == "json" or not sys.stdout.isatty() or not sys.stdin.isatty():
+    if fmt != "table" or not sys.stdout.isatty() or not sys.stdin.isatty():
         view = ctx.run(lambda c: c.loads())
-        click.echo(dump(view, "json") if fmt == "json" else render(view))
+        click.echo(dump(view, fmt) if fmt != "table" else render(view))
         return
 
     async def loop(client: ClusterClient) -> None:
