@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from cluster.model import (
@@ -160,8 +161,15 @@ def make_pki(directory: Path, lab: RoutedLab) -> TlsFiles:
     return certificate(pki, "etcd", None, sans=(lab.gateway(2),))
 
 
-def up(directory: Path, nodes: int, xdp_mode: str = "native", secure: bool = True) -> LabState:
-    """Build the lab and start everything; raise LabError if a lab already runs there."""
+def up(
+    directory: Path,
+    nodes: int,
+    xdp_mode: str = "native",
+    secure: bool = True,
+    progress: Callable[[str], None] = lambda line: None,
+) -> LabState:
+    """Build the lab and start everything; raise LabError if a lab already runs there.
+    `progress` hears one line per step."""
     if not 1 <= nodes <= 16:
         raise LabError(f"--nodes: {nodes} is not in 1..16")
     if xdp_mode not in ("native", "generic"):
@@ -179,6 +187,7 @@ def up(directory: Path, nodes: int, xdp_mode: str = "native", secure: bool = Tru
     try:
         lab.create()
         state.save()
+        progress(f"namespaces and links: {len(lab.created)} made")
         if xdp_mode == "native":
             lab.native_xdp_wire()
         bpf = directory / "bpf"
@@ -196,11 +205,13 @@ def up(directory: Path, nodes: int, xdp_mode: str = "native", secure: bool = Tru
             "etcd", etcd.process.pid, str(directory / "etcd" / "data"), etcd.url
         )
         state.save()
+        progress(f"etcd up at {etcd.url}" + (" (TLS, lab CA)" if secure else " (plaintext)"))
         for i in range(1, nodes + 1):
             state.services.append(start_service(state, i))
             state.services.append(start_app(state, i))
             state.nodes.append(start_node(state, i))
             state.save()
+            progress(f"n{i} started in {lab.node_ns(i)} (pid {state.nodes[-1].pid})")
     except (subprocess.CalledProcessError, RuntimeError, TimeoutError, OSError, BpfError) as e:
         down(directory)
         detail = e.stderr.decode().strip() if isinstance(e, subprocess.CalledProcessError) else e

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -69,16 +70,23 @@ def up(ctx: Context, nodes: int, xdp_mode: str, insecure: bool, directory: Path 
     subnets, etcd, tcphopd (XDP) and the HTTP test service on every node; n1 is designated
     primary, n2 backup."""
     where = _dir(directory)
+    started = time.monotonic()
+
+    def progress(line: str) -> None:
+        click.echo(f"[{time.monotonic() - started:5.1f} s] {line}", err=True)
+
     try:
-        state = lab.up(where, nodes, xdp_mode, secure=not insecure)
+        state = lab.up(where, nodes, xdp_mode, secure=not insecure, progress=progress)
     except LabError as e:
         raise CliError(str(e)) from None
 
     async def settle(client: ClusterClient) -> list[str]:
         alive = await demo_steps.wait_alive(client, nodes, 20.0)
+        progress(f"{len(alive)} of {nodes} nodes registered: {', '.join(alive) or 'none'}")
         for node_id, role in (("n1", Role.PRIMARY), ("n2", Role.BACKUP))[:nodes]:
             await client.designate(node_id, role)
-        await demo_steps.wait_leader(client, None, want="n1")
+        leader = await demo_steps.wait_leader(client, None, want="n1")
+        progress(f"leader elected: {leader}")
         return alive
 
     alive = _lab_context(ctx, state).run(settle)
@@ -89,16 +97,23 @@ def up(ctx: Context, nodes: int, xdp_mode: str, insecure: bool, directory: Path 
     assert state.etcd is not None
     net = state.lab
     click.echo(
-        f"lab up in {where}: etcd {state.etcd.endpoint}, {nodes} nodes ({xdp_mode} XDP), "
-        f"VIP {state.vip}"
+        f"lab up in {where} in {time.monotonic() - started:.1f} s: etcd {state.etcd.endpoint}, "
+        f"{nodes} nodes ({xdp_mode} XDP), VIP {state.vip}"
     )
     click.echo(
         table(
             [
-                [n.name, n.pid, n.endpoint, f"{net.net}.{net.subnet(i)}.0/24", net.node_ns(i)]
+                [
+                    n.name,
+                    n.pid,
+                    n.endpoint,
+                    n.http,
+                    f"{net.net}.{net.subnet(i)}.0/24",
+                    net.node_ns(i),
+                ]
                 for i, n in enumerate(state.nodes, 1)
             ],
-            ("NODE", "PID", "ENDPOINT", "SUBNET", "NAMESPACE"),
+            ("NODE", "PID", "ENDPOINT", "METRICS/HEALTH", "SUBNET", "NAMESPACE"),
         )
     )
     click.echo(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -23,7 +24,15 @@ def test_lab_up_status_demo_down(tmp_path: Path) -> None:
     up = clusterctl("lab", "up", "--nodes", "3", env=env)
     try:
         assert up.returncode == 0, up.stderr
+        steps = [line.split("] ", 1)[1] for line in up.stderr.splitlines() if "] " in line]
+        assert steps[0].startswith("namespaces and links") and steps[1].startswith("etcd up at")
+        assert steps[2:5] == [s for s in steps if s.startswith(("n1 ", "n2 ", "n3 "))], steps
+        assert steps[-2:] == ["3 of 3 nodes registered: n1, n2, n3", "leader elected: n1"]
+        assert re.match(r"lab up in \S+ in \d+\.\d s: ", up.stdout), up.stdout
         state = json.loads((lab_dir / "lab.json").read_text())
+        assert [n["http"] for n in state["nodes"]] == [
+            n["endpoint"].replace(":7700", ":7702") for n in state["nodes"]
+        ]
         pids = [p["pid"] for p in (state["etcd"], *state["nodes"], *state["services"])]
         again = clusterctl("lab", "up", env=env)
         assert again.returncode == 1 and "a lab is already up" in again.stderr
