@@ -51,9 +51,9 @@ class HttpApi:
             self._client,
             host.strip("[]"),
             int(port),
-            ssl=ctx,
-            ssl_handshake_timeout=HTTP_HEAD_TIMEOUT_S,
             limit=HTTP_MAX_HEAD_BYTES,
+            ssl=ctx,
+            ssl_handshake_timeout=HTTP_HEAD_TIMEOUT_S if ctx else None,
         )
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -167,6 +167,7 @@ def start_daemon(etcd_url: str, keys: Keys, tmp_path: Path) -> Iterator[Callable
         leader_ttl_s: int = 1,
         check_host: str | None = None,
         http: str | None = None,
+        extra: tuple[str, ...] = (),
     ) -> Daemon:
         endpoint, http = f"127.0.0.1:{free_port()}", http or f"127.0.0.1:{free_port()}"
         log = tmp_path / f"{node_id}-{len(started)}.log"
@@ -180,7 +181,7 @@ def start_daemon(etcd_url: str, keys: Keys, tmp_path: Path) -> Iterator[Callable
             check_host=check_host,
             tls=tls_for(node_id),
             http_listen=http,
-        )
+        ) + list(extra)
         with log.open("wb") as out:
             # The daemon leads a process group (its CPU scope) in the test's session, so a test
             # can start a CPU burner in that group.

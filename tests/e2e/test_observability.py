@@ -165,6 +165,19 @@ def test_hostile_http_requests_get_clear_answers(start_daemon: StartDaemon) -> N
     assert get(d.http, "/healthz")[0] == 200  # and it still serves
 
 
+def test_http_plaintext_by_name(start_daemon: StartDaemon) -> None:
+    d = start_daemon("n1", extra=("--http-plaintext",))
+    wait_for(lambda: b"tcphop_node_healthy" in plain_get(d.http, "/metrics"), 10, "metrics")
+
+
+def plain_get(address: str, path: str) -> bytes:
+    try:
+        with urllib.request.urlopen(f"http://{address}{path}", timeout=5) as r:
+            return bytes(r.read())
+    except OSError:
+        return b""
+
+
 def test_an_http_port_in_use_refuses_to_start(start_daemon: StartDaemon) -> None:
     first = start_daemon("n1")
     second = start_daemon("n2", wait=False, http=first.http)
