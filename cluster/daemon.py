@@ -91,12 +91,14 @@ async def run(cfg: DaemonConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     election = ElectionConfig.for_ttl(cfg.leader_ttl_s)
     leader = LeaderLease(election.margin_s)
-    vips: VipHolder = TunVipHolder(cfg.uplink, leader.valid) if cfg.uplink else RecordedVips()
+    vips: VipHolder = TunVipHolder(cfg.uplink, leader.may_serve) if cfg.uplink else RecordedVips()
     scheduler = Scheduler(state, leader.current_term)
     forwarder = _forwarder(cfg, state, scheduler, vips) if cfg.datapath == "xdp" else None
     roles = RoleManager(
         store, keys, registration, election, forwarder or vips, membership.current_lease, leader
     )
+    if isinstance(vips, TunVipHolder):
+        vips.on_claim = roles.vip_claimed
     parts = Parts(state, store, scheduler, membership, roles, forwarder, vips, stop, lag)
     try:
         return await _serve(cfg, parts)
@@ -134,14 +136,11 @@ async def _serve(cfg: DaemonConfig, p: Parts) -> int:
             return EXIT_CONFIG
         if not await _register(p.membership, p.stop, cfg.lease_ttl_s):
             return 0 if p.stop.is_set() else EXIT_DUPLICATE
+        p.roles.read_at = time.monotonic()  # etcd just answered: healthy from the start
         agent = Agent(
-            EtcdLink(p.state, cfg.node_id, p.membership.current_lease),
-            cfg.node_id,
-            cfg.report_interval_s,
-            cfg.check_host,
-            cfg.cpu_scope,
-            cfg.tls,
-        )
+            EtcdLink(p.state, cfg.node_id, p.membership.current_lease), cfg.node_id,
+            cfg.report_interval_s, cfg.check_host, cfg.cpu_scope, cfg.tls,
+        )  # fmt: skip
         health = NodeHealth(p.membership, p.roles, forwarder)
         http = await _serve_http(cfg, p, health, agent)
         if cfg.http_listen and http is None:

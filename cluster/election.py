@@ -18,6 +18,7 @@ Safety rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -71,6 +72,7 @@ class RoleManager:
         self.handovers = 0  # planned handovers this node started
         self.keepalive = Histogram()  # leader lease refresh round trips
         self.read_at = 0.0  # monotonic: the last cycle that could read etcd (cluster/health.py)
+        self.claimed = False  # another node announced one of our VIPs past our lease
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -97,13 +99,13 @@ class RoleManager:
             async with asyncio.timeout(self.cfg.retry_s):
                 kvs, revision = await self.store.get_prefix(self.keys.prefix())
         except (StoreError, TimeoutError) as e:
-            if self.leader.leading and not self.leader.valid():
-                await self._resign("etcd unreachable and the lease ran out", "etcd_unreachable")
+            await self._strand()
             decision = Decision(Action.WAIT, f"etcd unreachable: {str(e) or type(e).__name__}")
             self._log(decision)
             return decision
         self.read_at = time.monotonic()
         view = read_snapshot(kvs, revision, self.keys)
+        await self._reconnect(view)
         decision = self._decide(view)
         self._log(decision, view)
         try:
@@ -111,6 +113,41 @@ class RoleManager:
         except (StoreError, TimeoutError) as e:
             log.warning("election_action_failed", action=str(decision.action), reason=str(e))
         return decision
+
+    async def _strand(self) -> None:
+        """etcd cannot be read. A leader keeps serving with what it has (static stability)
+        unless another node has claimed one of its VIPs since its lease ran out."""
+        if not self.leader.leading:
+            return
+        if self.claimed and not self.leader.valid():
+            await self._resign("another node announced a VIP and etcd is unreachable", "deposed")
+        elif not self.leader.stranded:
+            self.leader.stranded = True
+            log.warning("leader_stranded", term=self.leader.term,
+                        reason="etcd unreachable: keeps its VIPs until another node announces "
+                        "one or etcd answers")  # fmt: skip
+
+    async def _reconnect(self, view: Snapshot) -> None:
+        """etcd answers again: a stranded leader whose term still holds the leader key tries
+        to refresh its lease (it may have outlived an etcd outage); the decision follows."""
+        if not self.leader.stranded:
+            return
+        self.leader.stranded, self.claimed = False, False
+        if view.leader_revision == self.leader.leader_revision and not self.leader.valid():
+            with contextlib.suppress(StoreError, TimeoutError, LeaseExpired):
+                await self._refresh()
+        log.info("leader_reconnected", term=self.leader.term, lease_valid=self.leader.valid())
+
+    def vip_claimed(self, vip: str, mac: bytes) -> None:
+        """Another node announced `vip` on the segment (datapath/vip.py hears it). Past this
+        node's lease that is a new leader: stop serving at once (the loop resigns)."""
+        if not self.leader.leading or self.leader.valid():
+            if self.leader.valid():
+                log.warning("vip_claimed_while_leading", vip=vip, by=mac.hex(":"))
+            return
+        self.claimed, self.leader.stranded = True, False
+        log.warning("vip_claimed", vip=vip, by=mac.hex(":"), term=self.leader.term)
+        self.wake.set()
 
     def _decide(self, view: Snapshot) -> Decision:
         now = time.monotonic()
@@ -278,6 +315,7 @@ class RoleManager:
         if not self.leader.leading:
             return
         lease = self.leader.drop()
+        self.claimed = False
         self.step_downs[cause] += 1
         log.info("leader_stepped_down", reason=reason, cause=cause)
         if lease is not None:

@@ -10,14 +10,16 @@ possible backend.
 as the architecture asks: before the VIPs are announced, the new leader reads the connections
 every node serves (`Datapath.ListConnections`), programs its tables and pins those connections to
 their servers, so no established connection is sent elsewhere by the ring. After losing the
-lead, the last tables stay programmed for STEP_DOWN_GRACE_S: packets a stale ARP entry still
-sends here are forwarded rather than reset.
+lead, the last tables stay programmed for STEP_DOWN_GRACE_S, fenced: packets of known flows that a
+stale ARP entry still sends here are forwarded rather than reset, and new connections are
+dropped (the client's SYN retry reaches the new leader) rather than placed by a deposed leader.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import grpc
 import structlog
@@ -137,10 +139,10 @@ class Forwarder:
                 snap = await self.state.snapshot()
                 weights = await self.scheduler.service_weights(snap) if self.leading else None
                 desired = desired_state(snap, weights)
-                if weights is None and self._in_grace():
-                    desired = DesiredState(
-                        desired.vips, desired.trusted, self.datapath.programmed().scheduler
-                    )
+                kept = self.datapath.programmed().scheduler
+                if weights is None and self._in_grace() and kept is not None:
+                    fenced = replace(kept, fenced=True)  # known flows only: nothing new
+                    desired = DesiredState(desired.vips, desired.trusted, fenced)
                 await self.datapath.apply(desired)
                 self.synced_at = time.monotonic()
                 if self.handoff is not None:

@@ -4,6 +4,10 @@
 know whether this node leads right now: the scheduler (its term), the VIP holder (may it answer
 ARP), `VipCustody`. `VipCustody` holds the VIPs through a `VipHolder` and withdraws them
 `margin_s` before the lease could expire anywhere, whatever the election loop is doing.
+
+Static stability (README "Election and VIPs"): a leader that loses etcd keeps its VIPs past its
+lease (`stranded`) until another node announces one of them on the segment (a gratuitous ARP:
+that node holds the lease now) or etcd answers again; only then does it let go.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ class LeaderLease:
     leader_revision: int = 0  # the leader key's create revision: the fencing token; 0: none
     term: int = 0  # the term this node leads, 0 when it does not
     valid_until: float = 0.0  # monotonic: send time of the last refresh + TTL
+    # Static stability: etcd became unreachable while this node led, and no other node has
+    # announced one of its VIPs since. It keeps serving with what it has (RoleManager.step).
+    stranded: bool = False
 
     @property
     def leading(self) -> bool:
@@ -36,8 +43,14 @@ class LeaderLease:
         """True while this node's leader lease surely has not expired anywhere."""
         return self.leading and time.monotonic() < self.valid_until - self.margin_s
 
+    def may_serve(self) -> bool:
+        """Whether this node may answer for its VIPs and place new connections: its lease is
+        surely valid, or it leads stranded from etcd and no one else has claimed a VIP."""
+        return self.valid() or (self.leading and self.stranded)
+
     def current_term(self) -> int:
-        return self.term
+        """The term this node leads and may serve now; 0 otherwise (past its lease, deposed)."""
+        return self.term if self.may_serve() else 0
 
     def take(self, lease: LeaseId, revision: int, term: int, valid_until: float) -> None:
         self.lease, self.leader_revision, self.term = lease, revision, term
@@ -46,6 +59,7 @@ class LeaderLease:
     def drop(self) -> LeaseId | None:
         """Stop leading; return the lease to revoke (None if there was none)."""
         lease, self.lease, self.leader_revision, self.term = self.lease, None, 0, 0
+        self.stranded = False
         return lease
 
 
@@ -85,7 +99,7 @@ class VipCustody:
         if not self.lease.valid():
             return
         await self.holder.hold(vips)
-        if not self.lease.valid():
+        if not self.lease.may_serve():
             # Paused or slowed while plumbing: the lease may have expired meanwhile. The holder
             # answered nothing without it; now take the addresses away too.
             self.held = vips
@@ -102,9 +116,10 @@ class VipCustody:
             log.info("vips_released", vips=sorted(held))
 
     async def watchdog(self, wake: asyncio.Event) -> None:
-        """Withdraw the VIPs before the lease could expire, whatever the loop is doing."""
+        """Withdraw the VIPs before the lease could expire (unless stranded from etcd),
+        whatever the loop is doing."""
         while True:
-            if self.held and not self.lease.valid():
+            if self.held and not self.lease.may_serve():
                 await self.release()
                 wake.set()
             await asyncio.sleep(self.lease.margin_s / 2)

@@ -85,10 +85,18 @@ def open_socket(ifname: str) -> socket.socket:
 
 
 class ArpResponder:
-    """Answers ARP requests on one interface for the addresses `answer(tpa)` accepts."""
+    """Answers ARP requests on one interface for the addresses `answer(tpa)` accepts, and tells
+    `heard(spa, sha)` of every ARP message another station sends from an address (a gratuitous
+    ARP or a reply: who claims that address now)."""
 
-    def __init__(self, ifname: str, mac: bytes, answer: Callable[[str], bool]) -> None:
-        self.ifname, self.mac, self.answer = ifname, mac, answer
+    def __init__(
+        self,
+        ifname: str,
+        mac: bytes,
+        answer: Callable[[str], bool],
+        heard: Callable[[str, bytes], None] = lambda spa, sha: None,
+    ) -> None:
+        self.ifname, self.mac, self.answer, self.heard = ifname, mac, answer, heard
         self.sock = open_socket(ifname)
         self.replies = 0
         asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
@@ -104,6 +112,8 @@ class ArpResponder:
             if addr[2] == PACKET_OUTGOING:
                 continue
             msg = parse(frame)
+            if msg is not None and msg.sha != self.mac and msg.spa != "0.0.0.0":
+                self.heard(msg.spa, msg.sha)
             if msg is not None and msg.op == REQUEST and self.answer(msg.tpa):
                 with contextlib.suppress(OSError):
                     self.sock.send(reply_to(msg, self.mac))

@@ -27,6 +27,7 @@ MAPS = (
     STATS_MAP,
     PLACED_MAP,
 )
+COUNTER_MAPS = (STATS_MAP, PLACED_MAP)  # replaced, not refused, when their shape changes
 # Key and value sizes of every map, as datapath/bpf/tcphop.bpf.c declares them (a test checks
 # them, and the structs' field offsets, against the compiled object's BTF).
 ADDR_SIZE = 4  # an IPv4 address, network order
@@ -60,6 +61,7 @@ RING_SIZE = 65_537
 MAX_SERVICES = 16
 MAX_BACKENDS = 1024
 VIP_L7 = 1
+VIP_FENCED = 2  # this node no longer leads: forward known flows only, place nothing new
 FLOW_CLOSING = 0x8000_0000  # the client sent FIN or RST on the flow
 FLOW_INDEX = 0x7FFF_FFFF
 
@@ -79,14 +81,15 @@ class Stat(IntEnum):
     LOCAL = 11
     VIP_REPLY = 12
     DECAP_NOT_MINE = 13
+    FENCED = 14  # a new connection reached a deposed leader's scheduler: dropped
 
 
 def vip_key(addr: str, port: int) -> bytes:
     return socket.inet_aton(addr) + struct.pack("!H", port) + b"\0\0"
 
 
-def vip_meta(service: int, l7: bool) -> bytes:
-    return struct.pack("<II", service, VIP_L7 if l7 else 0)
+def vip_meta(service: int, l7: bool, fenced: bool = False) -> bytes:
+    return struct.pack("<II", service, (VIP_L7 if l7 else 0) | (VIP_FENCED if fenced else 0))
 
 
 def flow_key(src: str, dst: str, sport: int, dport: int) -> bytes:

@@ -14,6 +14,7 @@ import os
 import platform
 import shutil
 import stat
+import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,9 @@ class _TestRunOpts(ctypes.Structure):
     ]
 
 
+_MAP_INFO_SIZE = 88  # struct bpf_map_info: type, id, key_size, value_size, max_entries, ...
+
+
 def _lib() -> ctypes.CDLL:
     try:
         lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
@@ -82,6 +86,9 @@ def _lib() -> ctypes.CDLL:
         voidp,
     ]
     lib.bpf_map__set_pin_path.argtypes = [voidp, ctypes.c_char_p]
+    lib.bpf_map__max_entries.argtypes = [voidp]
+    lib.bpf_obj_get.argtypes = [ctypes.c_char_p]
+    lib.bpf_obj_get_info_by_fd.argtypes = [ctypes.c_int, voidp, ctypes.POINTER(ctypes.c_uint32)]
     lib.bpf_prog_test_run_opts.argtypes = [ctypes.c_int, ctypes.POINTER(_TestRunOpts)]
     lib.libbpf_num_possible_cpus.argtypes = []
     return lib
@@ -156,12 +163,14 @@ class BpfObject:
 
     With `pin_dir` (a directory on a bpf filesystem), the maps named in `pinned` are pinned
     there: a later load reuses them (same contents, so flows survive a restart) or, when a
-    pinned map no longer matches its definition, fails with the path to remove.
+    pinned map no longer matches its definition, fails with the path to remove (or, for the
+    maps in `replaceable`, counters only, pins a new one).
     """
 
     path: Path
     pin_dir: Path | None = None
     pinned: tuple[str, ...] = ()
+    replaceable: tuple[str, ...] = ()  # pinned counters a changed definition may replace
     _obj: int = 0
 
     def __post_init__(self) -> None:
@@ -177,6 +186,8 @@ class BpfObject:
                 found = self.lib.bpf_object__find_map_by_name(obj, name.encode())
                 if not found:
                     raise BpfError(f"no map {name!r} in {self.path.name}")
+                if name in self.replaceable:
+                    self._unpin_if_changed(found, self.pin_dir / name)
                 if self.lib.bpf_map__set_pin_path(found, str(self.pin_dir / name).encode()):
                     raise _fail(f"cannot pin map {name} at {self.pin_dir}")
             if self.lib.bpf_object__load(obj) != 0:
@@ -189,6 +200,30 @@ class BpfObject:
         except BaseException:
             self.close()
             raise
+
+    def _unpin_if_changed(self, found: int, pin: Path) -> None:
+        """A pinned map of counters whose shape changed (a newer program counts more) is
+        unpinned, so the load makes a new one: counters restart, flows are untouched."""
+        if not pin.exists():
+            return
+        fd = self.lib.bpf_obj_get(str(pin).encode())
+        if fd < 0:
+            return
+        info = ctypes.create_string_buffer(_MAP_INFO_SIZE)
+        size = ctypes.c_uint32(_MAP_INFO_SIZE)
+        try:
+            if self.lib.bpf_obj_get_info_by_fd(fd, info, ctypes.byref(size)) != 0:
+                return
+        finally:
+            os.close(fd)
+        _, _, key, value, entries = struct.unpack_from("<5I", info.raw)
+        wanted = (
+            int(self.lib.bpf_map__key_size(found)),
+            int(self.lib.bpf_map__value_size(found)),
+            int(self.lib.bpf_map__max_entries(found)),
+        )
+        if (key, value, entries) != wanted:
+            pin.unlink()
 
     def prog_fd(self, name: str) -> int:
         prog = self.lib.bpf_object__find_program_by_name(self._obj, name.encode())

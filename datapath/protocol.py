@@ -28,6 +28,9 @@ class VipService:
 class SchedulerTables:
     backends: tuple[tuple[str, str], ...]  # (node, address) of every server a ring may name
     services: tuple[VipService, ...]
+    # A deposed leader's tables, kept for the stale-ARP window: packets of known flows are
+    # forwarded, new connections are dropped (the client's retry reaches the new leader).
+    fenced: bool = False
 
 
 @dataclass(frozen=True, slots=True)

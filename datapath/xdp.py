@@ -94,7 +94,7 @@ class XdpDatapath:
         ensure_bpf_fs(self.pin_dir.parent)
         self.pin_dir.mkdir(parents=True, exist_ok=True)
         reused = (self.pin_dir / layout.FLOWS_MAP).exists()
-        self.obj = BpfObject(build(), self.pin_dir, layout.MAPS)
+        self.obj = BpfObject(build(), self.pin_dir, layout.MAPS, layout.COUNTER_MAPS)
         self._recover()
         self.bpf.update(layout.CONFIG_MAP, layout.u32(0), socket.inet_aton(self.address))
         await netlink.attach_xdp(self.uplink, self.bpf.prog_fd(layout.PROG), self.generic)
@@ -186,9 +186,8 @@ class XdpDatapath:
         for service in tables.services:
             index = self._ring_index(service)
             await self._write_ring(index, service, address_of)
-            self.bpf.update(
-                layout.VIPS_MAP, layout.vip_key(*service.key), layout.vip_meta(index, service.l7)
-            )
+            meta = layout.vip_meta(index, service.l7, tables.fenced)
+            self.bpf.update(layout.VIPS_MAP, layout.vip_key(*service.key), meta)
 
     def _ring_index(self, service: VipService) -> int:
         if service.key not in self.service_index:

@@ -1,12 +1,13 @@
 """The lab's life cycle: a whole tcphop cluster on one machine, in network namespaces.
 
 `up` builds a `RoutedLab` (client, router, nodes over at least two subnets), mounts a bpf
-filesystem for the nodes' pinned maps, starts an embedded etcd in the router's namespace and,
-in each node's namespace, one tcphopd (XDP datapath on eth0, native mode by default) and the
-HTTP test service bound to the lab's VIP. Processes get sessions of their own so they outlive the
-command; everything made is recorded in `<dir>/lab.json` as it is made. `down` stops exactly
-those processes (checking each PID still runs the command the lab started, so a reused PID is
-never killed), deletes exactly those namespaces and links, unmounts, and removes its files.
+filesystem for the nodes' pinned maps, starts the lab's etcd (lab/etcd.py: one member on the
+router, or a 3- or 5-member cluster in namespaces of their own) and, in each node's namespace,
+one tcphopd (XDP datapath on eth0, native mode by default) and the HTTP test service bound to
+the lab's VIP. Processes get sessions of their own so they outlive the command; everything made
+is recorded in `<dir>/lab.json` as it is made. `down` stops exactly those processes (checking
+each PID still runs the command the lab started, so a reused PID is never killed), deletes
+exactly those namespaces and links, unmounts, and removes its files.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from cluster.model import (
     ServiceSpec,
 )
 from cluster.pki import certificate
-from cluster.store.embedded import EmbeddedEtcd
 from cluster.tls import Access, TlsFiles
 from datapath.libbpf import BpfError
+from lab import etcd as lab_etcd
 from lab.netns import VIP_SEGMENT, RoutedLab, netns_available, node_command
 from lab.state import (
     DEMO_FILE,
@@ -106,7 +107,7 @@ def start_node(state: LabState, i: int) -> LabProcess:
     endpoint = f"{lab.node_ip(i)}:{API_PORT}"
     cmd = node_command(
         node,
-        state.etcd.endpoint,
+        state.etcd_url,
         endpoint,
         uplink="eth0",
         bpf_pin_dir=str(Path(state.directory) / "bpf" / node),
@@ -150,7 +151,7 @@ class LabError(Exception):
     pass
 
 
-def make_pki(directory: Path, lab: RoutedLab) -> TlsFiles:
+def make_pki(directory: Path, lab: RoutedLab, etcd_hosts: tuple[str, ...]) -> TlsFiles:
     """The lab's CA under <dir>/pki: a node certificate per node, admin and reader client
     certificates, and etcd's server certificate (returned, for etcd)."""
     pki = directory / PKI_DIR
@@ -158,7 +159,7 @@ def make_pki(directory: Path, lab: RoutedLab) -> TlsFiles:
         certificate(pki, f"n{i}", Access.NODE, f"n{i}", (lab.node_ip(i),), "tcphop lab CA")
     for access in (Access.ADMIN, Access.READER):
         certificate(pki, str(access), access)
-    return certificate(pki, "etcd", None, sans=(lab.gateway(2),))
+    return certificate(pki, "etcd", None, sans=etcd_hosts)
 
 
 def up(
@@ -167,11 +168,14 @@ def up(
     xdp_mode: str = "native",
     secure: bool = True,
     progress: Callable[[str], None] = lambda line: None,
+    etcd_members: int = 1,
 ) -> LabState:
     """Build the lab and start everything; raise LabError if a lab already runs there.
     `progress` hears one line per step."""
     if not 1 <= nodes <= 16:
         raise LabError(f"--nodes: {nodes} is not in 1..16")
+    if etcd_members not in lab_etcd.MEMBER_COUNTS:
+        raise LabError(f"--etcd-members: {etcd_members} is not one of 1, 3, 5")
     if xdp_mode not in ("native", "generic"):
         raise LabError(f"--xdp-mode: {xdp_mode!r} is not one of native, generic")
     existing = LabState.load(directory)
@@ -195,17 +199,17 @@ def up(
         subprocess.run(["mount", "-t", "bpf", "bpf", str(bpf)], check=True, capture_output=True)
         state.mounts.append(str(bpf))
         state.save()
-        etcd = EmbeddedEtcd(
-            directory / "etcd", host=lab.gateway(2), client_port=2379, peer_port=2380,
-            netns=lab.ns("r"), tls=make_pki(directory, lab) if secure else None,
-        )  # fmt: skip
-        etcd.start(detach=True)
-        assert etcd.process is not None
-        state.etcd = LabProcess(
-            "etcd", etcd.process.pid, str(directory / "etcd" / "data"), etcd.url
-        )
-        state.save()
-        progress(f"etcd up at {etcd.url}" + (" (TLS, lab CA)" if secure else " (plaintext)"))
+        tls = make_pki(directory, lab, lab_etcd.hosts(lab, etcd_members)) if secure else None
+
+        def record(member: LabProcess) -> None:
+            if state.etcd is None:
+                state.etcd = member
+            else:
+                state.etcd_peers.append(member)
+            state.save()
+
+        lab_etcd.start(lab, directory, etcd_members, tls, record)
+        progress(f"etcd up at {state.etcd_url}" + (" (TLS, lab CA)" if secure else " (plaintext)"))
         for i in range(1, nodes + 1):
             state.services.append(start_service(state, i))
             state.services.append(start_app(state, i))

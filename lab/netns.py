@@ -221,6 +221,7 @@ def free_net() -> str:
 
 
 VIP_SEGMENT = 2  # the subnet of the nodes that can hold the VIP (n1, n2)
+ETCD_SUBNET = 5  # a multi-member etcd's members, each in its own namespace
 
 
 @dataclass
@@ -232,6 +233,7 @@ class RoutedLab(Topology):
         router br2 10.A.2.1/24 -- n1 10.A.2.11, n2 10.A.2.12   (the schedulers' segment)
         router br3 10.A.3.1/24 -- n3 10.A.3.13, n5 ...
         router br4 10.A.4.1/24 -- n4 10.A.4.14, n6 ...
+        router br5 10.A.5.1/24 -- etcd e1 10.A.5.21, e2 .22, e3 .23   (--etcd-members 3)
 
     The VIPs (10.A.100.x) are on-link on br2: the router ARPs for them there, so the leader (n1
     or n2) answers. Servers answer clients straight through the router (rp_filter off there).
@@ -322,6 +324,23 @@ class RoutedLab(Topology):
             ns = self._add_ns(f"n{i}")
             self._veth(ns, self.port_to(i), self.node_ip(i), self.gateway(self.subnet(i)))
             ip("link", "set", self.port_to(i), "master", f"br{self.subnet(i)}", netns=r)
+
+    def etcd_ns(self, k: int) -> str:
+        return self.ns(f"e{k}")
+
+    def etcd_ip(self, k: int) -> str:
+        """etcd member k of a multi-member lab: its own namespace on the router's br5."""
+        return f"{self.net}.{ETCD_SUBNET}.{20 + k}"
+
+    def add_etcd_members(self, count: int) -> None:
+        r = self.ns("r")
+        ip("link", "add", f"br{ETCD_SUBNET}", "type", "bridge", netns=r)
+        ip("addr", "add", f"{self.gateway(ETCD_SUBNET)}/24", "dev", f"br{ETCD_SUBNET}", netns=r)
+        ip("link", "set", f"br{ETCD_SUBNET}", "up", netns=r)
+        for k in range(1, count + 1):
+            ns = self._add_ns(f"e{k}")
+            self._veth(ns, f"pe{k}", self.etcd_ip(k), self.gateway(ETCD_SUBNET))
+            ip("link", "set", f"pe{k}", "master", f"br{ETCD_SUBNET}", netns=r)
 
     def native_xdp_wire(self) -> None:
         """Make the veths carry native XDP_TX: an XDP_PASS program on the router's end of the

@@ -68,12 +68,13 @@ class LabState:
     net: str
     size: int
     xdp_mode: str = "native"
-    etcd: LabProcess | None = None
+    etcd: LabProcess | None = None  # the first etcd member
     nodes: list[LabProcess] = field(default_factory=list)
     services: list[LabProcess] = field(default_factory=list)
     created: list[str] = field(default_factory=list)  # namespaces and links, in order
     mounts: list[str] = field(default_factory=list)
     created_at_unix_s: float = field(default_factory=time.time)
+    etcd_peers: list[LabProcess] = field(default_factory=list)  # the other etcd members
 
     @property
     def lab(self) -> RoutedLab:
@@ -96,12 +97,21 @@ class LabState:
         return TlsFiles(pki / "ca.crt", pki / f"{name}.crt", pki / f"{name}.key")
 
     @property
+    def etcd_url(self) -> str:
+        """The etcd endpoints nodes and tools use (comma-separated)."""
+        return ",".join(m.endpoint for m in self.etcd_members)
+
+    @property
+    def etcd_members(self) -> list[LabProcess]:
+        return [self.etcd, *self.etcd_peers] if self.etcd else []
+
+    @property
     def endpoints(self) -> list[str]:
         return [n.endpoint for n in self.nodes]
 
     @property
     def processes(self) -> list[LabProcess]:
-        return [*self.nodes, *self.services, *([self.etcd] if self.etcd else [])]
+        return [*self.nodes, *self.services, *self.etcd_members]
 
     def save(self) -> None:
         Path(self.directory, STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
@@ -122,6 +132,7 @@ class LabState:
                 doc["created"],
                 doc["mounts"],
                 doc["created_at_unix_s"],
+                [LabProcess(**m) for m in doc.get("etcd_peers", [])],
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None

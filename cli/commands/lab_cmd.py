@@ -63,9 +63,23 @@ def lab_group() -> None:
 @click.option(
     "--insecure", is_flag=True, help="No PKI: plaintext etcd, nodes with --insecure (benchmarks)."
 )
+@click.option(
+    "--etcd-members",
+    default=1,
+    show_default=True,
+    type=click.Choice(["1", "3", "5"]),
+    help="1: etcd on the router; 3 or 5: a real etcd cluster, each member in its own namespace.",
+)
 @dir_option
 @pass_ctx
-def up(ctx: Context, nodes: int, xdp_mode: str, insecure: bool, directory: Path | None) -> None:
+def up(
+    ctx: Context,
+    nodes: int,
+    xdp_mode: str,
+    insecure: bool,
+    etcd_members: str,
+    directory: Path | None,
+) -> None:
     """Build the lab in network namespaces: client, router, NODES nodes over two or more
     subnets, etcd, tcphopd (XDP) and the HTTP test service on every node; n1 is designated
     primary, n2 backup."""
@@ -76,7 +90,9 @@ def up(ctx: Context, nodes: int, xdp_mode: str, insecure: bool, directory: Path 
         click.echo(f"[{time.monotonic() - started:5.1f} s] {line}", err=True)
 
     try:
-        state = lab.up(where, nodes, xdp_mode, secure=not insecure, progress=progress)
+        state = lab.up(
+            where, nodes, xdp_mode, not insecure, progress, etcd_members=int(etcd_members)
+        )
     except LabError as e:
         raise CliError(str(e)) from None
 
@@ -94,28 +110,21 @@ def up(ctx: Context, nodes: int, xdp_mode: str, insecure: bool, directory: Path 
         raise CliError(
             f"only {len(alive)} of {nodes} nodes registered within 20 s; see {where / 'logs'}"
         )
+    _summary(state, where, time.monotonic() - started)
+
+
+def _summary(state: lab.LabState, where: Path, took_s: float) -> None:
     assert state.etcd is not None
     net = state.lab
     click.echo(
-        f"lab up in {where} in {time.monotonic() - started:.1f} s: etcd {state.etcd.endpoint}, "
-        f"{nodes} nodes ({xdp_mode} XDP), VIP {state.vip}"
+        f"lab up in {where} in {took_s:.1f} s: etcd {state.etcd_url}, "
+        f"{state.size} nodes ({state.xdp_mode} XDP), VIP {state.vip}"
     )
-    click.echo(
-        table(
-            [
-                [
-                    n.name,
-                    n.pid,
-                    n.endpoint,
-                    n.http,
-                    f"{net.net}.{net.subnet(i)}.0/24",
-                    net.node_ns(i),
-                ]
-                for i, n in enumerate(state.nodes, 1)
-            ],
-            ("NODE", "PID", "ENDPOINT", "METRICS/HEALTH", "SUBNET", "NAMESPACE"),
-        )
-    )
+    rows = [
+        [n.name, n.pid, n.endpoint, n.http, f"{net.net}.{net.subnet(i)}.0/24", net.node_ns(i)]
+        for i, n in enumerate(state.nodes, 1)
+    ]
+    click.echo(table(rows, ("NODE", "PID", "ENDPOINT", "METRICS/HEALTH", "SUBNET", "NAMESPACE")))
     click.echo(
         f"\nclient namespace {net.ns('c')} ({net.client_ip}); router {net.ns('r')}.\n"
         f"Try: ip netns exec {net.ns('c')} curl http://{state.vip}/ (after `lab demo`, or "

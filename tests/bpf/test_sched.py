@@ -174,3 +174,29 @@ def test_replies_from_a_vip_are_counted_and_passed(prog: BpfObject) -> None:
     before = stat(prog, Stat.VIP_REPLY)
     assert prog.test_run(layout.PROG, reply) == (XDP_PASS, reply)
     assert stat(prog, Stat.VIP_REPLY) == before + 1
+
+
+def test_fenced_tables_forward_known_flows_and_drop_new_connections(prog: BpfObject) -> None:
+    """A deposed leader's tables (VIP_FENCED): existing flows go on, nothing new is placed."""
+    known = server_of(prog.test_run(layout.PROG, packet(45000))[1])
+    placed = layout.PLACED_KEY_SIZE
+    counted = sum(
+        prog.percpu_sum(layout.PLACED_MAP, k) for k in prog.keys(layout.PLACED_MAP, placed)
+    )
+    prog.update(layout.VIPS_MAP, layout.vip_key(VIP, 80), layout.vip_meta(0, False, fenced=True))
+    try:
+        before = stat(prog, Stat.FENCED)
+        verdict, out = prog.test_run(layout.PROG, packet(45000, flags=0x10))
+        assert (verdict, server_of(out)) == (XDP_TX, known)
+        for flags in (0x02, 0x10):  # a new SYN, and a stray ACK of no known flow
+            assert prog.test_run(layout.PROG, packet(45001, flags=flags))[0] == XDP_DROP
+        assert stat(prog, Stat.FENCED) == before + 2
+        assert prog.lookup(layout.FLOWS_MAP, layout.flow_key(CLIENT, VIP, 45001, 80), 4) is None
+    finally:
+        prog.update(layout.VIPS_MAP, layout.vip_key(VIP, 80), layout.vip_meta(0, l7=False))
+    assert placed_total(prog) == counted  # nothing placed while fenced
+
+
+def placed_total(prog: BpfObject) -> int:
+    keys = prog.keys(layout.PLACED_MAP, layout.PLACED_KEY_SIZE)
+    return sum(prog.percpu_sum(layout.PLACED_MAP, k) for k in keys)

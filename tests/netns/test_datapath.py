@@ -3,6 +3,7 @@ removes, and tcphopd refusing a datapath address that is not the uplink's."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -12,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from datapath import layout
 from lab.netns import ip, netns_available
 from tests.conftest import load_bpf, need
 from tests.contract.datapath_cases import CASES
 
 pytestmark = [pytest.mark.netns, pytest.mark.bpf]
+BPF_MAP_TYPE_PERCPU_ARRAY = 6
 SCRIPT = """
 import asyncio, json, sys
 from pathlib import Path
@@ -112,6 +115,9 @@ def test_programmed_state_survives_a_restart_and_teardown_removes_everything(
     assert {"encapsulated", "decapsulated", "untrusted", "vip_reply"} <= set(result["stats"])
     assert xdp_attached(ns)  # left attached when the process is gone
     assert "lo:tcphop" in ip("addr", "show", "dev", "lo", netns=ns)
+    # An older program's counters (one reason fewer) are pinned: replaced, not refused.
+    (pins / "n1" / "stats").unlink()
+    pin_percpu_array(pins / "n1" / "stats", entries=len(layout.Stat) - 1)
     again = run_in(ns, sys.executable, "-c", SCRIPT, address, vip, str(pins / "n1"), "keep")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout.splitlines()[-1])["lookup"] == "n1"  # the flow survived
@@ -147,3 +153,17 @@ def test_xdp_keeps_the_datapath_contract(node: tuple[str, str, Path]) -> None:
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout.splitlines()[-1])
     assert results == {case.__name__: "ok" for case in CASES}
+
+
+def pin_percpu_array(path: Path, entries: int) -> None:
+    """Pin a per-CPU array of u64 counters at `path` (the shape of an older `stats` map)."""
+    lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
+    lib.bpf_map_create.argtypes = (
+        [ctypes.c_int, ctypes.c_char_p] + [ctypes.c_uint32] * 3 + [ctypes.c_void_p]
+    )
+    fd = lib.bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, b"stats", 4, 8, entries, None)
+    assert fd >= 0, os.strerror(ctypes.get_errno())
+    try:
+        assert lib.bpf_obj_pin(fd, str(path).encode()) == 0, os.strerror(ctypes.get_errno())
+    finally:
+        os.close(fd)

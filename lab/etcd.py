@@ -1,0 +1,70 @@
+"""The lab's etcd: one member on the router (the quick default), or a real cluster of 3 or 5
+members, each in its own namespace on the router's br5 with its own address, so that a member,
+the etcd leader or the quorum can be lost (the chaos suite, bench/chaos.py).
+
+Timings (cluster/store/embedded.py): heartbeat 25 ms, election timeout 250 ms, so a 1 s lease is
+granted as 1 s and a lost etcd leader is replaced within about 0.5 s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from cluster.store.embedded import EmbeddedEtcd
+from cluster.tls import TlsFiles
+from lab.netns import RoutedLab
+from lab.state import LabProcess
+
+CLIENT_PORT, PEER_PORT = 2379, 2380
+MEMBER_COUNTS = (1, 3, 5)
+
+
+def members(
+    lab: RoutedLab, directory: Path, count: int, tls: TlsFiles | None
+) -> list[EmbeddedEtcd]:
+    """The etcd members of a lab (not started)."""
+    if count == 1:
+        return [EmbeddedEtcd(directory / "etcd", host=lab.gateway(2), client_port=CLIENT_PORT,
+                             peer_port=PEER_PORT, netns=lab.ns("r"), tls=tls)]  # fmt: skip
+    made = [
+        EmbeddedEtcd(directory / "etcd" / f"e{k}", host=lab.etcd_ip(k), client_port=CLIENT_PORT,
+                     peer_port=PEER_PORT, name=f"e{k}", netns=lab.etcd_ns(k), tls=tls)
+        for k in range(1, count + 1)
+    ]  # fmt: skip
+    cluster = ",".join(f"{m.name}={m.peer_url}" for m in made)
+    for m in made:
+        m.initial_cluster = cluster
+    return made
+
+
+def hosts(lab: RoutedLab, count: int) -> tuple[str, ...]:
+    """The addresses etcd's certificate must name."""
+    return (lab.gateway(2),) if count == 1 else tuple(lab.etcd_ip(k) for k in range(1, count + 1))
+
+
+def start(
+    lab: RoutedLab,
+    directory: Path,
+    count: int,
+    tls: TlsFiles | None,
+    started: Callable[[LabProcess], None],
+) -> list[LabProcess]:
+    """Start every member (detached: they outlive clusterctl), then wait until each is healthy;
+    `started` hears of each process as soon as it runs (the lab records it for `down`)."""
+    if count not in MEMBER_COUNTS:
+        raise ValueError(f"--etcd-members: {count} is not one of 1, 3, 5")
+    if count > 1:
+        lab.add_etcd_members(count)
+    made = members(lab, directory, count, tls)
+    procs = []
+    for m in made:
+        m.start(detach=True, wait=False)
+        assert m.process is not None
+        name = m.name if count > 1 else "etcd"
+        proc = LabProcess(name, m.process.pid, str(m.data_dir / "data"), m.url)
+        started(proc)
+        procs.append(proc)
+    for m in made:
+        m.wait_healthy()
+    return procs
