@@ -4,7 +4,8 @@
 #   ./run.sh test    run every test (real etcd, real tcphopd processes, network namespaces)
 # Also: ./run.sh setup (install only), ./run.sh check (lint, types, import rules, generated code),
 #       ./run.sh down,
-#       ./run.sh bench (the hop benchmark: installs wrk, haproxy and bpftool)
+#       ./run.sh bench (the hop benchmark: installs wrk, haproxy and bpftool),
+#       ./run.sh chaos (faults under load, bench/chaos.py)
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
@@ -15,6 +16,7 @@ setup() {
   command -v curl >/dev/null || need+=(curl)
   command -v ip >/dev/null || need+=(iproute2)
   command -v ethtool >/dev/null || need+=(ethtool)
+  command -v nft >/dev/null || need+=(nftables)  # the chaos suite and split-brain tests
   command -v clang >/dev/null || need+=(clang llvm)
   [[ -f /usr/include/bpf/libbpf.h ]] || need+=(libbpf-dev)
   if ((${#need[@]})); then
@@ -46,6 +48,7 @@ case "${1:-}" in
     done
     "$VENV/bin/python" bench/hop.py "${@:2}"
     ;;
+  chaos) setup; "$VENV/bin/python" bench/chaos.py "${@:2}" ;;
   test) setup; shift; exec "$VENV/bin/python" -m pytest "$@" ;;
   check)
     setup
@@ -55,5 +58,5 @@ case "${1:-}" in
     "$VENV/bin/mypy"
     "$VENV/bin/lint-imports" --no-cache
     ;;
-  *) echo "usage: $0 demo|test|setup|check|down|bench" >&2; exit 64 ;;
+  *) echo "usage: $0 demo|test|setup|check|down|bench|chaos" >&2; exit 64 ;;
 esac

@@ -99,6 +99,8 @@ async def run(cfg: DaemonConfig) -> int:
     )
     if isinstance(vips, TunVipHolder):
         vips.on_claim = roles.vip_claimed
+    if forwarder is not None:
+        roles.on_deposed = forwarder.deposed
     parts = Parts(state, store, scheduler, membership, roles, forwarder, vips, stop, lag)
     try:
         return await _serve(cfg, parts)

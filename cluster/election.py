@@ -73,6 +73,7 @@ class RoleManager:
         self.keepalive = Histogram()  # leader lease refresh round trips
         self.read_at = 0.0  # monotonic: the last cycle that could read etcd (cluster/health.py)
         self.claimed = False  # another node announced one of our VIPs past our lease
+        self.on_deposed: Callable[[], None] = lambda: None  # the forwarder fences its tables
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -112,6 +113,7 @@ class RoleManager:
             await self._act(decision, view)
         except (StoreError, TimeoutError) as e:
             log.warning("election_action_failed", action=str(decision.action), reason=str(e))
+            await self._strand()
         return decision
 
     async def _strand(self) -> None:
@@ -141,9 +143,11 @@ class RoleManager:
     def vip_claimed(self, vip: str, mac: bytes) -> None:
         """Another node announced `vip` on the segment (datapath/vip.py hears it). Past this
         node's lease that is a new leader: stop serving at once (the loop resigns)."""
-        if not self.leader.leading or self.leader.valid():
-            if self.leader.valid():
-                log.warning("vip_claimed_while_leading", vip=vip, by=mac.hex(":"))
+        if self.leader.valid():
+            log.warning("vip_claimed_while_leading", vip=vip, by=mac.hex(":"))
+            return
+        self.on_deposed()
+        if not self.leader.leading:
             return
         self.claimed, self.leader.stranded = True, False
         log.warning("vip_claimed", vip=vip, by=mac.hex(":"), term=self.leader.term)
@@ -207,7 +211,8 @@ class RoleManager:
             await self._resign("the leader lease expired", "lease_expired")
             return
         except (StoreError, TimeoutError) as e:
-            log.warning("lease_refresh_failed", reason=str(e))
+            log.warning("lease_refresh_failed", reason=str(e) or type(e).__name__)
+            await self._strand()  # before the lease lapses: the watchdog must not withdraw
             return
         ops: list[Put | Delete] = []
         assert view.leader is not None

@@ -10,14 +10,16 @@ possible backend.
 as the architecture asks: before the VIPs are announced, the new leader reads the connections
 every node serves (`Datapath.ListConnections`), programs its tables and pins those connections to
 their servers, so no established connection is sent elsewhere by the ring. After losing the
-lead, the last tables stay programmed for STEP_DOWN_GRACE_S, fenced: packets of known flows that a
-stale ARP entry still sends here are forwarded rather than reset, and new connections are
-dropped (the client's SYN retry reaches the new leader) rather than placed by a deposed leader.
+lead, the last tables stay programmed for STEP_DOWN_GRACE_S: packets a stale ARP entry still
+sends here are forwarded rather than reset. Once another node leads (etcd says so, or its
+gratuitous ARP is heard) they are fenced: known flows are forwarded, new connections dropped
+(the client's SYN retry reaches the new leader) rather than placed by a deposed leader.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import replace
 
@@ -88,6 +90,7 @@ class Forwarder:
         self.leading = False
         self.stepped_down_at: float | None = None
         self.synced_at = 0.0  # monotonic: the last time the datapath matched etcd
+        self.other_leads = False  # since stepping down: another node leads (fence the tables)
         self.lock = asyncio.Lock()
         self.wake = asyncio.Event()
 
@@ -137,18 +140,43 @@ class Forwarder:
         async with self.lock:
             try:
                 snap = await self.state.snapshot()
+                if snap.leader is not None and snap.leader.node_id != self.node_id:
+                    self.other_leads = True
                 weights = await self.scheduler.service_weights(snap) if self.leading else None
                 desired = desired_state(snap, weights)
-                kept = self.datapath.programmed().scheduler
-                if weights is None and self._in_grace() and kept is not None:
-                    fenced = replace(kept, fenced=True)  # known flows only: nothing new
-                    desired = DesiredState(desired.vips, desired.trusted, fenced)
+                if weights is None and (kept := self._grace_tables()) is not None:
+                    desired = DesiredState(desired.vips, desired.trusted, kept)
                 await self.datapath.apply(desired)
                 self.synced_at = time.monotonic()
                 if self.handoff is not None:
                     await self.handoff.update(snap, self.leading)
-            except (StoreError, DatapathError, ValidationError, OSError) as e:
+            except StoreError as e:
                 log.warning("datapath_sync_failed", reason=str(e))
+                await self._fence_without_etcd()
+            except (DatapathError, ValidationError, OSError) as e:
+                log.warning("datapath_sync_failed", reason=str(e))
+
+    def _grace_tables(self) -> SchedulerTables | None:
+        """After stepping down: the last tables, for packets a stale ARP entry still sends
+        here; fenced (known flows only) once another node leads, unfenced until then (a
+        planned handover's gap places rather than drops)."""
+        kept = self.datapath.programmed().scheduler
+        if kept is None or not self._in_grace():
+            return None
+        return replace(kept, fenced=True) if self.other_leads else kept
+
+    async def _fence_without_etcd(self) -> None:
+        """A deposed leader that cannot reach etcd still fences what it programmed."""
+        kept, current = self._grace_tables(), self.datapath.programmed()
+        if kept is not None and kept != current.scheduler:
+            with contextlib.suppress(DatapathError, OSError):
+                await self.datapath.apply(replace(current, scheduler=kept))
+
+    def deposed(self) -> None:
+        """Another node announced a VIP (datapath/vip.py heard it): fence at once."""
+        if not self.leading and not self.other_leads:
+            self.other_leads = True
+            self.wake.set()
 
     def handoff_left_s(self) -> float:
         if self.stepped_down_at is None:
@@ -164,7 +192,7 @@ class Forwarder:
     # VipHolder: the election calls these.
     async def hold(self, vips: frozenset[str]) -> None:
         if not self.leading:
-            self.leading, self.stepped_down_at = True, None
+            self.leading, self.stepped_down_at, self.other_leads = True, None, False
             started = time.monotonic()
             await self.sync()
             recovered = await self._recover_flows()

@@ -33,6 +33,7 @@ class TunVipHolder:
         self.on_claim: Callable[[str, bytes], None] = lambda vip, mac: None
         self.tun = f"thv{os.getpid() % 1_000_000}"
         self.held: frozenset[str] = frozenset()
+        self.released: frozenset[str] = frozenset()  # held last, until the next hold
         self._fd: int | None = None
         self._responder: ArpResponder | None = None
         self._restore: dict[str, str] = {}
@@ -51,7 +52,7 @@ class TunVipHolder:
         return address in self.held and self.is_valid()
 
     def _heard(self, address: str, mac: bytes) -> None:
-        if address in self.held:
+        if address in self.held or address in self.released:
             self.on_claim(address, mac)
 
     async def hold(self, vips: frozenset[str]) -> None:
@@ -69,7 +70,7 @@ class TunVipHolder:
             for vip in sorted(added):
                 self._responder.announce(vip)
             await asyncio.sleep(CLAIM_SETTLE_S)
-        self.held = vips
+        self.held, self.released = vips, frozenset()
         for vip in sorted(added):
             self._announce(vip)
 
@@ -83,6 +84,7 @@ class TunVipHolder:
             self._responder.announce(vip)
 
     async def release(self) -> None:
+        self.released = self.held or self.released  # a claim of these still concerns us
         self.held = frozenset()  # stop answering first
         if self._fd is not None:
             for vip in await netlink.addresses(self.tun):

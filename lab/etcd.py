@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from cluster.store.embedded import EmbeddedEtcd
+from cluster.store.embedded import EmbeddedEtcd, etcd_binary
 from cluster.tls import TlsFiles
 from lab.netns import RoutedLab
-from lab.state import LabProcess
+from lab.state import LabProcess, LabState
 
 CLIENT_PORT, PEER_PORT = 2379, 2380
 MEMBER_COUNTS = (1, 3, 5)
@@ -68,3 +68,20 @@ def start(
     for m in made:
         m.wait_healthy()
     return procs
+
+
+def restart(state: LabState, k: int, wait_s: float = 0.0) -> LabProcess:
+    """Start member k of a running lab again on its data directory (it rejoins the cluster);
+    wait up to `wait_s` for it to be healthy (a member is only once a quorum runs)."""
+    count = len(state.etcd_members)
+    m = members(state.lab, Path(state.directory), count, state.tls("etcd"))[k - 1]
+    m.start(detach=True, wait=False)
+    assert m.process is not None
+    if wait_s:
+        m.wait_healthy(wait_s)
+    name = m.name if count > 1 else "etcd"
+    return LabProcess(name, m.process.pid, str(m.data_dir / "data"), m.url)
+
+
+def etcdctl_binary() -> Path:
+    return etcd_binary().with_name("etcdctl")
