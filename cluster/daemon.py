@@ -100,7 +100,7 @@ async def run(cfg: DaemonConfig) -> int:
     if isinstance(vips, TunVipHolder):
         vips.on_claim = roles.vip_claimed
     if forwarder is not None:
-        roles.on_deposed = forwarder.deposed
+        roles.on_deposed, forwarder.publish_rings = forwarder.deposed, roles.publish_rings
     parts = Parts(state, store, scheduler, membership, roles, forwarder, vips, stop, lag)
     try:
         return await _serve(cfg, parts)

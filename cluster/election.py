@@ -140,6 +140,23 @@ class RoleManager:
                 await self._refresh()
         log.info("leader_reconnected", term=self.leader.term, lease_valid=self.leader.valid())
 
+    async def publish_rings(
+        self, weights: dict[str, dict[str, int]], stored: dict[str, dict[str, int]]
+    ) -> None:
+        """Store the kernel weights this leader programs, for its successor (persistent keys,
+        written only while this term holds the leader key)."""
+        if not self.leader.valid():
+            return
+        ops: list[Put | Delete] = [
+            Put(self.keys.ring(name), encode({"weights": w}))
+            for name, w in sorted(weights.items())
+            if w and stored.get(name) != w
+        ]
+        ops += [Delete(self.keys.ring(name)) for name in sorted(stored.keys() - weights.keys())]
+        if ops:
+            with contextlib.suppress(StoreError, TimeoutError):
+                await self.fenced(ops)
+
     def vip_claimed(self, vip: str, mac: bytes) -> None:
         """Another node announced `vip` on the segment (datapath/vip.py hears it). Past this
         node's lease that is a new leader: stop serving at once (the loop resigns)."""

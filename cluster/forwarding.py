@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import TypeAlias
 
 import grpc
 import structlog
@@ -42,9 +44,18 @@ from datapath.errors import DatapathError
 from datapath.protocol import Datapath, DesiredState, Flow, SchedulerTables, VipService
 
 log = structlog.get_logger()
+Rings: TypeAlias = dict[str, dict[str, int]]
+
+
+async def _no_publish(weights: Rings, stored: Rings) -> None:
+    return None
+
+
 PERIOD_S = 0.5
 STEP_DOWN_GRACE_S = 5.0
-RECOVERY_TIMEOUT_S = 1.0  # a busy node must still answer; a dead one refuses at once
+# A node that does not answer in time (hung) is not waited for: its connections hash to it
+# anyway, through the ring inherited from the last leader (Scheduler.take_over).
+RECOVERY_TIMEOUT_S = 0.3
 HANDOFF_S = 1.5  # a stopping ex-leader answers ListConnections this long after stepping down
 
 
@@ -53,13 +64,17 @@ def node_address(r: Registration) -> str:
     return parse_hostport(r.endpoint, f"node {r.node_id}'s endpoint")[0]
 
 
-def desired_state(snap: Snapshot, weights: dict[str, dict[str, int]] | None) -> DesiredState:
-    """What this node's datapath should hold; `weights` only on the leader."""
+def desired_state(
+    snap: Snapshot, weights: Rings | None, remembered: dict[str, str] | None = None
+) -> DesiredState:
+    """What this node's datapath should hold; `weights` only on the leader. `remembered`:
+    addresses of nodes gone from etcd that an inherited ring still names (take-over)."""
     vips = frozenset(s.vip for s in snap.services.values())
-    addresses = {n: node_address(r) for n, r in snap.registrations.items()}
-    trusted = frozenset(addresses.values())
+    registered = {n: node_address(r) for n, r in snap.registrations.items()}
+    trusted = frozenset(registered.values())
     if weights is None:
         return DesiredState(vips, trusted)
+    addresses = {**(remembered or {}), **registered}
     services = tuple(
         VipService(
             name,
@@ -91,6 +106,9 @@ class Forwarder:
         self.stepped_down_at: float | None = None
         self.synced_at = 0.0  # monotonic: the last time the datapath matched etcd
         self.other_leads = False  # since stepping down: another node leads (fence the tables)
+        # Stores the leader's rings for its successor (RoleManager.publish_rings, fenced).
+        self.publish_rings: Callable[[Rings, Rings], Awaitable[None]] = _no_publish
+        self.seen: dict[str, str] = {}  # every node's last registered address
         self.lock = asyncio.Lock()
         self.wake = asyncio.Event()
 
@@ -143,7 +161,11 @@ class Forwarder:
                 if snap.leader is not None and snap.leader.node_id != self.node_id:
                     self.other_leads = True
                 weights = await self.scheduler.service_weights(snap) if self.leading else None
-                desired = desired_state(snap, weights)
+                if weights is not None and weights != snap.rings:
+                    await self.publish_rings(weights, snap.rings)
+                self.seen |= {n: node_address(r) for n, r in snap.registrations.items()}
+                inherited = time.monotonic() < self.scheduler.frozen_until
+                desired = desired_state(snap, weights, self.seen if inherited else None)
                 if weights is None and (kept := self._grace_tables()) is not None:
                     desired = DesiredState(desired.vips, desired.trusted, kept)
                 await self.datapath.apply(desired)
@@ -194,6 +216,8 @@ class Forwarder:
         if not self.leading:
             self.leading, self.stepped_down_at, self.other_leads = True, None, False
             started = time.monotonic()
+            with contextlib.suppress(StoreError):
+                self.scheduler.take_over((await self.state.snapshot()).rings)
             await self.sync()
             recovered = await self._recover_flows()
             log.info(

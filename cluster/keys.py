@@ -30,6 +30,7 @@ class Kind(StrEnum):
     CANDIDATE = "candidates"
     HEALTH = "health"
     VIP = "vips"
+    RING = "rings"  # the leader's kernel weights per service: a new leader starts from them
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,9 @@ class Keys:
 
     def vip(self, address: str) -> bytes:
         return self.prefix(Kind.VIP) + address.encode()
+
+    def ring(self, service: str) -> bytes:
+        return self.prefix(Kind.RING) + service.encode()
 
     @property
     def leader(self) -> bytes:

@@ -40,3 +40,7 @@ ACCEPT_BACKOFF_S = (0.01, 1.0)  # first and largest pause
 HTTP_MAX_HEAD_BYTES = 8 * 1024  # a longer head is answered 400
 HTTP_HEAD_TIMEOUT_S = 5.0  # TLS handshake, head, and the answer's send each (408 for the head)
 HTTP_MAX_CLIENTS = 64  # connections at once; more are closed unanswered
+
+# Rings the leader stores for its successor (rings/<service>).
+MAX_RING_NODES = 1024  # the XDP backends map
+MAX_RING_WEIGHT = 1000  # cluster/placement.py maglev_weights scales to 1..1000

@@ -23,6 +23,7 @@ from cluster.validation import report_problems
 STALE_INTERVALS = 3
 SUMMARY_STALE_S = 6.0
 REGISTERED_REFRESH_S = 1.0  # an unknown node id re-reads the registrations at most this often
+TAKEOVER_RING_S = 3.0  # a new leader keeps its predecessor's rings this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class Scheduler:
         self.registered_at = -REGISTERED_REFRESH_S
         self.refused: Counter[str] = Counter()  # telemetry refused, by reason
         self.received = 0  # telemetry reports accepted while leading
+        self.frozen_until = 0.0  # monotonic: keep the inherited rings until then (take_over)
 
     async def check_report(self, report: LoadReport) -> None:
         """Refuse (and count) a report that is malformed or from a node that is not
@@ -158,11 +160,22 @@ class Scheduler:
         )
         return [first, *rest]
 
+    def take_over(self, rings: dict[str, dict[str, int]]) -> None:
+        """A new leader starts from the rings its predecessor stored, unchanged for
+        TAKEOVER_RING_S: a connection it has no flow for (its server could not be asked, e.g.
+        the old leader itself) hashes to the same server as before, and its first packet here
+        pins it there. Then weights follow load again."""
+        self.weights = {name: dict(w) for name, w in rings.items()}
+        self.frozen_until = time.monotonic() + TAKEOVER_RING_S
+
     async def service_weights(self, snap: Snapshot | None = None) -> dict[str, dict[str, int]]:
         """Kernel-datapath Maglev weights per service, with hysteresis across calls."""
         snap = snap or await self.state.snapshot()
         self._registered(snap.registrations.keys())
+        frozen = time.monotonic() < self.frozen_until
         for name, spec in snap.services.items():
+            if frozen and self.weights.get(name):
+                continue
             candidates, loads = self._candidates(snap, spec)
             self.weights[name] = maglev_weights(candidates, loads, self.weights.get(name, {}))
         return {n: self.weights[n] for n in sorted(snap.services)}

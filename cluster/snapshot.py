@@ -29,7 +29,7 @@ from cluster.documents import (
 )
 from cluster.errors import ValidationError
 from cluster.keys import Keys, Kind
-from cluster.limits import MAX_SPEC_BYTES, MAX_VALUE_BYTES
+from cluster.limits import MAX_RING_NODES, MAX_RING_WEIGHT, MAX_SPEC_BYTES, MAX_VALUE_BYTES
 from cluster.model import (
     Designation,
     Handover,
@@ -42,7 +42,7 @@ from cluster.model import (
     VipOwner,
 )
 from cluster.store.base import KeyValue
-from cluster.validation import announce_problems, report_problems
+from cluster.validation import announce_problems, report_problems, validate_node_id
 
 log = structlog.get_logger()
 _T = TypeVar("_T")
@@ -100,6 +100,7 @@ _READERS: dict[Kind, Callable[[str, bytes], object]] = {
     Kind.CANDIDATE: lambda _, v: True,
     Kind.VIP: lambda _, v: record_from_doc(VipOwner, decode(v)),
     Kind.HEALTH: lambda name, v: _report(name, v),
+    Kind.RING: lambda _, v: ring_from_doc(decode(v)),
 }
 
 
@@ -169,6 +170,7 @@ class Snapshot:
     health: dict[str, LoadReport] = field(default_factory=dict)
     vacant_leader_mod: int = 0  # mod revision of an unusable leader key to replace; 0: none
     services_generation: int = 0  # mod revision of the services generation key (0: absent)
+    rings: dict[str, dict[str, int]] = field(default_factory=dict)  # the last leader's weights
 
     @property
     def alive(self) -> frozenset[str]:
@@ -244,7 +246,22 @@ def read_snapshot(kvs: list[KeyValue], revision: int, keys: Keys) -> Snapshot:
         values[Kind.HEALTH],
         vacant,
         generation.mod_revision if generation else 0,
+        values[Kind.RING],
     )
+
+
+def ring_from_doc(doc: dict[str, object]) -> dict[str, int]:
+    """{"weights": {node: weight}}: node ids as registered, weights 1..MAX_RING_WEIGHT."""
+    weights = doc.get("weights")
+    if not isinstance(weights, dict) or len(weights) > MAX_RING_NODES:
+        raise ValueError(f"weights: not a map of at most {MAX_RING_NODES} nodes")
+    for node, weight in weights.items():
+        validate_node_id(node, "weights")
+        if type(weight) is not int or not 1 <= weight <= MAX_RING_WEIGHT:
+            raise ValueError(
+                f"weights.{node}: {weight!r} is not an integer in 1..{MAX_RING_WEIGHT}"
+            )
+    return dict(weights)
 
 
 def _term(kv: KeyValue | None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -40,6 +41,12 @@ async def test_fenced_write_from_a_deposed_leader_fails(store: EtcdStore, keys: 
     assert not await a.fenced([Put(keys.vip("10.0.0.1"), owner)])
     assert await store.get(keys.vip("10.0.0.1")) is None
     assert await b.fenced([Put(keys.vip("10.0.0.1"), owner.replace(b"n1", b"n2"))])
+    a.leader.valid_until = time.monotonic() + 10  # a woken leader that thinks it still leads
+    await a.publish_rings({"web": {"n1": 1000}}, {})  # its rings are fenced out too
+    assert await store.get(keys.ring("web")) is None
+    await b.publish_rings({"web": {"n2": 1000}}, {})
+    stored = await store.get(keys.ring("web"))
+    assert stored is not None and json.loads(stored.value) == {"weights": {"n2": 1000}}
     assert (await a.step()).action == Action.STEP_DOWN  # a notices; b keeps leading
     assert not a.leader.leading
     term = await store.get(keys.term)

@@ -69,6 +69,9 @@ def garbage(keys: Keys) -> dict[bytes, bytes]:
             {"node_id": "n9", "cpu": -1e9, "load1": 0, "memory_used": 0, "connections": 0}
         ).encode(),
         root + b"vips/10.0.0.1": b"[1, 2, 3]",
+        root + b"rings/web": json.dumps({"weights": {"n1": 1e9, "n2": True}}).encode(),
+        root + b"rings/shop": json.dumps({"weights": {"../x": 1}}).encode(),
+        root + b"rings/api": json.dumps({"weights": [1, 2]}).encode(),
         root + b"handover": b'{"from_node": {"a": 1}}',
     }
 
@@ -85,6 +88,7 @@ async def test_malformed_values_are_skipped_listed_and_never_raise(
     snap = await state.snapshot()
     assert set(snap.registrations) == {"n1"} and set(snap.services) == {"web"}
     assert snap.term == 0 and snap.handover is None and "n9" not in snap.health
+    assert snap.rings == {}  # a new leader inherits no ring it cannot trust
     listed = set(snap.malformed)
     assert {k.decode(errors="backslashreplace") for k in bad} <= listed
     status = await state.status()

@@ -55,3 +55,46 @@ async def test_a_stepped_down_leader_keeps_its_tables_through_the_grace_window()
     await fw.sync()
     assert vips.held == frozenset()
     assert dp.programmed().scheduler is not None  # stale ARP entries still send it packets
+
+
+async def test_a_deposed_leader_fences_its_kept_tables_once_another_node_leads() -> None:
+    fw, dp, _ = await forwarder([1])
+    await fw.hold(frozenset({"10.0.0.1"}))
+    await fw.release()
+    await fw.sync()
+    kept = dp.programmed().scheduler
+    assert kept is not None and not kept.fenced  # a planned handover's gap: still placing
+    fw.deposed()  # another node's announcement was heard
+    await fw.sync()
+    fenced = dp.programmed().scheduler
+    assert fenced is not None and fenced.fenced and fenced.services == kept.services
+
+
+async def test_a_new_leader_starts_from_the_rings_its_predecessor_stored() -> None:
+    """The rings stay as inherited (a node gone from etcd included, at its last address) so
+    that connections no node could list still hash to their server."""
+    fw, dp, _ = await forwarder([1])
+    inherited = {"web": {"n1": 500, "n2": 1000, "n9": 250}}
+    fw.seen["n9"] = "10.0.3.19"  # registered once, gone now (its lease expired)
+    await fw.state.store.put(KEYS.ring("web"), encode({"weights": inherited["web"]}))
+    await fw.hold(frozenset({"10.0.0.1"}))
+    tables = dp.programmed().scheduler
+    assert tables is not None
+    assert dict(tables.services[0].weights) == inherited["web"]
+    assert ("n9", "10.0.3.19") in tables.backends
+    fw.scheduler.frozen_until = 0.0  # the take-over window is over: weights follow load
+    await fw.sync()
+    tables = dp.programmed().scheduler
+    assert tables is not None and "n9" not in dict(tables.services[0].weights)
+
+
+async def test_the_leader_publishes_the_rings_it_programs() -> None:
+    published: list[dict[str, dict[str, int]]] = []
+
+    async def publish(weights: dict[str, dict[str, int]], stored: object) -> None:
+        published.append(weights)
+
+    fw, _, _ = await forwarder([1])
+    fw.publish_rings = publish
+    await fw.hold(frozenset({"10.0.0.1"}))
+    assert published and set(published[-1]) == {"web"}

@@ -1,0 +1,136 @@
+"""Split brain and static stability in the real lab (short versions of bench/chaos.py): a lab
+with a 3-member etcd, load from the client namespace, and the router watching who answers ARP
+for the VIP.
+
+Both sides of the decision rule (README, "Static stability"): a leader cut from etcd alone
+keeps the VIP only until the new leader announces it, and never answers together with it; etcd
+lost by everyone costs no new connection, because the leader keeps serving what it has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cluster.sdk import Role
+from lab import faults
+from lab import lifecycle as lab
+from lab.netns import netns_available
+from tests.conftest import load_bpf, need, wait_for
+from tests.netns.conftest import sdk
+
+pytestmark = [pytest.mark.netns, pytest.mark.bpf, pytest.mark.e2e]
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabState]:
+    ok, why = netns_available()
+    need("netns", ok, why)
+    load_bpf().close()
+    where = tmp_path_factory.mktemp("chaos") / "lab"
+    up = lab.up(where, 3, "generic", True, lambda line: None, etcd_members=3)
+    try:
+        designate(up)
+        sdk(up, lambda c: c.apply_service(lab.sample_service(up)))
+        wait_for(lambda: len(sdk(up, lambda c: c.datapath()).rings.get("web", {})) == 3, 20,
+                 "every server in the ring")  # fmt: skip
+        yield up
+    finally:
+        lab.down(where)
+
+
+def designate(state: lab.LabState) -> None:
+    async def go(c: Any) -> None:
+        await c.designate("n2", Role.BACKUP)
+        await c.designate("n1", Role.PRIMARY)
+
+    wait_for(lambda: _try(lambda: sdk(state, go)), 20, "the nodes to answer")
+    wait_for(lambda: leader(state) == "n1", 20, "n1 to lead")
+
+
+def _try(call: Any) -> bool:
+    try:
+        call()
+        return True
+    except Exception:
+        return False
+
+
+def leader(state: lab.LabState) -> str:
+    st = sdk(state, lambda c: c.status())
+    return st.leader.node_id if st.leader else ""
+
+
+class Watch:
+    """arpwatch on the router's VIP segment, and traffic from the client, around a fault."""
+
+    def __init__(self, state: lab.LabState, seconds: float) -> None:
+        net = state.lab
+        self.arp = subprocess.Popen(
+            net.exec(net.ns("r"), sys.executable, "-m", "lab.arpwatch", "--ifname", "br2",
+                     "--vip", state.vip), stdout=subprocess.PIPE, text=True)  # fmt: skip
+        self.load = subprocess.Popen(
+            net.exec(net.ns("c"), sys.executable, "-m", "lab.traffic", "--vip", state.vip,
+                     "--seconds", str(seconds), "--downloads", "2",
+                     "--size", str(int(seconds * 2**20)), "--rate", str(2**20)),
+            stdout=subprocess.PIPE, text=True)  # fmt: skip
+        time.sleep(1.0)
+
+    def finish(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        out, _ = self.load.communicate(timeout=60)
+        self.arp.send_signal(signal.SIGTERM)
+        watched, _ = self.arp.communicate(timeout=10)
+        return json.loads(out), [json.loads(line) for line in watched.splitlines()]
+
+
+def failed(load: dict[str, Any], start: float, end: float) -> list[list[Any]]:
+    return [p for p in load["probes"] if not p[1] and start <= p[0] <= end]
+
+
+def test_a_leader_cut_from_etcd_alone_yields_to_the_new_leader_and_never_answers_with_it(
+    state: lab.LabState,
+) -> None:
+    watch = Watch(state, 7.0)
+    cut = time.time()
+    faults.cut(state, "n1", etcd_only=True)
+    try:
+        wait_for(lambda: leader(state) == "n2", 10, "n2 to take over")
+        time.sleep(1.0)
+        healed = time.time()
+    finally:
+        faults.heal(state, "n1")
+    load, arp = watch.finish()
+    assert all(d["ok"] for d in load["downloads"]), load["downloads"]
+    assert not [a for a in arp if len(a["macs"]) > 1], arp  # never two owners
+    owners = [a["macs"] for a in arp if cut < a["t"] <= healed and a["macs"]]
+    assert len({m for macs in owners for m in macs}) == 2, arp  # n1 kept it, then n2 took it
+    assert not failed(load, cut, healed), failed(load, cut, healed)  # no new connection lost
+    designate(state)
+
+
+def test_etcd_lost_by_everyone_costs_no_new_connection(state: lab.LabState) -> None:
+    watch = Watch(state, 7.0)
+    stopped = time.time()
+    for member in state.etcd_members:
+        os.kill(member.pid, signal.SIGSTOP)
+    try:
+        time.sleep(3.0)  # past the leader's lease (1 s) and the nodes' (2 s)
+        resumed = time.time()
+    finally:
+        for member in state.etcd_members:
+            os.kill(member.pid, signal.SIGCONT)
+    load, arp = watch.finish()
+    assert all(d["ok"] for d in load["downloads"]), load["downloads"]
+    assert not failed(load, stopped, resumed), failed(load, stopped, resumed)
+    during = [a["macs"] for a in arp if stopped < a["t"] <= resumed]
+    assert all(len(m) == 1 for m in during), arp  # one owner, the same, throughout
+    assert not [a for a in arp if len(a["macs"]) > 1], arp
+    designate(state)
