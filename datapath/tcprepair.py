@@ -133,6 +133,9 @@ def restore(state: TcpState) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_TCP, TCP_REPAIR, 1)
+        # Before bind: the VIP:port is also the L7 listener's when this node leads (again);
+        # without it a live restored connection makes that listener's bind fail (EADDRINUSE).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(state.local)
         sock.setsockopt(socket.SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE)
         _set_u32(sock, TCP_QUEUE_SEQ, state.snd_seq)

@@ -8,6 +8,8 @@ granted as 1 s and a lost etcd leader is replaced within about 0.5 s.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,15 +61,41 @@ def start(
     made = members(lab, directory, count, tls)
     procs = []
     for m in made:
-        m.start(detach=True, wait=False)
-        assert m.process is not None
-        name = m.name if count > 1 else "etcd"
-        proc = LabProcess(name, m.process.pid, str(m.data_dir / "data"), m.url)
+        proc = _spawn(m, m.name if count > 1 else "etcd")
         started(proc)
         procs.append(proc)
-    for m in made:
-        m.wait_healthy()
+    for m, proc in zip(made, procs, strict=True):
+        _wait_healthy(m, proc)
     return procs
+
+
+def _spawn(m: EmbeddedEtcd, name: str) -> LabProcess:
+    """Start a member in a session of its own (it outlives the caller), output to its log."""
+    m.data_dir.mkdir(parents=True, exist_ok=True)
+    cmd = m.command()
+    log = str(m.data_dir / "etcd.log")
+    pid = os.posix_spawnp(
+        cmd[0],
+        cmd,
+        os.environ,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,
+    )
+    return LabProcess(name, pid, str(m.data_dir / "data"), m.url)
+
+
+def _wait_healthy(m: EmbeddedEtcd, proc: LabProcess, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not m.healthy():
+        if not proc.running():
+            raise RuntimeError(f"etcd {proc.name} exited; see {m.data_dir / 'etcd.log'}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"etcd at {m.url} not healthy within {timeout_s} s")
+        time.sleep(0.05)
 
 
 def restart(state: LabState, k: int, wait_s: float = 0.0) -> LabProcess:
@@ -75,12 +103,10 @@ def restart(state: LabState, k: int, wait_s: float = 0.0) -> LabProcess:
     wait up to `wait_s` for it to be healthy (a member is only once a quorum runs)."""
     count = len(state.etcd_members)
     m = members(state.lab, Path(state.directory), count, state.tls("etcd"))[k - 1]
-    m.start(detach=True, wait=False)
-    assert m.process is not None
+    proc = _spawn(m, m.name if count > 1 else "etcd")
     if wait_s:
-        m.wait_healthy(wait_s)
-    name = m.name if count > 1 else "etcd"
-    return LabProcess(name, m.process.pid, str(m.data_dir / "data"), m.url)
+        _wait_healthy(m, proc, wait_s)
+    return proc
 
 
 def etcdctl_binary() -> Path:

@@ -107,9 +107,8 @@ class EmbeddedEtcd:
             ),
         ]  # fmt: skip
 
-    def start(self, timeout_s: float = 15.0, detach: bool = False, wait: bool = True) -> None:
-        """Start etcd and wait until it reports healthy (`wait`; a cluster member is healthy
-        only once a quorum runs: start them all, then `wait_healthy` each).
+    def start(self, timeout_s: float = 15.0, detach: bool = False) -> None:
+        """Start etcd and wait until it reports healthy.
 
         With detach the process gets its own session, so that it outlives the caller (the lab).
         """
@@ -125,11 +124,6 @@ class EmbeddedEtcd:
             start_new_session=detach,
         )
         log.close()
-        if wait:
-            self.wait_healthy(timeout_s)
-
-    def wait_healthy(self, timeout_s: float = 15.0) -> None:
-        assert self.process is not None
         deadline = time.monotonic() + timeout_s
         while not self.healthy():
             if self.process.poll() is not None:
