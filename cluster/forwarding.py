@@ -53,9 +53,9 @@ async def _no_publish(weights: Rings, stored: Rings) -> None:
 
 PERIOD_S = 0.5
 STEP_DOWN_GRACE_S = 5.0
-# A node that does not answer in time (hung) is not waited for: its connections hash to it
+# A node that does not answer in time (hung, busy) is not waited for: its connections hash to it
 # anyway, through the ring inherited from the last leader (Scheduler.take_over).
-RECOVERY_TIMEOUT_S = 0.3
+RECOVERY_TIMEOUT_S = 0.2
 HANDOFF_S = 1.5  # a stopping ex-leader answers ListConnections this long after stepping down
 
 
@@ -181,11 +181,12 @@ class Forwarder:
     def _grace_tables(self) -> SchedulerTables | None:
         """After stepping down: the last tables, for packets a stale ARP entry still sends
         here; fenced (known flows only) once another node leads, unfenced until then (a
-        planned handover's gap places rather than drops)."""
+        planned handover's gap places rather than drops), L7 VIPs fenced at once (this node's
+        listeners are gone: a dropped SYN is retried, a reset one is lost)."""
         kept = self.datapath.programmed().scheduler
         if kept is None or not self._in_grace():
             return None
-        return replace(kept, fenced=True) if self.other_leads else kept
+        return replace(kept, fenced=self.other_leads, listening=False)
 
     async def _fence_without_etcd(self) -> None:
         """A deposed leader that cannot reach etcd still fences what it programmed."""

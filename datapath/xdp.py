@@ -186,7 +186,8 @@ class XdpDatapath:
         for service in tables.services:
             index = self._ring_index(service)
             await self._write_ring(index, service, address_of)
-            meta = layout.vip_meta(index, service.l7, tables.fenced)
+            fenced = tables.fenced or (service.l7 and not tables.listening)
+            meta = layout.vip_meta(index, service.l7, fenced)
             self.bpf.update(layout.VIPS_MAP, layout.vip_key(*service.key), meta)
 
     def _ring_index(self, service: VipService) -> int:

@@ -64,6 +64,7 @@ async def test_a_deposed_leader_fences_its_kept_tables_once_another_node_leads()
     await fw.sync()
     kept = dp.programmed().scheduler
     assert kept is not None and not kept.fenced  # a planned handover's gap: still placing
+    assert not kept.listening  # but its L7 listeners are gone: new L7 SYNs are dropped
     fw.deposed()  # another node's announcement was heard
     await fw.sync()
     fenced = dp.programmed().scheduler
