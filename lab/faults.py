@@ -74,15 +74,17 @@ def heal(state: LabState, node: str) -> None:
 
 
 def drop_gratuitous_arp(state: LabState, on: bool) -> None:
-    """On the router: drop every gratuitous ARP (sender address = target address) arriving
-    from the VIP's segment, so it learns a VIP's new owner only by asking."""
+    """On the router: drop every gratuitous ARP (a request sent from a VIP) arriving from the
+    VIP's segment, so it learns a VIP's new owner only by asking (replies still pass)."""
     r = state.lab.ns("r")
     if not on:
         subprocess.run(["ip", "netns", "exec", r, "nft", "delete", "table", "arp", TABLE],
                        check=False, capture_output=True)  # fmt: skip
         return
+    vips = f"{state.lab.net}.100.0/24"  # a gratuitous ARP is a request from the VIP itself
     _nft(r, f"table arp {TABLE} {{",
-         "  chain in { type filter hook input priority -10; arp saddr ip == arp daddr ip drop; }",
+         "  chain in { type filter hook input priority -10; "
+         f"arp operation request arp saddr ip {vips} drop; }}",
          "}")  # fmt: skip
 
 
