@@ -230,3 +230,16 @@ def clusterctl(
         env=full_env,
         timeout=timeout_s,
     )
+
+
+def pause(pid: int, timeout_s: float = 5.0) -> None:
+    """SIGSTOP a process and return once every thread of it is stopped: the signal takes
+    effect asynchronously, and a request sent meanwhile may still be served."""
+    os.kill(pid, signal.SIGSTOP)
+
+    def stopped() -> bool:
+        tasks = Path(f"/proc/{pid}/task")
+        states = [(t / "stat").read_text().rsplit(")", 1)[-1].split()[0] for t in tasks.iterdir()]
+        return all(state in ("T", "t") for state in states)
+
+    wait_for(stopped, timeout_s, f"process {pid} to stop")

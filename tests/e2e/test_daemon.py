@@ -26,7 +26,7 @@ from cluster.sdk import (
 )
 from cluster.store.embedded import EmbeddedEtcd, free_port
 from cluster.tls import channel as tls_channel
-from tests.conftest import Daemon, admin, async_wait_for
+from tests.conftest import Daemon, admin, async_wait_for, pause
 
 pytestmark = [pytest.mark.etcd, pytest.mark.e2e]
 StartDaemon = Callable[..., Daemon]
@@ -210,7 +210,7 @@ async def test_etcd_outage_gives_unavailable_and_the_node_recovers(
     d = start_daemon("n1", etcd=private_etcd.url)
     assert private_etcd.process is not None
     async with ClusterClient([d.endpoint], timeout_s=3, tls=admin()) as client:
-        private_etcd.process.send_signal(signal.SIGSTOP)
+        pause(private_etcd.process.pid)
         with pytest.raises(Unavailable, match="etcd at .* did not answer"):
             await client.list_nodes()
         await asyncio.sleep(2.5)  # longer than the lease TTL: the lease is lost

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cluster.sdk import ClusterClient, Role
 from cluster.store.embedded import EmbeddedEtcd
 from cluster.tls import TlsFiles, channel
-from tests.conftest import Daemon, admin, async_wait_for, tls_for, wait_for
+from tests.conftest import Daemon, admin, async_wait_for, pause, tls_for, wait_for
 from tests.e2e.test_election import StartDaemon, cluster, leader_is
 
 pytestmark = [pytest.mark.etcd, pytest.mark.e2e]
@@ -99,7 +99,7 @@ async def test_healthz_and_grpc_health_turn_unhealthy_while_etcd_is_paused(
     d = start_daemon("n1", etcd=private_etcd.url)
     wait_for(lambda: get(d.http, "/healthz")[0] == 200, 10, "n1 healthy")
     assert private_etcd.process is not None
-    private_etcd.process.send_signal(signal.SIGSTOP)
+    pause(private_etcd.process.pid)
     try:
         paused = time.monotonic()
         wait_for(lambda: get(d.http, "/healthz")[0] == 503, 5, "/healthz to turn 503")

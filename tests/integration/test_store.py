@@ -13,6 +13,7 @@ from cluster.keys import Keys
 from cluster.store.embedded import EmbeddedEtcd, free_port
 from cluster.store.endpoints import parse_endpoints
 from cluster.store.etcd import EtcdStore
+from tests.conftest import pause
 
 pytestmark = pytest.mark.etcd
 
@@ -34,7 +35,7 @@ async def test_unreachable_or_paused_etcd_raises_store_unavailable_within_the_de
     try:
         await store.put(keys.prefix() + b"k", b"v")
         assert private_etcd.process is not None
-        private_etcd.process.send_signal(signal.SIGSTOP)
+        pause(private_etcd.process.pid)
         start = time.monotonic()
         with pytest.raises(StoreUnavailable, match="did not answer within 0.5 s"):
             await store.get(keys.prefix() + b"k")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import signal
 import time
@@ -11,7 +12,7 @@ import pytest
 
 from cluster.sdk import ClusterClient, Role, ServiceSpec
 from lab.netcluster import NetCluster as Cluster
-from tests.conftest import async_wait_for, wait_for
+from tests.conftest import async_wait_for, pause, wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.etcd, pytest.mark.e2e]
 
@@ -72,7 +73,8 @@ async def test_killed_leader_releases_the_vip_and_the_backup_takes_it(cluster: C
         while cluster.served_by(vip) != "n2":
             assert len(cluster.holders(vip)) <= 1
             assert time.monotonic() - start < 3
-        assert cluster.holders(vip) == {"n2"}
+        # A new leader announces, then answers ARP 20 ms later (CLAIM_SETTLE_S).
+        wait_for(lambda: cluster.holders(vip) == {"n2"}, 1, "n2 to answer for the VIP")
 
 
 async def test_paused_leader_is_replaced_and_withdraws_silently_on_resume(
@@ -85,6 +87,7 @@ async def test_paused_leader_is_replaced_and_withdraws_silently_on_resume(
         while cluster.served_by(vip) != "n2":
             assert len(cluster.holders(vip)) <= 1
             assert time.monotonic() - start < 5
+        wait_for(lambda: cluster.holders(vip) == {"n2"}, 1, "n2 to answer for the VIP")
         before = cluster.log("n1").count("\n")
         cluster.daemons["n1"].send_signal(signal.SIGCONT)
         for _ in range(5):  # n2 keeps the VIP (preempt delay 2 s); n1 never answers for it
@@ -107,21 +110,27 @@ async def test_paused_leader_is_replaced_and_withdraws_silently_on_resume(
 
 async def test_an_etcd_outage_keeps_the_leader_answering_for_its_vip(cluster: Cluster) -> None:
     """Static stability: past its 1 s lease, with etcd gone for everyone, n1 still answers for
-    the VIP (nobody else can take the lease), and leads again when etcd is back."""
+    the VIP (nobody else can take the lease). When etcd is back the leases that ran out during
+    the pause expire at once, so any candidate may win the next term; one node serves the VIP
+    and the designated primary leads again after the preempt delay."""
     client, vip = await setup(cluster)
     async with client:
         assert cluster.etcd.process is not None
-        cluster.etcd.process.send_signal(signal.SIGSTOP)
+        pause(cluster.etcd.process.pid)
         stopped = time.monotonic()
         try:
             while time.monotonic() - stopped < 2.5:
                 assert cluster.holders(vip) == {"n1"}
         finally:
             cluster.etcd.process.send_signal(signal.SIGCONT)
-        await async_wait_for(lambda: owned_by(client, "n1"), 10, "n1 to lead again")
-        assert cluster.served_by(vip) == "n1"
+        resumed = datetime.datetime.now(datetime.UTC)
+        while cluster.served_by(vip) != "n1" or cluster.holders(vip) != {"n1"}:
+            assert len(cluster.holders(vip)) <= 1
+            assert time.monotonic() - stopped < 15
     assert first_event(cluster.log("n1"), "leader_stranded")
-    assert not any(first_event(cluster.log(n), "leader_acquired") for n in ("n2", "n3"))
+    for n in ("n2", "n3"):  # nobody took over during the outage
+        acquired = first_event(cluster.log(n), "leader_acquired")
+        assert not acquired or datetime.datetime.fromisoformat(acquired) >= resumed
 
 
 def first_event(log: str, event: str) -> str:
