@@ -8,7 +8,6 @@ granted as 1 s and a lost etcd leader is replaced within about 0.5 s.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -72,20 +71,8 @@ def start(
 def _spawn(m: EmbeddedEtcd, name: str) -> LabProcess:
     """Start a member in a session of its own (it outlives the caller), output to its log."""
     m.data_dir.mkdir(parents=True, exist_ok=True)
-    cmd = m.command()
-    log = str(m.data_dir / "etcd.log")
-    pid = os.posix_spawnp(
-        cmd[0],
-        cmd,
-        os.environ,
-        file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
-        ],
-        setsid=True,
-    )
-    return LabProcess(name, pid, str(m.data_dir / "data"), m.url)
+    return LabProcess.spawn(name, m.command(), m.data_dir / "etcd.log",
+                            str(m.data_dir / "data"), m.url)  # fmt: skip
 
 
 def _wait_healthy(m: EmbeddedEtcd, proc: LabProcess, timeout_s: float = 15.0) -> None:

@@ -75,24 +75,10 @@ APP_PORT = 8080
 
 
 def spawn(state: LabState, name: str, cmd: list[str], marker: str, endpoint: str) -> LabProcess:
-    """Start a detached process (its own session, output to the lab's logs): it outlives the
-    command, and nothing here waits for it (`down` stops it by PID)."""
+    """Start a detached process with its output in the lab's logs (`down` stops it by PID)."""
     logs = Path(state.directory) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    log = str(logs / f"{name}.log")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-    pid = os.posix_spawnp(
-        cmd[0],
-        cmd,
-        os.environ,
-        file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, log, flags, 0o644),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
-        ],
-        setsid=True,
-    )
-    return LabProcess(name, pid, marker, endpoint)
+    return LabProcess.spawn(name, cmd, logs / f"{name}.log", marker, endpoint)
 
 
 def start_node(state: LabState, i: int) -> LabProcess:

@@ -41,6 +41,23 @@ class LabProcess:
     endpoint: str
     http: str = ""  # a node's metrics and health listener (HTTPS with the lab's PKI)
 
+    @classmethod
+    def spawn(cls, name: str, cmd: list[str], log: Path, marker: str, endpoint: str) -> LabProcess:
+        """Start a detached process (its own session, output appended to `log`): it outlives
+        the command, and nothing waits for it (`stop` ends it by PID)."""
+        pid = os.posix_spawnp(
+            cmd[0],
+            cmd,
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+            setsid=True,
+        )
+        return cls(name, pid, marker, endpoint)
+
     def running(self) -> bool:
         try:
             cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
