@@ -214,3 +214,22 @@ def established_connections() -> list[tuple[str, int, str, int]]:
 def established_local_ends() -> list[tuple[str, int]]:
     """(local address, local port) of every established IPv4 TCP socket in this netns."""
     return [(addr, port) for addr, port, _, _ in established_connections()]
+
+
+TCP_STATES = ("", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
+              "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV")  # fmt: skip
+
+
+def sockets_on(address: str, port: int) -> dict[str, int]:
+    """How many IPv4 TCP sockets of this namespace are bound to address:port, by state (what
+    holds a port a listener cannot bind)."""
+    with DiagSocket() as ds:
+        ds.bind()
+        messages = ds.get_sock_stats(family=socket.AF_INET, states=0xFFFFFFFF)
+    counts: dict[str, int] = {}
+    for m in messages:
+        if str(m["idiag_src"]) == address and int(m["idiag_sport"]) == port:
+            state = int(m["idiag_state"])
+            name = TCP_STATES[state] if state < len(TCP_STATES) else str(state)
+            counts[name] = counts.get(name, 0) + 1
+    return counts

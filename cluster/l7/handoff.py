@@ -37,7 +37,7 @@ from cluster.model import Delivery, Mode, ServiceSpec
 from cluster.scheduler import Scheduler
 from cluster.snapshot import Snapshot
 from cluster.tls import TlsFiles
-from datapath import tcprepair
+from datapath import netlink, tcprepair
 from datapath.protocol import Datapath, Flow
 from datapath.tcprepair import RepairError, TcpState
 
@@ -102,7 +102,9 @@ class L7Handoff:
             try:
                 sock = _listen(*key)
             except OSError as e:
-                log.warning("l7_listen_failed", vip=key[0], port=key[1], reason=str(e))
+                holders = netlink.sockets_on(*key) if e.errno == errno.EADDRINUSE else {}
+                log.warning("l7_listen_failed", vip=key[0], port=key[1], reason=str(e),
+                            sockets_on_port=holders)  # fmt: skip
                 continue
             self.listeners[key] = asyncio.get_running_loop().create_task(self._accept(sock))
             log.info("l7_listener_started", vip=key[0], port=key[1])

@@ -1,0 +1,21 @@
+"""What holds a port (datapath.netlink.sockets_on), as the L7 listener logs it when its bind
+fails: real sockets on loopback, read back through sock_diag."""
+
+from __future__ import annotations
+
+import socket
+
+from datapath.netlink import sockets_on
+
+
+def test_sockets_bound_to_an_address_and_port_are_counted_by_state() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = listener.accept()
+            with accepted:
+                found = sockets_on("127.0.0.1", port)
+                assert found == {"LISTEN": 1, "ESTABLISHED": 1}, found  # the client's is not
+                assert client.getsockname()[1] != port
