@@ -250,6 +250,7 @@ def main() -> None:
             sys.stderr.write(rows[-1] + "\n")
     finally:
         lab.down(where)
+        where.parent.rmdir()
     print(
         "| fault | trials | established conns lost | new-conn outage ms p50 / p95 / max "
         "| L7 requests failed | new VIP owner after ms p50 / max | double ARP owners |"
