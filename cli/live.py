@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -50,15 +51,28 @@ def show(
     tty = sys.stdout.isatty()
 
     async def loop(client: ClusterClient) -> None:
+        # Ctrl-C (or SIGTERM) ends the watch between looks or during one, and the client
+        # closes normally: no KeyboardInterrupt through the gRPC machinery.
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         shown = None
-        while True:
-            text = render(await fetch(client))
+        while not stop.is_set():
+            look = asyncio.ensure_future(fetch(client))
+            waiter = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({look, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if not look.done():
+                look.cancel()
+                return
+            text = render(look.result())
             if text != shown:
                 stamp = time.strftime("%H:%M:%S")
                 click.echo(f"{CLEAR}every {interval:g} s, {stamp}\n{text}" if tty else
                            f"--- {stamp}\n{text}")  # fmt: skip
                 shown = text
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
 
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt):  # a Ctrl-C before the loop runs
         ctx.run(loop)

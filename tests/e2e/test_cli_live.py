@@ -45,7 +45,12 @@ def test_watch_redraws_on_change_and_ctrl_c_exits_0(start_daemon: StartDaemon) -
         time.sleep(1.0)
     finally:
         watching.send_signal(signal.SIGINT)
-        out, err = watching.communicate(timeout=10)
+        try:
+            out, err = watching.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            watching.kill()  # never leave it running (and warning) into the next test
+            watching.communicate()
+            raise
     assert watching.returncode == 0, err
     versions = out.split("--- ")[1:]
     assert len(versions) == 2, out  # the first view, and the one after the apply

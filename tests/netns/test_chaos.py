@@ -111,7 +111,9 @@ def test_a_leader_cut_from_etcd_alone_yields_to_the_new_leader_and_never_answers
     assert all(d["ok"] for d in load["downloads"]), load["downloads"]
     assert not [a for a in arp if len(a["macs"]) > 1], arp  # never two owners
     before = [a["macs"] for a in arp if a["t"] <= cut][-1:]
-    owners = before + [a["macs"] for a in arp if cut < a["t"] <= healed and a["macs"]]
+    seen = before + [a["macs"] for a in arp if cut < a["t"] <= healed and a["macs"]]
+    # A probe nobody answered in time (10 ms) shows as a gap between two answers of one owner.
+    owners = [m for i, m in enumerate(seen) if i == 0 or m != seen[i - 1]]
     assert len(owners) == 2 and owners[0] != owners[1], arp  # n1 kept it, then n2 took it
     assert not failed(load, cut, healed), failed(load, cut, healed)  # no new connection lost
     designate(state)
