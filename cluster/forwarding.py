@@ -108,7 +108,7 @@ class Forwarder:
         self.other_leads = False  # since stepping down: another node leads (fence the tables)
         # Stores the leader's rings for its successor (RoleManager.publish_rings, fenced).
         self.publish_rings: Callable[[Rings, Rings], Awaitable[None]] = _no_publish
-        self.seen: dict[str, str] = {}  # every node's last registered address
+        self.seen: dict[str, Registration] = {}  # every node's last registration
         self.lock = asyncio.Lock()
         self.wake = asyncio.Event()
 
@@ -163,9 +163,10 @@ class Forwarder:
                 weights = await self.scheduler.service_weights(snap) if self.leading else None
                 if weights is not None and weights != snap.rings:
                     await self.publish_rings(weights, snap.rings)
-                self.seen |= {n: node_address(r) for n, r in snap.registrations.items()}
+                self.seen |= snap.registrations
                 inherited = time.monotonic() < self.scheduler.frozen_until
-                desired = desired_state(snap, weights, self.seen if inherited else None)
+                remembered = {n: node_address(r) for n, r in self.seen.items()}
+                desired = desired_state(snap, weights, remembered if inherited else None)
                 if weights is None and (kept := self._grace_tables()) is not None:
                     desired = DesiredState(desired.vips, desired.trusted, kept)
                 await self.datapath.apply(desired)
@@ -244,8 +245,11 @@ class Forwarder:
         vips = sorted({s.vip for s in snap.services.values()})
         if not vips:
             return 0
+        # Every node this one has seen, registered now or not: a node whose lease lapsed a
+        # moment ago (an etcd outage ends with every lease expired) still serves connections.
+        nodes = self.seen | snap.registrations
         answers = await asyncio.gather(
-            *(_connections(r.endpoint, vips, self.tls) for r in snap.registrations.values())
+            *(_connections(r.endpoint, vips, self.tls) for r in nodes.values())
         )
         flows = [f for answer in answers for f in answer]
         async with self.lock:

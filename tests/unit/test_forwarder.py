@@ -76,7 +76,8 @@ async def test_a_new_leader_starts_from_the_rings_its_predecessor_stored() -> No
     that connections no node could list still hash to their server."""
     fw, dp, _ = await forwarder([1])
     inherited = {"web": {"n1": 500, "n2": 1000, "n9": 250}}
-    fw.seen["n9"] = "10.0.3.19"  # registered once, gone now (its lease expired)
+    # registered once, gone now (its lease expired)
+    fw.seen["n9"] = Registration("n9", "10.0.3.19:7700", "h", 1, "t", time.time())
     await fw.state.store.put(KEYS.ring("web"), encode({"weights": inherited["web"]}))
     await fw.hold(frozenset({"10.0.0.1"}))
     tables = dp.programmed().scheduler
