@@ -158,8 +158,8 @@ class Forwarder:
         async with self.lock:
             try:
                 snap = await self.state.snapshot()
-                if snap.leader is not None and snap.leader.node_id != self.node_id:
-                    self.other_leads = True
+                if not self.leading and snap.leader and snap.leader.node_id != self.node_id:
+                    self.other_leads = True  # (while leading, a snapshot can lag our term)
                 weights = await self.scheduler.service_weights(snap) if self.leading else None
                 if weights is not None and weights != snap.rings:
                     await self.publish_rings(weights, snap.rings)
