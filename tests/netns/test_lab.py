@@ -250,6 +250,9 @@ def test_metrics_count_real_traffic_and_only_the_leader_answers_leader(
     state: lab.LabState,
 ) -> None:
     lead = leader(state)
+    # A leader that took over in an earlier test hears every agent within a report or two.
+    wait_for(lambda: total(scrape(state, lead), "tcphop_server_check_up", "'web'") == NODES, 10,
+             "the leader to hear every agent")  # fmt: skip
     before = scrape(state, lead)
     served = Counter(lab.served_by(state, 40))
     after = scrape(state, lead)
