@@ -60,7 +60,6 @@ class RoleManager:
         self.custody = VipCustody(vips, self.leader)
         self.probe = LeaderProbe(store, me.node_id, cfg.loop_s)
         self.absent_since: float | None = None
-        self.last_leader = ""  # the leader of the last view that had one
         self.last: Decision | None = None
         self.wake = asyncio.Event()
         # After an unplanned takeover no automatic handover before this (keepalived's preempt
@@ -176,12 +175,7 @@ class RoleManager:
         if view.leader is None:
             self.absent_since = self.absent_since or now
         else:
-            self.absent_since, self.last_leader = None, view.leader.node_id
-        dead = self.probe.dead_nodes(view)
-        planned = view.handover is not None and view.handover.state == "started"
-        if view.leader is None and self.last_leader and not planned:
-            # Its lease ran out unplanned (hung, cut off, dead): no one waits for it to go first.
-            dead |= {self.last_leader}
+            self.absent_since = None
         return decide(
             view,
             self.me.node_id,
@@ -189,7 +183,7 @@ class RoleManager:
             self.leader.valid(),
             now - (self.absent_since or now),
             self.cfg.backup_delay_s,
-            dead,
+            self.probe.dead_nodes(view),
             now >= self.no_handover_until
             or max(view.designation_revisions.values(), default=0) > self.takeover_revision,
         )
