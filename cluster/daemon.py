@@ -9,11 +9,9 @@ import resource
 import signal
 import socket
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
 
 import structlog
 from grpc_health.v1._async import HealthServicer
@@ -167,7 +165,7 @@ async def _serve(cfg: DaemonConfig, p: Parts) -> int:
                     tg.create_task(loop(p.stop))
                 if forwarder is not None:
                     tg.create_task(forwarder.run(p.stop))
-                tg.create_task(_until(p.stop, health.follow(grpc_health, HEALTH_SERVICES)))
+                tg.create_task(health.follow(grpc_health, HEALTH_SERVICES, p.stop))
         finally:
             if http is not None:
                 http.close()
@@ -182,17 +180,6 @@ async def _serve(cfg: DaemonConfig, p: Parts) -> int:
         await p.state.store.close()
         log.info("daemon_stopped")
     return 0
-
-
-async def _until(stop: asyncio.Event, forever: Coroutine[Any, Any, None]) -> None:
-    """Run a loop that never returns until `stop` is set."""
-    task = asyncio.ensure_future(forever)
-    try:
-        await stop.wait()
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _serve_http(

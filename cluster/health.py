@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -69,10 +70,12 @@ class NodeHealth:
             "reason": problem or not_ready,
         }
 
-    async def follow(self, servicer: HealthServicer, services: list[str]) -> None:
-        """Keep gRPC health in step: NOT_SERVING while the node is not healthy."""
+    async def follow(
+        self, servicer: HealthServicer, services: list[str], stop: asyncio.Event
+    ) -> None:
+        """Keep gRPC health in step until `stop`: NOT_SERVING while the node is not healthy."""
         serving: bool | None = None
-        while True:
+        while not stop.is_set():
             now = not self.problem()
             if now != serving:
                 status = (
@@ -83,4 +86,5 @@ class NodeHealth:
                 for name in services:
                     await servicer.set(name, status)
                 serving = now
-            await asyncio.sleep(FOLLOW_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), FOLLOW_S)
