@@ -153,20 +153,22 @@ class Forwarder:
             for w in waiters:
                 w.cancel()
 
-    async def sync(self) -> None:
-        """Program the datapath from one snapshot; failures are logged and retried next tick."""
+    async def sync(self, snap: Snapshot | None = None) -> None:
+        """Program the datapath from one snapshot (`snap`, or a fresh read); failures are logged
+        and retried next tick."""
         async with self.lock:
             try:
-                snap = await self.state.snapshot()
+                snap = snap or await self.state.snapshot()
                 if not self.leading and snap.leader and snap.leader.node_id != self.node_id:
                     self.other_leads = True  # (while leading, a snapshot can lag our term)
                 weights = await self.scheduler.service_weights(snap) if self.leading else None
                 if weights is not None and weights != snap.rings:
                     await self.publish_rings(weights, snap.rings)
                 self.seen |= snap.registrations
-                inherited = time.monotonic() < self.scheduler.frozen_until
-                remembered = {n: node_address(r) for n, r in self.seen.items()}
-                desired = desired_state(snap, weights, remembered if inherited else None)
+                remembered = None
+                if time.monotonic() < self.scheduler.frozen_until:  # an inherited ring
+                    remembered = {n: node_address(r) for n, r in self.seen.items()}
+                desired = desired_state(snap, weights, remembered)
                 if weights is None and (kept := self._grace_tables()) is not None:
                     desired = DesiredState(desired.vips, desired.trusted, kept)
                 await self.datapath.apply(desired)
@@ -218,10 +220,18 @@ class Forwarder:
         if not self.leading:
             self.leading, self.stepped_down_at, self.other_leads = True, None, False
             started = time.monotonic()
-            with contextlib.suppress(StoreError):
-                self.scheduler.take_over((await self.state.snapshot()).rings)
-            await self.sync()
-            recovered = await self._recover_flows()
+            try:  # one read serves the take-over: rings, tables and flow recovery
+                snap: Snapshot | None = await self.state.snapshot()
+            except StoreError as e:
+                log.warning("takeover_read_failed", reason=str(e))
+                snap = None
+            if snap is not None:
+                self.scheduler.take_over(snap.rings)
+                await self.sync(snap)
+                recovered = await self._recover_flows(snap)
+            else:
+                await self.sync()
+                recovered = 0
             log.info(
                 "scheduler_prepared",
                 flows_recovered=recovered,
@@ -235,13 +245,8 @@ class Forwarder:
             self.leading, self.stepped_down_at = False, time.monotonic()
             self.wake.set()
 
-    async def _recover_flows(self) -> int:
+    async def _recover_flows(self, snap: Snapshot) -> int:
         """Pin every connection the nodes serve on a VIP to the node serving it."""
-        try:
-            snap = await self.state.snapshot()
-        except StoreError as e:
-            log.warning("flow_recovery_failed", reason=str(e))
-            return 0
         vips = sorted({s.vip for s in snap.services.values()})
         if not vips:
             return 0
