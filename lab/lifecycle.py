@@ -161,7 +161,8 @@ def up(
     if not 1 <= nodes <= 16:
         raise LabError(f"--nodes: {nodes} is not in 1..16")
     if etcd_members not in lab_etcd.MEMBER_COUNTS:
-        raise LabError(f"--etcd-members: {etcd_members} is not one of 1, 3, 5")
+        choices = ", ".join(map(str, lab_etcd.MEMBER_COUNTS))
+        raise LabError(f"--etcd-members: {etcd_members} is not one of {choices}")
     if xdp_mode not in ("native", "generic"):
         raise LabError(f"--xdp-mode: {xdp_mode!r} is not one of native, generic")
     existing = LabState.load(directory)

@@ -15,6 +15,7 @@ from cli.output import table
 from cluster.model import ClusterEvent, ClusterStatus, Role
 from cluster.sdk import ClusterClient
 from lab import demo as demo_steps
+from lab import etcd as lab_etcd
 from lab import lifecycle as lab
 from lab.lifecycle import LabError
 from lab.state import DEMO_FILE
@@ -67,7 +68,7 @@ def lab_group() -> None:
     "--etcd-members",
     default=1,
     show_default=True,
-    type=click.Choice(["1", "3", "5"]),
+    type=click.Choice([str(n) for n in lab_etcd.MEMBER_COUNTS]),
     help="1: etcd on the router; 3 or 5: a real etcd cluster, each member in its own namespace.",
 )
 @dir_option
