@@ -26,6 +26,8 @@ MAX_HEADERS = 100
 HEAD_TIMEOUT_S = 5.0
 MAX_PENDING_HEADS = 1024  # connections waiting for their head; more are closed at once
 MAX_PENDING_ADOPTS = 1024  # restored sockets waiting for their commit, per node
+LINGER_S = 0.5  # after a refusal, the client's remaining bytes are read and dropped this long
+LINGER_BYTES = 64 * 1024  # and at most this many (then the socket closes)
 
 # Telemetry from agents.
 MIN_REPORT_INTERVAL_S = 0.05

@@ -32,7 +32,13 @@ from cluster.histogram import Histogram
 from cluster.l7.adopt import Adopter
 from cluster.l7.channel import HandoffChannel
 from cluster.l7.request import BadRequest, RequestHead, parse_head, select_rule
-from cluster.limits import ACCEPT_BACKOFF_S, HEAD_TIMEOUT_S, MAX_PENDING_HEADS
+from cluster.limits import (
+    ACCEPT_BACKOFF_S,
+    HEAD_TIMEOUT_S,
+    LINGER_BYTES,
+    LINGER_S,
+    MAX_PENDING_HEADS,
+)
 from cluster.model import Delivery, Mode, ServiceSpec
 from cluster.scheduler import Scheduler
 from cluster.snapshot import Snapshot
@@ -188,9 +194,18 @@ class L7Handoff:
         return head, buf
 
     async def _refuse(self, conn: socket.socket, status: int) -> None:
+        """Answer and close. A lingering close (RFC 9112 section 9.6): closing with unread
+        request bytes sends a reset that can destroy the answer before the client reads it, so
+        read and drop what the client still sends, within LINGER_BYTES and LINGER_S."""
         self.stats[f"answered_{status}"] += 1
-        with contextlib.suppress(OSError):
-            await asyncio.get_running_loop().sock_sendall(conn, answer(status))
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(OSError, TimeoutError):
+            await loop.sock_sendall(conn, answer(status))
+            conn.shutdown(socket.SHUT_WR)
+            async with asyncio.timeout(LINGER_S):
+                drained = 0
+                while drained < LINGER_BYTES and (chunk := await loop.sock_recv(conn, 65536)):
+                    drained += len(chunk)
         conn.close()
 
     async def _hand_off(
