@@ -148,14 +148,17 @@ def run_trial(state: LabState, fault: Fault, l7_port: int) -> Trial:
                  "--l7-port", str(l7_port), "--seconds", str(seconds),
                  "--size", str(int(seconds * 1.2 * 2**20)), "--rate", str(2**20)),
         stdout=subprocess.PIPE, text=True)  # fmt: skip
-    time.sleep(BEFORE_S)
-    at = time.time()
-    fault.inject(state)
-    time.sleep(fault.hold_s)
-    fault.undo(state)
-    out, _ = traffic.communicate(timeout=seconds + 60)
-    arp.send_signal(signal.SIGTERM)
-    watched, _ = arp.communicate(timeout=10)
+    try:
+        time.sleep(BEFORE_S)
+        at = time.time()
+        fault.inject(state)
+        time.sleep(fault.hold_s)
+        fault.undo(state)
+        out, _ = traffic.communicate(timeout=seconds + 60)
+    finally:  # a fault that fails must not leave the watchers running
+        traffic.kill()
+        arp.send_signal(signal.SIGTERM)
+        watched, _ = arp.communicate(timeout=10)
     return measure(json.loads(out), [json.loads(line) for line in watched.splitlines()], at)
 
 
