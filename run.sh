@@ -5,7 +5,8 @@
 # Also: ./run.sh setup (install only), ./run.sh check (lint, types, import rules, generated code),
 #       ./run.sh down,
 #       ./run.sh bench (the hop benchmark: installs wrk, haproxy and bpftool),
-#       ./run.sh chaos (faults under load, bench/chaos.py)
+#       ./run.sh chaos (faults under load, bench/chaos.py),
+#       ./run.sh compose [down [--images]] (the docker-compose demo: docker-compose.yml)
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
@@ -27,7 +28,7 @@ setup() {
   if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then return; fi
   [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade 'pip>=25.1'
-  "$VENV/bin/python" -m pip install -q -e . --group dev
+  "$VENV/bin/python" -m pip install -q -e ".[lab]" --group dev
   echo "$want" >"$stamp"
 }
 
@@ -49,6 +50,23 @@ case "${1:-}" in
     "$VENV/bin/python" bench/hop.py "${@:2}"
     ;;
   chaos) setup; "$VENV/bin/python" bench/chaos.py "${@:2}" ;;
+  compose)
+    if [[ ${2:-} == down ]]; then
+      # Exactly what `up` made: the project's containers, networks and volumes (and the two
+      # images it built with --images; the debootstrap bases stay as the cache).
+      docker compose down --volumes --remove-orphans $([[ ${3:-} == --images ]] && echo --rmi all)
+      exit
+    fi
+    setup
+    deploy/image/engine.sh
+    deploy/image/base.sh
+    deploy/image/wheels.sh
+    docker compose build -q
+    docker compose up -d --wait --quiet-pull
+    deploy/compose/demo.sh
+    echo -e "\nThe cluster keeps running: try docker compose exec client clusterctl status;"
+    echo "remove it with ./run.sh compose down"
+    ;;
   test) setup; shift; exec "$VENV/bin/python" -m pytest "$@" ;;
   check)
     setup
@@ -58,5 +76,5 @@ case "${1:-}" in
     "$VENV/bin/mypy"
     "$VENV/bin/lint-imports" --no-cache
     ;;
-  *) echo "usage: $0 demo|test|setup|check|down|bench|chaos" >&2; exit 64 ;;
+  *) echo "usage: $0 demo|test|setup|check|down|bench|chaos|compose" >&2; exit 64 ;;
 esac

@@ -18,6 +18,7 @@ from cli.context import EXIT_UNREACHABLE, EXIT_USAGE, EXIT_USER, Context, Unreac
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tcphop", prog_name="clusterctl")
 @click.option(
     "--endpoint",
     envvar="TCPHOP_ENDPOINT",

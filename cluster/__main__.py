@@ -3,18 +3,73 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
+from cluster import configfile
 from cluster.config import DaemonConfig, with_announces, with_etcd_user, with_security
 from cluster.errors import ValidationError
 from cluster.keys import DEFAULT_ROOT
 from cluster.logs import configure_logging
 
+NOT_IN_FILE = ("config", "teardown", "check_config", "version", "help")  # actions, not settings
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+EPILOG = f"""Every flag can also be given as an environment variable TCPHOP_<FLAG> (--node-id:
+TCPHOP_NODE_ID; a switch takes 1 or 0; --announce takes a space-separated list) or as a key of
+the TOML file --config (`node-id = "n1"`; default {configfile.DEFAULT_PATH} when it exists).
+Precedence: flags, then the environment, then the file. Also read from the environment:
+TCPHOP_ETCD_PASSWORD (see --etcd-user), TCPHOP_BPF_BUILD (where a BPF object compiled on this
+node is cached, default /var/cache/tcphop/bpf; a package built with the object ships it) and
+TCPHOP_BPF_PIN_ROOT (default root of --bpf-pin-dir, /sys/fs/bpf/tcphop)."""
+
+
+def _file_keys(ctx: click.Context) -> dict[str, configfile.Key]:
+    keys = {}
+    for p in ctx.command.params:
+        if not isinstance(p, click.Option) or p.name in NOT_IN_FILE or p.name is None:
+            continue
+        kind: type = list if p.multiple else bool if p.is_flag else str
+        if isinstance(p.type, click.types.IntParamType):
+            kind = int
+        elif isinstance(p.type, click.types.FloatParamType):
+            kind = float
+        choices = tuple(p.type.choices) if isinstance(p.type, click.Choice) else ()
+        keys[p.name.replace("_", "-")] = configfile.Key(kind, tuple(map(str, choices)))
+    return keys
+
+
+def _read_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """--config: load the file's settings as the defaults flags and environment override."""
+    path = Path(value) if value else configfile.DEFAULT_PATH
+    if not value and not path.exists():
+        return None
+    try:
+        settings = configfile.load(path, _file_keys(ctx))
+    except ValidationError as e:
+        raise click.BadParameter(str(e), ctx=ctx, param=_param) from None
+    ctx.default_map = {name.replace("-", "_"): v for name, v in settings.items()}
+    ctx.meta["tcphop.config"] = str(path)
+    return str(path)
+
+
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "TCPHOP"},
+    epilog=EPILOG,
+)
+@click.version_option(package_name="tcphop", prog_name="tcphopd")
+@click.option(
+    "--config",
+    is_eager=True,
+    expose_value=False,
+    callback=_read_config,
+    type=click.Path(dir_okay=False),
+    help=f"TOML file of settings (keys: the flags without dashes) [default: "
+    f"{configfile.DEFAULT_PATH} when it exists].",
+)
 @click.option("--node-id", required=True, help="Unique id of this node (a-z, 0-9, . _ -).")
 @click.option(
     "--etcd",
@@ -147,7 +202,14 @@ from cluster.logs import configure_logging
     "backup, nor elected. Default: any.",
 )
 @click.option("--log-json/--log-console", default=None, help="Default: JSON unless a TTY.")
-def main(**flags: Any) -> None:
+@click.option(
+    "--check-config",
+    is_flag=True,
+    help="Validate the settings (flags, environment, file), print each with where it came "
+    "from, and exit: 0 when valid, 2 when not.",
+)
+@click.pass_context
+def main(ctx: click.Context, /, **flags: Any) -> None:
     """Run the tcphop node daemon."""
     configure_logging(flags["log_level"], flags["log_json"])
     from cluster import daemon
@@ -155,7 +217,10 @@ def main(**flags: Any) -> None:
     try:
         cfg = _config(flags)
     except ValidationError as e:
-        raise click.UsageError(str(e)) from None
+        raise click.UsageError("; ".join(_sourced(ctx, p) for p in e.problems)) from None
+    if flags["check_config"]:
+        _print_settings(ctx, flags)
+        return
     if flags["teardown"]:
         if cfg.datapath != "xdp":
             raise click.UsageError("--teardown: give the datapath's flags (--datapath xdp ...)")
@@ -179,6 +244,33 @@ def _config(f: dict[str, Any]) -> DaemonConfig:
     tls = (f["tls_ca"], f["tls_cert"], f["tls_key"])
     etcd_tls = (f["etcd_ca"], f["etcd_cert"], f["etcd_key"])
     return with_security(cfg, tls, f["insecure"], etcd_tls, f["etcd"])
+
+
+def _sourced(ctx: click.Context, problem: str) -> str:
+    """A problem about --flag, named as the file's key when the file set it."""
+    flag, sep, rest = problem.partition(": ")
+    name = flag.removeprefix("--").split(" ")[0].replace("-", "_")
+    source = ctx.get_parameter_source(name) if sep and flag.startswith("--") else None
+    if source == click.core.ParameterSource.DEFAULT_MAP:
+        return f"{ctx.meta.get('tcphop.config')}: key {flag[2:]!r}: {rest}"
+    if source == click.core.ParameterSource.ENVIRONMENT:
+        return f"TCPHOP_{name.upper()} ({flag}): {rest}"
+    return problem
+
+
+def _print_settings(ctx: click.Context, flags: dict[str, Any]) -> None:
+    """--check-config: every setting as TOML, with its source (flag, environment, file,
+    default)."""
+    origin = {"COMMANDLINE": "flag", "ENVIRONMENT": "environment", "DEFAULT_MAP": "file",
+              "DEFAULT": "default"}  # fmt: skip
+    for name in sorted(flags):
+        if name in NOT_IN_FILE or flags[name] is None:
+            continue
+        value = flags[name]
+        shown = list(value) if isinstance(value, tuple) else value
+        source = ctx.get_parameter_source(name)
+        where = origin.get(source.name if source else "", "")
+        click.echo(f"{name.replace('_', '-')} = {json.dumps(shown)}  # {where}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """A small ctypes binding of libbpf.so.1: build, load, maps, and BPF_PROG_TEST_RUN.
 
-The BPF C sources live in datapath/bpf/ and are compiled with clang into a private cache keyed
-by the source's and the compiler's hash (no compiled object in git). libbpf failures become
-BpfError with the errno text; the verifier's log goes to stderr (libbpf's default printer).
+The BPF C sources live in datapath/bpf/. A built package ships their objects (hatch_build.py
+compiles them, named by the source's hash); a source checkout compiles them with clang into a
+private cache keyed by the source's and the compiler's hash (no compiled object in git).
+libbpf failures become BpfError with the errno text; the verifier's log goes to stderr
+(libbpf's default printer).
 """
 
 from __future__ import annotations
@@ -100,9 +102,10 @@ def _fail(what: str) -> BpfError:
 
 
 def _private(path: Path) -> None:
-    """Refuse a path another user could have written: ours, and no group/other write bit."""
+    """Refuse a path another user could have written: ours or root's, and no group/other
+    write bit."""
     st = path.lstat()
-    if stat.S_ISLNK(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+    if stat.S_ISLNK(st.st_mode) or st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
         raise BpfError(
             f"{path} is not private (owner uid {st.st_uid}, mode {oct(st.st_mode & 0o7777)}): "
             "refusing to load a BPF object another user could have written; set "
@@ -119,9 +122,39 @@ def _compiler() -> tuple[str, str]:
     return clang, done.stdout
 
 
+def shipped_name(name: str) -> str:
+    """The file name of a BPF object built into the package (hatch_build.py), named by the
+    SHA-256 of its source, so a package can only ever load the object of the source it has."""
+    digest = hashlib.sha256((BPF_DIR / f"{name}.bpf.c").read_bytes()).hexdigest()[:24]
+    return f"{name}-{digest}.bpf.o"
+
+
+def compile_object(source: Path, target: Path, clang: str) -> None:
+    """Compile one BPF C source; write `target` atomically (a whole object or none), 0600."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}")
+    done = subprocess.run(
+        [clang, "-O2", "-g", "-Wall", "-target", "bpf",
+         f"-I/usr/include/{platform.machine()}-linux-gnu", "-c", str(source), "-o", str(partial)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise BpfError(f"clang failed on {source.name}: {done.stderr.strip()}")
+    partial.chmod(0o600)
+    partial.rename(target)
+
+
 def build(name: str = "tcphop") -> Path:
-    """The object of datapath/bpf/<name>.bpf.c from the private cache, compiled if missing."""
+    """The object of datapath/bpf/<name>.bpf.c: the one the package ships when it has it (no
+    compiler needed), else from the private cache, compiled with clang if missing."""
     source = BPF_DIR / f"{name}.bpf.c"
+    ship = BPF_DIR / shipped_name(name)
+    if ship.exists():
+        _private(BPF_DIR)
+        _private(ship)
+        return ship
     clang, version = _compiler()
     digest = hashlib.sha256(source.read_bytes() + version.encode()).hexdigest()[:24]
     target = BUILD_DIR / f"{name}-{digest}.bpf.o"
@@ -130,30 +163,7 @@ def build(name: str = "tcphop") -> Path:
     if target.exists():
         _private(target)
         return target
-    partial = BUILD_DIR / f".{target.name}.{os.getpid()}"
-    done = subprocess.run(
-        [
-            clang,
-            "-O2",
-            "-g",
-            "-Wall",
-            "-target",
-            "bpf",
-            f"-I/usr/include/{platform.machine()}-linux-gnu",
-            "-c",
-            str(source),
-            "-o",
-            str(partial),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        partial.unlink(missing_ok=True)
-        raise BpfError(f"clang failed on {source.name}: {done.stderr.strip()}")
-    partial.chmod(0o600)
-    partial.rename(target)  # atomic: a concurrent build finds a whole object or none
+    compile_object(source, target, clang)
     return target
 
 

@@ -106,14 +106,34 @@ def ipv4_sysctl(ifname: str, name: str) -> Path:
     return Path("/proc/sys/net/ipv4/conf") / ifname / name
 
 
+# The kernel applies the larger of conf/all and conf/<interface> for these.
+_MAX_OF_ALL = ("arp_ignore", "arp_announce")
+
+
 def set_sysctl(path: Path, value: str) -> str:
-    """Write a sysctl; return its previous value (to restore it later)."""
+    """Write a sysctl; return its previous value (to restore it later). A value that is
+    already in effect is not written again: in a container /proc/sys is read-only, and the
+    engine sets them (compose `sysctls:`)."""
     try:
         old = path.read_text().strip()
+        if old == value or _in_effect(path, old, value):
+            return old
         path.write_text(value)
     except OSError as e:
-        raise DatapathError(f"cannot set {path} = {value}: {e}") from e
+        raise DatapathError(
+            f"cannot set {path} = {value}: {e} (in a container, set it with --sysctl)"
+        ) from e
     return old
+
+
+def _in_effect(path: Path, old: str, value: str) -> bool:
+    """Whether conf/all already makes `value` the interface's effective setting."""
+    if path.name not in _MAX_OF_ALL or path.parent.name == "all":
+        return False
+    if not (old.isdigit() and value.isdigit() and int(old) <= int(value)):
+        return False
+    effective = path.parent.parent / "all" / path.name
+    return effective.read_text().strip() == value
 
 
 XDP_FLAGS_SKB_MODE = 2  # generic XDP

@@ -10,6 +10,7 @@ from cli.context import CliError
 from cluster.pki import init_ca, issue
 from cluster.tls import Access, TlsError
 
+SERVER = "server"
 dir_option = click.option(
     "--dir", "directory", required=True, type=click.Path(path_type=Path), help="PKI directory."
 )
@@ -34,12 +35,17 @@ def init(directory: Path) -> None:
 @pki.command("issue")
 @dir_option
 @click.option("--name", required=True, help="File name (DIR/NAME.crt, DIR/NAME.key).")
-@click.option("--role", required=True, type=click.Choice([str(a) for a in Access]))
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice([*(str(a) for a in Access), SERVER]),
+    help="node, admin, reader: a tcphop identity; server: etcd's certificate (no identity).",
+)
 @click.option("--node-id", default="", help="For --role node: the node id (default: NAME).")
 @click.option("--san", multiple=True, help="An IP address or DNS name to add (repeatable).")
 def issue_cmd(directory: Path, name: str, role: str, node_id: str, san: tuple[str, ...]) -> None:
     """Issue a certificate whose SAN URIs carry the role (and the node id)."""
-    access = Access(role)
+    access = None if role == SERVER else Access(role)
     node = (node_id or name) if access == Access.NODE else node_id
     try:
         crt = issue(directory, name, access, node, san)

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("cluster", "datapath", "agent", "cli", "lab", "bench", "tests")
+PACKAGES = ("cluster", "datapath", "agent", "cli", "lab", "bench", "tests", "deploy")
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
