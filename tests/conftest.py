@@ -50,7 +50,8 @@ TIMEOUT_MULTIPLIER = float(os.environ.get("TCPHOP_TIMEOUT_MULTIPLIER", "1"))
 
 def _required() -> set[str]:
     listed = {c.strip() for c in os.environ.get("TCPHOP_REQUIRE", "").split(",") if c.strip()}
-    return listed | ({"etcd", "netns", "bpf"} if os.environ.get("CI") == "true" else set())
+    in_ci = os.environ.get("CI") == "true"
+    return listed | ({"etcd", "netns", "bpf", "docker"} if in_ci else set())
 
 
 def need(capability: str, available: bool, why: str) -> None:

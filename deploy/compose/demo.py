@@ -1,11 +1,11 @@
 """The compose demo's steps, run in the client container (deploy/compose/demo.sh calls them):
 
-    python3 /compose/demo.py setup | shares N | direct-return MB | download MB RATE |
+    python3 /compose/demo.py setup | shares N | direct-return MB | download MB MB/S NOT_NODE |
                              leader | designate NODE | new-leader NOT_NODE | l7
 
-Real traffic from the client through the VIP (curl); the cluster through the SDK with the
-admin certificate of the environment (TCPHOP_ENDPOINT, TCPHOP_TLS_*). A step that finds the
-cluster misbehaving prints why and exits 1.
+Real traffic from the client through the VIP (curl; downloads with http.client); the cluster
+through the SDK with the admin certificate of the environment (TCPHOP_ENDPOINT, TCPHOP_TLS_*).
+A step that finds the cluster misbehaving prints why and exits 1.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import subprocess
@@ -37,6 +38,7 @@ from cluster.sdk import ClusterClient, NotLeader, TlsFiles, Unavailable
 
 NET = os.environ.get("TCPHOP_COMPOSE_NET", "10.231")
 VIP = f"{NET}.100.10"
+STALL_S = 10.0  # a download that receives nothing this long has failed
 NODES = {"n1": f"{NET}.2.0/24", "n2": f"{NET}.2.0/24", "n3": f"{NET}.3.0/24",
          "n4": f"{NET}.3.0/24"}  # fmt: skip
 WEB = ServiceSpec(
@@ -127,32 +129,45 @@ class Download:
     bytes: int
     server: str
     sha256: str
-    intact: bool  # every byte, the right SHA-256, curl exited 0
+    intact: bool  # every byte, the right SHA-256, no error
     error: str
 
 
-def download(megabytes: int, rate: str = "") -> Download:
-    """A download through the VIP, hashed as it arrives; its size, server and SHA-256."""
+def download(megabytes: int, rate_mb: float = 0, avoid: str = "") -> Download:
+    """A download through the VIP, hashed as it arrives (at most `rate_mb` MiB/s when given),
+    on a connection not served by `avoid` (a node about to be killed takes its own
+    connections with it: the demo shows that the scheduler's failure costs none)."""
     size = megabytes * 2**20
-    cmd = ["curl", "-sS", "-D", "/dev/stderr", "-o", "-", f"http://{VIP}/bytes/{size}"]
-    proc = subprocess.Popen(
-        cmd + (["--limit-rate", rate] if rate else []),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    assert proc.stderr is not None
-    got, digest = 0, hashlib.sha256()
-    while chunk := proc.stdout.read(1 << 20):
-        got += len(chunk)
-        digest.update(chunk)
-    err = proc.stderr.read().decode(errors="replace")
-    proc.wait()
+    for _ in range(20):
+        conn = http.client.HTTPConnection(VIP, 80, timeout=STALL_S)
+        try:
+            conn.request("GET", f"/bytes/{size}")
+            resp = conn.getresponse()
+            server = resp.getheader("X-Served-By", "")
+            if server == avoid:
+                continue
+            return _receive(resp, server, size, rate_mb)
+        except OSError as e:
+            return Download(0, "", "", False, f"{type(e).__name__}: {e}")
+        finally:
+            conn.close()
+    raise DemoFailed(f"twenty connections in a row were served by {avoid}")
+
+
+def _receive(resp: http.client.HTTPResponse, server: str, size: int, rate_mb: float) -> Download:
+    got, digest, t0 = 0, hashlib.sha256(), time.monotonic()
+    try:
+        while chunk := resp.read(256 * 1024):
+            got += len(chunk)
+            digest.update(chunk)
+            if rate_mb and (ahead := got / (rate_mb * 2**20) - (time.monotonic() - t0)) > 0:
+                time.sleep(ahead)
+        error = ""
+    except OSError as e:  # a reset, or no byte for STALL_S
+        error = f"{type(e).__name__}: {e}"
     want = hashlib.sha256(b"x" * size).hexdigest()  # the test service sends N bytes of "x"
     sha = digest.hexdigest()
-    ok = proc.returncode == 0
-    error = "" if ok else (err.strip().splitlines() or ["curl failed"])[-1]
-    return Download(got, served_by(err), sha, ok and got == size and sha == want, error)
+    return Download(got, server, sha, not error and got == size and sha == want, error)
 
 
 async def direct_return(c: ClusterClient, megabytes: int) -> None:
@@ -205,8 +220,10 @@ async def l7(c: ClusterClient) -> None:
         print(f"{label:<32} -> {node or 'FAILED ' + done.stderr.strip()}")
         failed += [] if node else [label]
     view = await c.datapath()
-    handed = view.handoff_stats.get("handoffs_done", 0) - before.get("handoffs_done", 0)
-    print(f"handed off with TCP_REPAIR: {handed}; hop latency p50 {view.handoff_p50_ms:.2f} ms")
+    moved = {k: view.handoff_stats.get(k, 0) - before.get(k, 0)
+             for k in ("handoffs_done", "served_locally")}  # fmt: skip
+    print(f"handed off with TCP_REPAIR: {moved['handoffs_done']}, served by the scheduler "
+          f"itself: {moved['served_locally']}; hop p50 {view.handoff_p50_ms:.2f} ms")  # fmt: skip
     if failed:
         raise DemoFailed(f"L7 requests failed: {failed}")
 
@@ -220,8 +237,8 @@ async def step(args: list[str]) -> None:
                 shares(int(n))
             case ["direct-return", mb]:
                 await direct_return(c, int(mb))
-            case ["download", mb, rate]:
-                print(json.dumps(asdict(download(int(mb), rate))))
+            case ["download", mb, rate, avoid]:
+                print(json.dumps(asdict(download(int(mb), float(rate), avoid))))
             case ["leader"]:
                 print(await leader_of(c))
             case ["designate", node]:

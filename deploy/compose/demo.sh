@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 dc() { docker compose "$@"; }
 step() { dc exec -T client python3 /compose/demo.py "$@"; }
-MB=48 RATE=12M  # a 4 s download, long enough for a handover or a kill to land inside it
+MB=48 RATE=12  # MiB/s: a 4 s download, long enough for a handover or a kill to land inside it
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -31,7 +31,7 @@ step direct-return 64
 leader=$(step leader)
 target=$([[ $leader == n1 ]] && echo n2 || echo n1)
 echo -e "\n== planned handover to $target during a $MB MiB download"
-step download "$MB" "$RATE" >"$tmp/handover.json" &
+step download "$MB" "$RATE" none >"$tmp/handover.json" &
 sleep 1
 step designate "$target"
 wait $!
@@ -39,7 +39,7 @@ intact "$tmp/handover.json"
 
 leader=$(step leader)
 echo -e "\n== docker compose kill $leader (the leader) during a $MB MiB download"
-step download "$MB" "$RATE" >"$tmp/kill.json" &
+step download "$MB" "$RATE" "$leader" >"$tmp/kill.json" &
 sleep 1
 dc kill "$leader" >/dev/null 2>&1
 step new-leader "$leader"
