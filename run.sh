@@ -58,6 +58,7 @@ case "${1:-}" in
       exit
     fi
     setup
+    export COMPOSE_BAKE=false  # this engine has no buildx: the classic builder, no warning
     deploy/image/engine.sh
     deploy/image/base.sh
     deploy/image/wheels.sh

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cluster.errors import ValidationError
+from cluster.limits import CONFIG_FILE_MAX_BYTES as MAX_BYTES
 
 DEFAULT_PATH = Path("/etc/tcphop/tcphopd.toml")
-MAX_BYTES = 64 * 1024  # a configuration file is a few hundred bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,3 +46,6 @@ HTTP_MAX_CLIENTS = 64  # connections at once; more are closed unanswered
 # Rings the leader stores for its successor (rings/<service>).
 MAX_RING_NODES = 1024  # the XDP backends map
 MAX_RING_WEIGHT = 1000  # cluster/placement.py maglev_weights scales to 1..1000
+
+# tcphopd's configuration file (cluster/configfile.py)
+CONFIG_FILE_MAX_BYTES = 64 * 1024  # a real one is a few hundred bytes

@@ -58,7 +58,8 @@ def docker_ready() -> tuple[bool, str]:
 
 def project_env() -> dict[str, str]:
     return {"TCPHOP_COMPOSE_PROJECT": f"tcphop-t{uuid.uuid4().hex[:6]}",
-            "TCPHOP_COMPOSE_NET": free_net(), "PYTHON": sys.executable}  # fmt: skip
+            "TCPHOP_COMPOSE_NET": free_net(), "PYTHON": sys.executable,
+            "COMPOSE_BAKE": "false"}  # fmt: skip
 
 
 def left_behind(project: str) -> list[str]:
