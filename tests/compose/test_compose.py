@@ -57,7 +57,8 @@ def docker_ready() -> tuple[bool, str]:
 
 
 def project_env() -> dict[str, str]:
-    return {"TCPHOP_COMPOSE_PROJECT": f"tcphop-t{uuid.uuid4().hex[:6]}",
+    run_id = uuid.uuid4().hex[:6]
+    return {"TCPHOP_COMPOSE_PROJECT": f"tcphop-t{run_id}", "TCPHOP_IMAGE_TAG": f"t{run_id}",
             "TCPHOP_COMPOSE_NET": free_net(), "PYTHON": sys.executable,
             "COMPOSE_BAKE": "false"}  # fmt: skip
 
@@ -111,8 +112,12 @@ def test_the_compose_demo_end_to_end() -> None:
         check_demo(env)
         check_etcd_member_kill(env)
     finally:
-        run("docker", "compose", "down", "--volumes", "--remove-orphans", env=env)
+        run("docker", "compose", "down", "--volumes", "--remove-orphans", "--rmi", "all", env=env)
     assert left_behind(env["TCPHOP_COMPOSE_PROJECT"]) == []
+    images = ok(
+        "docker", "images", "-q", "--filter", f"reference=*:{env['TCPHOP_IMAGE_TAG']}", env=env
+    )
+    assert images.split() == []
 
 
 def etcd_leader(env: dict[str, str]) -> str:
