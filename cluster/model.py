@@ -50,6 +50,7 @@ class Delivery(StrEnum):
     SPLICE = "splice"  # relay to the application's port on the node
     PROXY_V2 = "proxy-v2"  # the same, with a PROXY protocol v2 header carrying the client
     DESCRIPTOR = "descriptor"  # pass the socket itself over a Unix socket (HandoffListener)
+    TRANSPARENT = "transparent"  # relay from the client's own address: unmodified applications
 
 
 class CheckType(StrEnum):

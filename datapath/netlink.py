@@ -5,6 +5,7 @@ Everything acts on the network namespace of the calling process.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -214,6 +215,45 @@ async def clamp_default_route_mss(mss: int) -> bool:
             except NetlinkError as e:
                 raise DatapathError(f"cannot set advmss {mss} on the default route: {e}") from e
     return bool(defaults)
+
+
+LOCAL_REPLIES_TABLE = 0x7468  # "th": the routing table of transparent delivery's replies
+LOCAL_REPLIES_PRIORITY = 7468
+
+
+async def route_loopback_replies_locally() -> None:
+    """Transparent delivery connects to an application on 127.0.0.1 from the client's own
+    address (IP_TRANSPARENT). The application's answers go from 127.0.0.1 to that address,
+    which the main table would send out of the node (and the kernel refuses: a loopback source
+    on a real interface). One rule and one route deliver them locally instead, to the relay's
+    socket: `ip rule add from 127.0.0.1 lookup 0x7468` with `local 0.0.0.0/0 dev lo` in that
+    table (the TPROXY recipe). Idempotent."""
+    async with AsyncIPRoute() as ipr:
+        lo = await _index(ipr, "lo")
+        try:
+            await ipr.route("replace", dst="0.0.0.0/0", type="local", scope=254, oif=lo,
+                            table=LOCAL_REPLIES_TABLE)  # fmt: skip
+            await ipr.rule("add", src="127.0.0.1", src_len=32, table=LOCAL_REPLIES_TABLE,
+                           priority=LOCAL_REPLIES_PRIORITY)  # fmt: skip
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:  # the rule is there already
+                raise DatapathError(f"cannot route loopback replies locally: {e}") from e
+
+
+async def unroute_loopback_replies() -> bool:
+    """Remove what route_loopback_replies_locally added; False if it was not there."""
+    async with AsyncIPRoute() as ipr:
+        try:
+            await ipr.rule("del", src="127.0.0.1", src_len=32, table=LOCAL_REPLIES_TABLE,
+                           priority=LOCAL_REPLIES_PRIORITY)  # fmt: skip
+        except NetlinkError as e:
+            if e.code != errno.ENOENT:
+                raise DatapathError(f"cannot remove the loopback replies rule: {e}") from e
+            return False
+        with contextlib.suppress(NetlinkError):
+            await ipr.route("del", dst="0.0.0.0/0", type="local", scope=254,
+                            table=LOCAL_REPLIES_TABLE)  # fmt: skip
+    return True
 
 
 TCP_ESTABLISHED = 1

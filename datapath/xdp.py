@@ -321,7 +321,8 @@ class XdpDatapath:
 
     async def teardown(self) -> list[str]:
         """Remove everything the datapath leaves in place between runs: the program on the
-        uplink, our VIPs on lo, the pinned maps. Returns what it removed."""
+        uplink, our VIPs on lo, transparent delivery's routing, the pinned maps. Returns what
+        it removed."""
         await self.close()
         removed = []
         try:
@@ -332,6 +333,8 @@ class XdpDatapath:
         for vip in sorted(await netlink.labelled_addresses("lo", LO_LABEL)):
             await netlink.del_address("lo", vip)
             removed.append(f"{vip} on lo")
+        if await netlink.unroute_loopback_replies():
+            removed.append("the local route of transparent delivery's replies")
         for name in layout.MAPS:
             pin = self.pin_dir / name
             if pin.exists():

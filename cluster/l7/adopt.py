@@ -5,9 +5,11 @@ repair mode (it sends nothing yet); `commit(go=True)`, which the scheduler sends
 client's packets are steered here, takes it live and delivers it to the application as the
 service says:
 
-- `splice` / `proxy-v2`: connect to the application's HOST:PORT on this node (after a PROXY
-  protocol v2 header with the client's address for proxy-v2) and relay both ways; the response
-  leaves this node straight to the client.
+- `splice` / `proxy-v2` / `transparent`: connect to the application's HOST:PORT on this node
+  and relay both ways (cluster/l7/relay.py); the response leaves this node straight to the
+  client. proxy-v2 sends a PROXY protocol v2 header with the client's address first;
+  transparent connects from the client's own address and port-less source (IP_TRANSPARENT), so
+  an unmodified application sees the client as its peer.
 - `descriptor`: pass the socket itself over the Unix socket `target` to an application using the
   SDK's `HandoffListener`, whose accept() returns it with the client as its peer.
 
@@ -21,21 +23,21 @@ target is a loopback address and a descriptor socket lies under the node's --des
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import json
 import os
 import socket
 import struct
-import time
 from collections import Counter
 from collections.abc import Callable
 
 import structlog
 
+from cluster.l7.relay import relay
 from cluster.limits import MAX_PENDING_ADOPTS
 from cluster.model import Delivery, ServiceSpec
-from datapath import tcprepair
+from datapath import netlink, tcprepair
+from datapath.errors import DatapathError
 from datapath.tcprepair import RepairError, TcpState
 
 log = structlog.get_logger()
@@ -64,6 +66,7 @@ class Adopter:
         self.pending: dict[str, tuple[socket.socket, str, bool]] = {}
         self.stats: Counter[str] = Counter()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.local_replies = False  # transparent delivery's routing is in place
 
     def adopt(self, service: str, state: TcpState, handoff_id: str) -> None:
         """Restore the connection in repair mode; RepairError says why not."""
@@ -123,7 +126,7 @@ class Adopter:
                 await asyncio.to_thread(self._pass_descriptor, spec, sock)
                 return
             await self._splice(spec, sock, prefix)
-        except OSError as e:
+        except (OSError, DatapathError) as e:
             self.stats["delivery_failed"] += 1
             log.warning("handoff_delivery_failed", service=service, reason=str(e))
             sock.close()
@@ -144,33 +147,15 @@ class Adopter:
         host, _, port = spec.delivery_target.rpartition(":")
         if not ipaddress.IPv4Address(host).is_loopback:
             raise OSError(f"delivery target {host} is not a loopback address")
-        async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            app_r, app_w = await asyncio.open_connection(host, int(port))
-        sock.setblocking(False)
-        cli_r, cli_w = await asyncio.open_connection(sock=sock)
-        self.stats["delivered_splice"] += 1
+        first, source = prefix, ""
         if spec.delivery == Delivery.PROXY_V2:
-            app_w.write(proxy_v2_header(sock.getpeername(), sock.getsockname()))
-        if prefix:
-            app_w.write(prefix)
-        started = time.monotonic()
-        await asyncio.gather(_pump(cli_r, app_w), _pump(app_r, cli_w))
-        app_w.close()
-        cli_w.close()
-        log.debug(
-            "handoff_spliced", service=spec.name, seconds=round(time.monotonic() - started, 3)
-        )
+            first = proxy_v2_header(sock.getpeername(), sock.getsockname()) + prefix
+        elif spec.delivery == Delivery.TRANSPARENT:
+            if not self.local_replies:
+                await netlink.route_loopback_replies_locally()
+                self.local_replies = True
+            source = sock.getpeername()[0]
+        await relay(sock, (host, int(port)), first, CONNECT_TIMEOUT_S, self._spliced, source)
 
-
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while chunk := await reader.read(256 * 1024):
-            writer.write(chunk)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except (ConnectionError, OSError):
-        writer.close()
-    finally:
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.drain()
+    def _spliced(self) -> None:
+        self.stats["delivered_splice"] += 1

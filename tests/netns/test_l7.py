@@ -83,6 +83,15 @@ def specs(state: lab.LabState) -> list[ServiceSpec]:
         ServiceSpec(
             "shoppx", state.vip, 8082, delivery=Delivery.PROXY_V2, target="127.0.0.1:8080", **common
         ),
+        # the lab's application on 127.0.0.1:8080, reached without PROXY v2 or the SDK
+        ServiceSpec(
+            "shoptp",
+            state.vip,
+            8084,
+            delivery=Delivery.TRANSPARENT,
+            target="127.0.0.1:8080",
+            **common,
+        ),
     ]
 
 
@@ -94,7 +103,7 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabState]:
 
         def ready() -> bool:
             rings = sdk(loaded, lambda c: c.datapath()).rings
-            return len(rings) == 3 and all(len(r) == 4 for r in rings.values())
+            return len(rings) == 4 and all(len(r) == 4 for r in rings.values())
 
         wait_for(ready, 20, "every server eligible for every service")
         yield loaded
@@ -181,6 +190,22 @@ def test_applications_see_the_real_client_by_descriptor_and_by_proxy_v2(
     by_proxy = [get(state, 8082) for _ in range(4)]
     assert {h["x-client"].split(":")[0] for h in by_proxy} == {client}
     assert len({h["x-served-by"] for h in by_proxy}) >= 3
+
+
+def test_an_unmodified_application_sees_the_client_with_transparent_delivery(
+    state: lab.LabState,
+) -> None:
+    """The same application without PROXY v2 sees 127.0.0.1 by splice, the client itself by
+    transparent delivery: on every node, the scheduler's own share included."""
+    client = state.lab.client_ip
+    spliced = get(state, 8080, "/", "Cookie: session=9")
+    assert spliced["x-client"].split(":")[0] == "127.0.0.1"
+    answers = [get(state, 8084) for _ in range(8)]
+    assert {h["x-client"].split(":")[0] for h in answers} == {client}
+    assert len({h["x-served-by"] for h in answers}) >= 3  # handed off, and maybe local
+    big = lab.curl(state, "-o", "/dev/null", "-w", "%{size_download}",
+                   f"http://{state.vip}:8084/bytes/{8 * MB}")  # fmt: skip
+    assert big.stdout == str(8 * MB), big.stderr
 
 
 def test_bad_slow_or_oversized_requests_get_their_answer_and_others_go_on(
