@@ -10,11 +10,33 @@ import sys
 
 from measure import WrkResult, proc_cpu_s, wrk, xdp_run_time_s
 
+from cluster.model import Delivery
 from cluster.sdk import ClusterClient, DatapathView
 from lab import lifecycle as lab
 
 L7_PORT = 8080  # the lab's L7 service; its application listens on 127.0.0.1:8080 per node
 HAPROXY_L7_PORT = 8083
+
+
+def delivery_services(state: lab.LabState) -> list[tuple[str, int, Delivery, str]]:
+    """The same L7 service once per other delivery mode: name, port, delivery, target (the
+    lab's application takes all of them: PROXY v2 or not, and hand-overs on its socket)."""
+    return [
+        ("shoppx", 8082, Delivery.PROXY_V2, f"127.0.0.1:{L7_PORT}"),
+        ("shoptp", 8084, Delivery.TRANSPARENT, f"127.0.0.1:{L7_PORT}"),
+        ("shopfd", 8081, Delivery.DESCRIPTOR, lab.handoff_socket(state)),
+    ]
+
+
+def delivery_cases(state: lab.LabState, args: argparse.Namespace) -> dict[str, WrkResult]:
+    """New connections through the L7 service, per delivery mode (splice is the `shop`)."""
+    ports = {"splice": L7_PORT} | {str(d): port for _, port, d, _ in delivery_services(state)}
+    results = {}
+    for mode, port in ports.items():
+        url = f"http://{state.vip}:{port}/"
+        wrk(state, url, 2, 16, True)  # warm-up
+        results[mode] = wrk(state, url, args.seconds, 16, True)
+    return results
 
 
 SEQUENTIAL = """

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from handoff import HAPROXY_L7_PORT, L7_PORT, l7_cases
+from handoff import HAPROXY_L7_PORT, L7_PORT, delivery_cases, delivery_services, l7_cases
 from measure import proc_cpu_s, wrk, xdp_prog_id, xdp_run_time_s
 
 from cluster.model import HealthCheck, Mode, Policy, Pool
@@ -128,11 +128,17 @@ def run(tmp: Path, args: argparse.Namespace) -> None:
         prog = xdp_prog_id(net.node_ns(1))
         cpu = bulk_cpu(state, args, haproxy.pid, prog)
         l7 = l7_cases(state, args, haproxy.pid, prog)
+        modes = delivery_cases(state, args)
     finally:
         haproxy.terminate()
         haproxy.wait()
         subprocess.run(["sysctl", "-qw", "kernel.bpf_stats_enabled=0"], check=True)
     report(state, args, rows, cpu, l7)
+    print("\n| L7 new connections by delivery | req/s | p50 ms | p99 ms | vs splice |")
+    print("|---|---:|---:|---:|---:|")
+    for mode, r in modes.items():
+        print(f"| {mode} | {r.requests_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+              f"{r.requests_s / modes['splice'].requests_s:.2f} |")  # fmt: skip
 
 
 async def prepare(state: lab.LabState, args: argparse.Namespace) -> None:
@@ -144,16 +150,21 @@ async def prepare(state: lab.LabState, args: argparse.Namespace) -> None:
     async with ClusterClient(
         state.endpoints, tls=(t := state.admin_tls()), insecure=t is None
     ) as c:
-        await c.apply_service(lab.sample_service(state))
-        await c.apply_service(
-            replace(lab.sample_service(state), name="shop", port=L7_PORT, mode=Mode.L7,
-                    policy=Policy.ROUND_ROBIN, health_check=HealthCheck(), pool=l7_pool)
-        )  # fmt: skip
+        web = lab.sample_service(state)
+        await c.apply_service(web)
+        shop = replace(web, name="shop", port=L7_PORT, mode=Mode.L7, policy=Policy.ROUND_ROBIN,
+                       health_check=HealthCheck(), pool=l7_pool)  # fmt: skip
+        await c.apply_service(shop)
+        for name, port, delivery, target in delivery_services(state):
+            await c.apply_service(
+                replace(shop, name=name, port=port, delivery=delivery, target=target)
+            )
         deadline = time.monotonic() + 30
         while True:
             rings = (await c.datapath()).rings
-            if len(rings.get("web", {})) >= args.nodes and len(rings.get("shop", {})) >= len(
-                l7_pool.nodes
+            l7 = ["shop", *(name for name, *_ in delivery_services(state))]
+            if len(rings.get("web", {})) >= args.nodes and all(
+                len(rings.get(name, {})) >= len(l7_pool.nodes) for name in l7
             ):
                 return
             if time.monotonic() > deadline:
