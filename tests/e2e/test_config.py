@@ -50,10 +50,10 @@ def test_a_node_started_with_only_a_config_file_joins_the_cluster(
     path, endpoint = node_file(tmp_path, etcd_url, keys, "n1")
     log = tmp_path / "n1.log"
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TCPHOP_")}
-    with log.open("wb") as out:
+    with log.open("wb") as out:  # not one flag: the file named by the environment
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cluster", "--config", str(path)],
-            stdout=out, stderr=subprocess.STDOUT, env=clean,
+            [sys.executable, "-m", "cluster"],
+            stdout=out, stderr=subprocess.STDOUT, env=clean | {"TCPHOP_CONFIG": str(path)},
         )  # fmt: skip
     try:
         wait_for(lambda: "daemon_started" in log.read_text() or proc.poll() is not None, 15,
