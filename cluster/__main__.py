@@ -149,6 +149,7 @@ def _read_config(ctx: click.Context, _param: click.Parameter, value: str | None)
 @click.option(
     "--teardown",
     is_flag=True,
+    allow_from_autoenv=False,  # an action, never a setting: only as a flag
     help="Remove the XDP program, the VIPs on lo and the pinned maps this node's datapath "
     "keeps between runs (they survive a stop so that a restart keeps every flow), then exit.",
 )
@@ -205,6 +206,7 @@ def _read_config(ctx: click.Context, _param: click.Parameter, value: str | None)
 @click.option(
     "--check-config",
     is_flag=True,
+    allow_from_autoenv=False,
     help="Validate the settings (flags, environment, file), print each with where it came "
     "from, and exit: 0 when valid, 2 when not.",
 )

@@ -118,6 +118,28 @@ def test_an_environment_value_that_is_wrong_is_named_by_its_variable(tmp_path: P
     assert "TCPHOP_LEASE_TTL (--lease-ttl): 0 must be >= 1" in " ".join(done.stderr.split())
 
 
+@pytest.mark.parametrize("action", ["TCPHOP_CHECK_CONFIG", "TCPHOP_TEARDOWN"])
+def test_actions_are_flags_only_never_environment(tmp_path: Path, action: str) -> None:
+    """An action variable in a unit's environment must not turn a start into a dry run or a
+    teardown: the daemon starts (and keeps retrying an etcd that is not there)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TCPHOP_")}
+    log = tmp_path / "n5.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cluster", "--node-id", "n5", "--insecure", "--etcd",
+             f"http://127.0.0.1:{free_port()}", "--listen", f"127.0.0.1:{free_port()}",
+             "--http-listen", "off"],
+            stdout=out, stderr=subprocess.STDOUT, env=clean | {action: "1"},
+        )  # fmt: skip
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=3)  # a dry run or a teardown would have ended by now
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "listen = " not in log.read_text()
+
+
 def test_both_commands_print_the_package_version() -> None:
     assert tcphopd("--version").stdout.strip() == f"tcphopd, version {version('tcphop')}"
     done = clusterctl("--version")
