@@ -26,7 +26,7 @@ class _Side(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: _Side | None = None
         self.early: list[bytes] = []  # what arrived before the other side was connected
-        self.eof = False  # this side sent its end-of-file
+        self.eof = False  # this side's socket reached end-of-file (its far end is done sending)
         self.lost = False
         self.closed = closed
 
