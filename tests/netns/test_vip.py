@@ -56,7 +56,9 @@ async def test_planned_handover_moves_the_vip_with_never_two_holders(cluster: Cl
                 seen.append(cluster.holders(vip))
                 assert time.monotonic() - start < 5, seen
             assert all(len(h) <= 1 for h in seen), seen
-            assert cluster.holders(vip) == {target}
+            # It serves; its ARP answers come from its event loop, which right after taking
+            # over may miss one 150 ms probe window on a loaded machine (seen once in a run).
+            wait_for(lambda t=target: cluster.holders(vip) == {t}, 2, f"{target} to answer ARP")
             assert vip not in cluster.vip_addresses(int(other[1]))
             st = await client.status()
             assert st.leader is not None and st.leader.node_id == target
@@ -91,8 +93,9 @@ async def test_paused_leader_is_replaced_and_withdraws_silently_on_resume(
         before = cluster.log("n1").count("\n")
         cluster.daemons["n1"].send_signal(signal.SIGCONT)
         for _ in range(5):  # n2 keeps the VIP (preempt delay 2 s); n1 never answers for it
-            assert cluster.holders(vip) == {"n2"}
+            assert cluster.holders(vip) <= {"n2"}  # (a probe n2 answers late is no second owner)
             await asyncio.sleep(0.05)
+        wait_for(lambda: cluster.holders(vip) == {"n2"}, 1, "n2 to answer for the VIP")
         assert vip not in cluster.vip_addresses(1)
         while cluster.served_by(vip) != "n1":  # then, after the preempt delay, it fails back
             assert len(cluster.holders(vip)) <= 1
