@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def test_lab_up_status_demo_down(tmp_path: Path) -> None:
         pids += [n["pid"] for n in state["nodes"]]
         made = [c for c in state["created"] if not c.startswith("link:")]
     finally:
+        if (lab_dir / "logs").is_dir():  # kept with the test's tmp_path (pytest keeps the last 3)
+            shutil.copytree(lab_dir / "logs", tmp_path / "lab-logs")
         down = clusterctl("lab", "down", env=env)
     assert down.returncode == 0, down.stderr
     assert not lab_dir.exists()
