@@ -8,7 +8,7 @@ service says:
 - `splice` / `proxy-v2` / `transparent`: connect to the application's HOST:PORT on this node
   and relay both ways (cluster/l7/relay.py); the response leaves this node straight to the
   client. proxy-v2 sends a PROXY protocol v2 header with the client's address first;
-  transparent connects from the client's own address and port-less source (IP_TRANSPARENT), so
+  transparent connects from the client's own address (IP_TRANSPARENT, an ephemeral port), so
   an unmodified application sees the client as its peer.
 - `descriptor`: pass the socket itself over the Unix socket `target` to an application using the
   SDK's `HandoffListener`, whose accept() returns it with the client as its peer.
