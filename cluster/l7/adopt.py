@@ -8,8 +8,8 @@ service says:
 - `splice` / `proxy-v2` / `transparent`: connect to the application's HOST:PORT on this node
   and relay both ways (cluster/l7/relay.py); the response leaves this node straight to the
   client. proxy-v2 sends a PROXY protocol v2 header with the client's address first;
-  transparent connects from the client's own address (IP_TRANSPARENT, an ephemeral port), so
-  an unmodified application sees the client as its peer.
+  transparent connects from the client's own address and port (IP_TRANSPARENT), so an
+  unmodified application sees the client as its peer.
 - `descriptor`: pass the socket itself over the Unix socket `target` to an application using the
   SDK's `HandoffListener`, whose accept() returns it with the client as its peer.
 
@@ -147,14 +147,14 @@ class Adopter:
         host, _, port = spec.delivery_target.rpartition(":")
         if not ipaddress.IPv4Address(host).is_loopback:
             raise OSError(f"delivery target {host} is not a loopback address")
-        first, source = prefix, ""
+        first, source = prefix, None
         if spec.delivery == Delivery.PROXY_V2:
             first = proxy_v2_header(sock.getpeername(), sock.getsockname()) + prefix
         elif spec.delivery == Delivery.TRANSPARENT:
             if not self.local_replies:
                 await netlink.route_loopback_replies_locally()
                 self.local_replies = True
-            source = sock.getpeername()[0]
+            source = sock.getpeername()
         await relay(sock, (host, int(port)), first, CONNECT_TIMEOUT_S, self._spliced, source)
 
     def _spliced(self) -> None:

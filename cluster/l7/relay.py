@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 import struct
 from collections.abc import Callable
@@ -89,18 +90,26 @@ class _Side(asyncio.Protocol):
 IP_TRANSPARENT = 19
 
 
-async def _connect_from(source: str, app: tuple[str, int]) -> socket.socket:
-    """A TCP connection to `app` whose source is `source` (not an address of this node)."""
-    upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        upstream.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
-        upstream.bind((source, 0))
-        upstream.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(upstream, app)
-    except BaseException:
-        upstream.close()
-        raise
-    return upstream
+async def _connect_from(source: tuple[str, int], app: tuple[str, int]) -> socket.socket:
+    """A TCP connection to `app` from `source`, an address that is not this node's: from the
+    client's own port when that 4-tuple is free, else from an ephemeral one."""
+    for port in (source[1], 0):
+        upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            upstream.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+            upstream.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            upstream.bind((source[0], port))
+            upstream.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(upstream, app)
+            return upstream
+        except OSError as e:
+            upstream.close()
+            if not port or e.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+                raise
+        except BaseException:
+            upstream.close()
+            raise
+    raise AssertionError("unreachable")
 
 
 async def relay(
@@ -109,11 +118,11 @@ async def relay(
     first: bytes,
     connect_timeout_s: float,
     connected: Callable[[], None] = lambda: None,
-    source: str = "",
+    source: tuple[str, int] | None = None,
 ) -> None:
     """Connect to the application at `app` (then call `connected`), send it `first`, then relay
     between it and the client's live socket `sock` until both are closed. With `source`, connect
-    from that address (IP_TRANSPARENT; needs CAP_NET_ADMIN and the local route of replies,
+    from that address and port (IP_TRANSPARENT; needs CAP_NET_ADMIN and the local route of replies,
     datapath.netlink.route_loopback_replies_locally). OSError when the application cannot be
     reached (the caller closes `sock`)."""
     loop = asyncio.get_running_loop()
