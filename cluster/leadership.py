@@ -94,10 +94,15 @@ class VipCustody:
     def __init__(self, holder: VipHolder, lease: LeaderLease) -> None:
         self.holder, self.lease = holder, lease
         self.held: frozenset[str] = frozenset()
+        # The holder was told to hold, maybe nothing (a leader of no service yet): it must be
+        # told to release too, or it goes on acting as the leader's (its L7 listeners, its
+        # scheduler tables) after this node stepped down.
+        self.holding = False
 
     async def hold(self, vips: frozenset[str]) -> None:
         if not self.lease.valid():
             return
+        self.holding = True
         await self.holder.hold(vips)
         if not self.lease.may_serve():
             # Paused or slowed while plumbing: the lease may have expired meanwhile. The holder
@@ -111,8 +116,10 @@ class VipCustody:
 
     async def release(self) -> None:
         held, self.held = self.held, frozenset()  # first, so a concurrent caller sees it done
-        if held:
+        holding, self.holding = self.holding, False
+        if held or holding:
             await self.holder.release()
+        if held:
             log.info("vips_released", vips=sorted(held))
 
     async def watchdog(self, wake: asyncio.Event) -> None:

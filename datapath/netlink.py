@@ -282,7 +282,8 @@ TCP_STATES = ("", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2
 
 def sockets_on(address: str, port: int) -> dict[str, int]:
     """How many IPv4 TCP sockets of this namespace are bound to address:port, by state (what
-    holds a port a listener cannot bind)."""
+    holds a port a listener cannot bind). Synchronous, like every DiagSocket call here: from
+    async code call it in a thread (pyroute2 runs an event loop of its own inside)."""
     with DiagSocket() as ds:
         ds.bind()
         messages = ds.get_sock_stats(family=socket.AF_INET, states=0xFFFFFFFF)

@@ -108,7 +108,7 @@ class L7Handoff:
             try:
                 sock = _listen(*key)
             except OSError as e:
-                holders = netlink.sockets_on(*key) if e.errno == errno.EADDRINUSE else {}
+                holders = await _holders(*key) if e.errno == errno.EADDRINUSE else {}
                 log.warning("l7_listen_failed", vip=key[0], port=key[1], reason=str(e),
                             sockets_on_port=holders)  # fmt: skip
                 continue
@@ -303,6 +303,15 @@ class L7Handoff:
 
 
 _ACCEPT_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+async def _holders(vip: str, port: int) -> dict[str, int] | str:
+    """Who holds VIP:port (a diagnosis for the log): off the event loop, since pyroute2's
+    synchronous sockets run an event loop of their own; never an error of its own."""
+    try:
+        return await asyncio.to_thread(netlink.sockets_on, vip, port)
+    except Exception as e:  # noqa: BLE001 - a log line's detail must not stop the leader
+        return f"unknown ({type(e).__name__}: {e})"
 
 
 def _listen(vip: str, port: int) -> socket.socket:

@@ -19,3 +19,15 @@ def test_sockets_bound_to_an_address_and_port_are_counted_by_state() -> None:
                 found = sockets_on("127.0.0.1", port)
                 assert found == {"LISTEN": 1, "ESTABLISHED": 1}, found  # the client's is not
                 assert client.getsockname()[1] != port
+
+
+async def test_the_listener_asks_from_its_event_loop_without_breaking_it() -> None:
+    """pyroute2's synchronous sockets run an event loop of their own: called on the daemon's
+    loop they raised RuntimeError, which ended the leader's election loop (seen in a full run
+    when an L7 listener's bind failed). The listener asks from a thread."""
+    from cluster.l7.handoff import _holders
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        assert await _holders("127.0.0.1", listener.getsockname()[1]) == {"LISTEN": 1}
