@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -46,8 +47,16 @@ def running_lab(where: Path, nodes: int) -> Iterator[lab.LabState]:
         assert state is not None
         yield state
     finally:
+        keep_logs(where)
         down = clusterctl("lab", "down", env=env)
         assert down.returncode == 0, down.stderr
+
+
+def keep_logs(where: Path) -> None:
+    """Copy a lab's logs beside it before `lab down` removes them: pytest keeps the last
+    three sessions' temporary directories, so a failure can be read afterwards."""
+    if (where / "logs").is_dir():
+        shutil.copytree(where / "logs", where.parent / "lab-logs", dirs_exist_ok=True)
 
 
 @pytest.fixture

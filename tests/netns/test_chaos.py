@@ -25,7 +25,7 @@ from lab import faults
 from lab import lifecycle as lab
 from lab.netns import netns_available
 from tests.conftest import load_bpf, need, wait_for
-from tests.netns.conftest import sdk
+from tests.netns.conftest import keep_logs, sdk
 
 pytestmark = [pytest.mark.netns, pytest.mark.bpf, pytest.mark.e2e]
 
@@ -44,6 +44,7 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabState]:
                  "every server in the ring")  # fmt: skip
         yield up
     finally:
+        keep_logs(where)
         lab.down(where)
 
 
