@@ -20,22 +20,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cluster.model import (
-    CheckType,
-    HeaderMatch,
-    HealthCheck,
-    Match,
-    Mode,
-    Policy,
-    Pool,
-    Rule,
-    ServiceSpec,
-)
+from cluster.model import ServiceSpec
 from cluster.pki import certificate
 from cluster.tls import Access, TlsFiles
 from datapath.libbpf import BpfError
 from lab import etcd as lab_etcd
+from lab import services
 from lab.netns import VIP_SEGMENT, RoutedLab, netns_available, node_command
+from lab.services import APP_PORT, SERVICE_PORT
 from lab.state import (
     DEMO_FILE,
     PKI_DIR,
@@ -70,8 +62,6 @@ __all__ = [  # with the state's vocabulary (lab/state.py), which is the life cyc
 ]
 API_PORT = 7700
 HTTP_PORT = 7702
-SERVICE_PORT = 80
-APP_PORT = 8080
 
 
 def spawn(state: LabState, name: str, cmd: list[str], marker: str, endpoint: str) -> LabProcess:
@@ -232,39 +222,13 @@ def down(directory: Path) -> LabState | None:
 
 
 def sample_service(state: LabState) -> ServiceSpec:
-    """The demo's L4 service: the test service on the lab's VIP, on every node."""
-    return ServiceSpec(
-        name="web",
-        vip=state.vip,
-        port=SERVICE_PORT,
-        mode=Mode.L4,
-        pool=Pool.everyone(),
-        policy=Policy.LEAST_LOADED,
-        health_check=HealthCheck(type=CheckType.HTTP, path="/healthz", interval_s=1.0, rise=1),
-    )
+    """The demo's L4 service on the lab's VIP (lab/services.py)."""
+    return services.web(state.vip)
 
 
 def sample_l7_service(state: LabState) -> ServiceSpec:
-    """The demo's L7 service on the VIP's port APP_PORT: /static -> n1, n2; X-Tenant: blue ->
-    n3 (with three nodes or more); otherwise round-robin over all; cookie `session` sticks;
-    each connection is handed off to its node and spliced to the application on
-    127.0.0.1:APP_PORT."""
-    rules = [Rule("static", Match(path_prefix="/static"), Pool(("n1", "n2")[: state.size]))]
-    if state.size >= 3:
-        rules.append(
-            Rule("blue", Match(header=HeaderMatch("X-Tenant", exact="blue")), Pool(("n3",)))
-        )
-    return ServiceSpec(
-        name="shop",
-        vip=state.vip,
-        port=APP_PORT,
-        mode=Mode.L7,
-        pool=Pool.everyone(),
-        policy=Policy.ROUND_ROBIN,
-        persistence="cookie:session",
-        health_check=HealthCheck(type=CheckType.TCP, interval_s=1.0, rise=1),
-        rules=tuple(rules),
-    )
+    """The demo's L7 service on the lab's VIP (lab/services.py)."""
+    return services.shop(state.vip, state.size)
 
 
 def in_client(

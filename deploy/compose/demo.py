@@ -22,39 +22,16 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-from cluster.model import (
-    CheckType,
-    HeaderMatch,
-    HealthCheck,
-    Match,
-    Mode,
-    Policy,
-    Pool,
-    Role,
-    Rule,
-    ServiceSpec,
-)
+from cluster.model import Role
 from cluster.sdk import ClusterClient, NotLeader, TlsFiles, Unavailable
+from lab import services
 
 NET = os.environ.get("TCPHOP_COMPOSE_NET", "10.231")
 VIP = f"{NET}.100.10"
 STALL_S = 10.0  # a download that receives nothing this long has failed
 NODES = {"n1": f"{NET}.2.0/24", "n2": f"{NET}.2.0/24", "n3": f"{NET}.3.0/24",
          "n4": f"{NET}.3.0/24"}  # fmt: skip
-WEB = ServiceSpec(
-    name="web", vip=VIP, port=80, mode=Mode.L4, pool=Pool.everyone(),
-    policy=Policy.LEAST_LOADED,
-    health_check=HealthCheck(type=CheckType.HTTP, path="/healthz", interval_s=1.0, rise=1),
-)  # fmt: skip
-SHOP = ServiceSpec(
-    name="shop", vip=VIP, port=8080, mode=Mode.L7, pool=Pool.everyone(),
-    policy=Policy.ROUND_ROBIN, persistence="cookie:session",
-    health_check=HealthCheck(type=CheckType.TCP, interval_s=1.0, rise=1),
-    rules=(
-        Rule("static", Match(path_prefix="/static"), Pool(("n1", "n2"))),
-        Rule("blue", Match(header=HeaderMatch("X-Tenant", exact="blue")), Pool(("n3",))),
-    ),
-)  # fmt: skip
+WEB, SHOP = services.web(VIP), services.shop(VIP, len(NODES))  # those of the lab's demo
 
 
 class DemoFailed(Exception):
@@ -82,7 +59,10 @@ async def leader_of(c: ClusterClient, not_node: str = "", timeout_s: float = 15)
 async def setup(c: ClusterClient) -> None:
     """Apply both services in one transaction; wait for a leader and every server eligible."""
     await c.apply_services([WEB, SHOP])
-    print(f"services web ({VIP}:80 L4, XDP hop) and shop ({VIP}:8080 L7, rules) applied")
+    print(
+        f"services web ({VIP}:{WEB.port} L4, XDP hop) and shop ({VIP}:{SHOP.port} L7, rules) "
+        "applied"
+    )
     await c.designate("n1", Role.PRIMARY)
     await c.designate("n2", Role.BACKUP)
     print("n1 designated primary, n2 backup (n3 and n4 cannot announce the VIPs' segment)")
@@ -139,7 +119,7 @@ def download(megabytes: int, rate_mb: float = 0, avoid: str = "") -> Download:
     connections with it: the demo shows that the scheduler's failure costs none)."""
     size = megabytes * 2**20
     for _ in range(20):
-        conn = http.client.HTTPConnection(VIP, 80, timeout=STALL_S)
+        conn = http.client.HTTPConnection(VIP, WEB.port, timeout=STALL_S)
         try:
             conn.request("GET", f"/bytes/{size}")
             resp = conn.getresponse()
@@ -206,7 +186,7 @@ async def l7(c: ClusterClient) -> None:
     """Requests to the L7 service: rules by path and header, round-robin, cookie persistence;
     each connection handed over with TCP_REPAIR to the node its rule chose."""
     before = (await c.datapath()).handoff_stats
-    url = f"http://{VIP}:8080"
+    url = f"http://{VIP}:{SHOP.port}"
     cases: list[tuple[str, str, tuple[str, ...]]] = [
         ("GET /static/app.js", "/static/app.js", ())
     ] * 2
