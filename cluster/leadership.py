@@ -116,8 +116,8 @@ class VipCustody:
 
     async def release(self) -> None:
         held, self.held = self.held, frozenset()  # first, so a concurrent caller sees it done
-        holding, self.holding = self.holding, False
-        if held or holding:
+        holding, self.holding = self.holding, False  # held VIPs imply holding
+        if holding:
             await self.holder.release()
         if held:
             log.info("vips_released", vips=sorted(held))

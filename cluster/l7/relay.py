@@ -1,5 +1,5 @@
-"""Relaying a delivered connection to its application on this node (splice and proxy-v2
-delivery), on asyncio transports and protocols.
+"""Relaying a delivered connection to its application on this node (splice, proxy-v2 and
+transparent delivery), on asyncio transports and protocols.
 
 Each side's `data_received` writes straight into the other side's transport: no coroutine, no
 stream buffer and no task per chunk (the stream-based pumps this replaces cost about a third of
