@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 import grpc
@@ -64,6 +64,9 @@ class Agent:
         self.summary_due = asyncio.Event()
         self.leader = ""  # the endpoint the stream should go to
         self.term = 0  # the leader term that last acknowledged a report
+        # Called when the stream to the leader breaks: a killed leader's kernel resets it at
+        # once, long before anything in etcd changes (the election probes the leader then).
+        self.on_stream_failed: Callable[[], None] = lambda: None
 
     async def run(self, stop: asyncio.Event) -> None:
         sampler = Sampler(scope=self.cpu_scope)
@@ -186,6 +189,7 @@ class Agent:
                 log.info(
                     "telemetry_stream_failed", leader=target, code=e.code().name, reason=e.details()
                 )
+                self.on_stream_failed()
                 await self._look_up()  # the leader may have changed
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)

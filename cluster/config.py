@@ -254,11 +254,14 @@ class ElectionConfig:
     backup_delay_s: float = 0.3
     preempt_delay_s: float = 2.0  # after an unplanned takeover, keep leading at least this long
     margin_s: float = 0.1  # withdraw this long before the lease could expire
+    beat_s: float = 0.1  # the leader's heartbeat (cluster/heartbeat.py)
+    silence_s: float = 0.5  # a leader serves this long after its last beat's send time
 
     @classmethod
     def for_ttl(cls, ttl_s: int) -> ElectionConfig:
         """Timings that scale with the lease: a cycle every ttl/5, etcd calls bounded by
-        0.3 ttl, withdrawal 0.1 ttl before the lease could expire."""
+        0.3 ttl, withdrawal 0.1 ttl before the lease could expire, a heartbeat every ttl/10
+        that keeps the leader serving for 0.5 ttl."""
         return cls(
             ttl_s,
             loop_s=ttl_s / 5,
@@ -266,6 +269,8 @@ class ElectionConfig:
             backup_delay_s=0.3 * ttl_s,
             preempt_delay_s=2.0 * ttl_s,
             margin_s=0.1 * ttl_s,
+            beat_s=0.1 * ttl_s,
+            silence_s=0.5 * ttl_s,
         )
 
     def __post_init__(self) -> None:
@@ -275,5 +280,13 @@ class ElectionConfig:
                     f"election timing: loop_s + 2 * retry_s + margin_s ({self.loop_s} + 2 * "
                     f"{self.retry_s} + {self.margin_s}) must be < ttl_s ({self.ttl_s}), or the "
                     "leader cannot step down before its lease expires elsewhere"
+                ]
+            )
+        if not self.beat_s + self.retry_s < self.silence_s:
+            raise ValidationError(
+                [
+                    f"election timing: beat_s + retry_s ({self.beat_s} + {self.retry_s}) must "
+                    f"be < silence_s ({self.silence_s}), or a leader cut from etcd learns it "
+                    "only after its heartbeat window ended"
                 ]
             )

@@ -99,6 +99,7 @@ async def run(cfg: DaemonConfig) -> int:
         vips.on_claim = roles.vip_claimed
     if forwarder is not None:
         roles.on_deposed, forwarder.publish_rings = forwarder.deposed, roles.publish_rings
+        forwarder.gone = roles.gone_nodes
     parts = Parts(state, store, scheduler, membership, roles, forwarder, vips, stop, lag)
     try:
         return await _serve(cfg, parts)
@@ -141,6 +142,7 @@ async def _serve(cfg: DaemonConfig, p: Parts) -> int:
             EtcdLink(p.state, cfg.node_id, p.membership.current_lease), cfg.node_id,
             cfg.report_interval_s, cfg.check_host, cfg.cpu_scope, cfg.tls,
         )  # fmt: skip
+        agent.on_stream_failed = p.roles.wake.set  # a leader's crash, seen first by the stream
         health = NodeHealth(p.membership, p.roles, forwarder)
         http = await _serve_http(cfg, p, health, agent)
         if cfg.http_listen and http is None:

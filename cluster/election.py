@@ -11,6 +11,9 @@ Safety rules:
 - The leader holds VIPs only while its lease is surely valid: `valid_until` is the send time of
   the last successful refresh plus the TTL; a watchdog withdraws the VIPs `margin_s` before that
   whatever the loop is doing, and `loop_s + 2 * retry_s < ttl_s` is checked at start.
+- It also beats every `beat_s` and serves only within `silence_s` of its last beat; a backup
+  that sees no beat for longer frees the leader key without waiting for the lease
+  (cluster/heartbeat.py).
 - A planned handover writes `handover`, withdraws the VIPs, then revokes the lease; the target,
   watching the leader key, campaigns the moment it is gone.
 """
@@ -30,13 +33,14 @@ from cluster.config import ElectionConfig
 from cluster.decision import Action, Decision, decide
 from cluster.documents import record_to_doc
 from cluster.errors import LeaseExpired, StoreError
+from cluster.heartbeat import Heartbeat, SilenceWatch
 from cluster.histogram import Histogram
 from cluster.keys import Keys, Kind
 from cluster.leaderprobe import LeaderProbe
 from cluster.leadership import LeaderLease, VipCustody, VipHolder
 from cluster.model import Handover, LeaderRecord, Registration, Role, VipOwner
 from cluster.snapshot import Snapshot, encode, read_snapshot
-from cluster.store.base import Compare, Delete, LeaseId, Put, Store
+from cluster.store.base import Compare, Delete, EventKind, LeaseId, Put, Store
 
 log = structlog.get_logger()
 
@@ -59,6 +63,8 @@ class RoleManager:
         self.leader = leader or LeaderLease(cfg.margin_s)
         self.custody = VipCustody(vips, self.leader)
         self.probe = LeaderProbe(store, me.node_id, cfg.loop_s)
+        self.heartbeat = Heartbeat(store, keys, self.leader, cfg)
+        self.silence = SilenceWatch(store, keys, cfg)
         self.absent_since: float | None = None
         self.last: Decision | None = None
         self.wake = asyncio.Event()
@@ -79,32 +85,37 @@ class RoleManager:
         async with asyncio.TaskGroup() as tg:
             watcher = tg.create_task(self._watch())
             watchdog = tg.create_task(self.custody.watchdog(self.wake))
+            beat = tg.create_task(self.heartbeat.run(self._strand, self.wake))
             try:
                 while not stop.is_set():
                     await self.step()
                     self.wake.clear()
                     waiters = [asyncio.ensure_future(e.wait()) for e in (stop, self.wake)]
+                    timeout = min(self.cfg.loop_s, self.silence.due_in() + 0.001)
                     await asyncio.wait(
-                        waiters, timeout=self.cfg.loop_s, return_when=asyncio.FIRST_COMPLETED
+                        waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                     )
                     for w in waiters:
                         w.cancel()
             finally:
-                watcher.cancel()
-                watchdog.cancel()
+                for task in (watcher, watchdog, beat):
+                    task.cancel()
                 await self._resign("the daemon is stopping", "stopping")
 
     async def step(self) -> Decision:
         """One cycle: read everything once, decide, act; return the decision."""
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self.cfg.retry_s):
                 kvs, revision = await self.store.get_prefix(self.keys.prefix())
         except (StoreError, TimeoutError) as e:
+            self.silence.read(False, time.monotonic() - started)
             await self._strand()
             decision = Decision(Action.WAIT, f"etcd unreachable: {str(e) or type(e).__name__}")
             self._log(decision)
             return decision
         self.read_at = time.monotonic()
+        self.silence.read(True, self.read_at - started)
         view = read_snapshot(kvs, revision, self.keys)
         await self._reconnect(view)
         decision = self._decide(view)
@@ -121,7 +132,7 @@ class RoleManager:
         unless another node has claimed one of its VIPs since its lease ran out."""
         if not self.leader.leading:
             return
-        if self.claimed and not self.leader.valid():
+        if self.claimed and not self.leader.beating():
             await self._resign("another node announced a VIP and etcd is unreachable", "deposed")
         elif not self.leader.stranded:
             self.leader.stranded = True
@@ -159,8 +170,8 @@ class RoleManager:
 
     def vip_claimed(self, vip: str, mac: bytes) -> None:
         """Another node announced `vip` on the segment (datapath/vip.py hears it). Past this
-        node's lease that is a new leader: stop serving at once (the loop resigns)."""
-        if self.leader.valid():
+        node's heartbeat window that is a new leader: stop serving at once (the loop resigns)."""
+        if self.leader.beating():
             log.warning("vip_claimed_while_leading", vip=vip, by=mac.hex(":"))
             return
         self.on_deposed()
@@ -169,6 +180,10 @@ class RoleManager:
         self.claimed, self.leader.stranded = True, False
         log.warning("vip_claimed", vip=vip, by=mac.hex(":"), term=self.leader.term)
         self.wake.set()
+
+    def gone_nodes(self) -> frozenset[str]:
+        """Leaders found dead or silent lately: nothing to wait for from them (flow recovery)."""
+        return frozenset(self.probe.dead) | self.silence.silent_nodes()
 
     def _decide(self, view: Snapshot) -> Decision:
         now = time.monotonic()
@@ -183,7 +198,7 @@ class RoleManager:
             self.leader.valid(),
             now - (self.absent_since or now),
             self.cfg.backup_delay_s,
-            self.probe.dead_nodes(view),
+            self.probe.dead_nodes(view) | self.silence.silent_nodes(),
             now >= self.no_handover_until
             or max(view.designation_revisions.values(), default=0) > self.takeover_revision,
         )
@@ -201,7 +216,9 @@ class RoleManager:
             await self.custody.release()
         if not self.leader.leading:
             await self._candidacy(view)
-            if view.role(self.me.node_id) != Role.NONE and await self.probe.probe(view):
+            if view.role(self.me.node_id) != Role.NONE and (
+                await self.silence.replace(view) or await self.probe.probe(view)
+            ):
                 self.wake.set()
 
     async def _candidacy(self, view: Snapshot) -> None:
@@ -285,7 +302,13 @@ class RoleManager:
         if not result.succeeded:
             await self.store.revoke(lease)
             return
-        self.leader.take(lease, result.revision, term, granted_at + min(ttl_s, self.cfg.ttl_s))
+        self.leader.take(
+            lease,
+            result.revision,
+            term,
+            granted_at + min(ttl_s, self.cfg.ttl_s),
+            granted_at + self.cfg.silence_s,
+        )
         if not (planned and handover is not None and handover.to_node == self.me.node_id):
             self.no_handover_until = granted_at + self.cfg.preempt_delay_s
             self.takeover_revision = result.revision
@@ -353,11 +376,14 @@ class RoleManager:
         Health summaries are skipped: every agent writes one every 2 s and the election does not
         read them, so waking on them would make every node re-read everything N times a period.
         """
-        health = self.keys.prefix(Kind.HEALTH)
+        health, beat = self.keys.prefix(Kind.HEALTH), self.keys.beat
         while True:
             try:
                 async for event in self.store.watch_prefix(self.keys.prefix(), 0):
-                    if not event.kv.key.startswith(health):
+                    if event.kv.key == beat:
+                        if event.kind == EventKind.PUT:
+                            self.silence.saw_beat(event.kv.mod_revision)
+                    elif not event.kv.key.startswith(health):
                         self.wake.set()
             except StoreError:
                 await asyncio.sleep(self.cfg.loop_s)

@@ -35,11 +35,12 @@ from cluster.errors import StoreError, ValidationError
 from cluster.l7 import channel as handoff_channel
 from cluster.l7.handoff import L7Handoff
 from cluster.leadership import VipHolder
-from cluster.model import Mode, Registration
+from cluster.model import Mode, Registration, Role
 from cluster.scheduler import Scheduler
 from cluster.snapshot import Snapshot
 from cluster.state import ClusterState
 from cluster.tls import Access, Identity, TlsFiles, channel
+from datapath import layout, maglev
 from datapath.errors import DatapathError
 from datapath.protocol import Datapath, DesiredState, Flow, SchedulerTables, VipService
 
@@ -53,8 +54,9 @@ async def _no_publish(weights: Rings, stored: Rings) -> None:
 
 PERIOD_S = 0.5
 STEP_DOWN_GRACE_S = 5.0
-# A node that does not answer in time (hung, busy) is not waited for: its connections hash to it
-# anyway, through the ring inherited from the last leader (Scheduler.take_over).
+# A node that does not answer in time (hung, busy) is not waited for, and one the election found
+# dead or silent is not asked: its connections hash to it anyway, through the ring inherited
+# from the last leader (Scheduler.take_over).
 RECOVERY_TIMEOUT_S = 0.2
 HANDOFF_S = 1.5  # a stopping ex-leader answers ListConnections this long after stepping down
 
@@ -109,7 +111,11 @@ class Forwarder:
         # Stores the leader's rings for its successor (RoleManager.publish_rings, fenced).
         self.publish_rings: Callable[[Rings, Rings], Awaitable[None]] = _no_publish
         self.seen: dict[str, Registration] = {}  # every node's last registration
+        # Nodes the election found dead or silent (RoleManager.gone_nodes): not asked for flows.
+        self.gone: Callable[[], frozenset[str]] = frozenset
         self.lock = asyncio.Lock()
+        self.warmed: Rings = {}  # the stored rings last built in advance (_warm)
+        self.warming: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
 
     async def start(self, api_endpoint: str) -> None:
@@ -162,6 +168,9 @@ class Forwarder:
                 if not self.leading and snap.leader and snap.leader.node_id != self.node_id:
                     self.other_leads = True  # (while leading, a snapshot can lag our term)
                 weights = await self.scheduler.service_weights(snap) if self.leading else None
+                may_lead = snap.role(self.node_id) != Role.NONE
+                if weights is None and may_lead and snap.rings != self.warmed:
+                    self._warm(snap.rings)
                 if weights is not None and weights != snap.rings:
                     await self.publish_rings(weights, snap.rings)
                 self.seen |= snap.registrations
@@ -180,6 +189,13 @@ class Forwarder:
                 await self._fence_without_etcd()
             except (DatapathError, ValidationError, OSError) as e:
                 log.warning("datapath_sync_failed", reason=str(e))
+
+    def _warm(self, rings: Rings) -> None:
+        """Build the stored rings in the background while following: a take-over starts from
+        them (Scheduler.take_over), and building one costs tens of milliseconds."""
+        self.warmed = rings
+        if self.warming is None or self.warming.done():
+            self.warming = asyncio.create_task(asyncio.to_thread(_build_rings, rings))
 
     def _grace_tables(self) -> SchedulerTables | None:
         """After stepping down: the last tables, for packets a stale ARP entry still sends
@@ -227,8 +243,9 @@ class Forwarder:
                 snap = None
             if snap is not None:
                 self.scheduler.take_over(snap.rings)
-                await self.sync(snap)
-                recovered = await self._recover_flows(snap)
+                # The nodes' connection lists are fetched while the tables are programmed
+                # (sync holds the lock first; the flows are pinned after it).
+                _, recovered = await asyncio.gather(self.sync(snap), self._recover_flows(snap))
             else:
                 await self.sync()
                 recovered = 0
@@ -253,12 +270,19 @@ class Forwarder:
         # Every node this one has seen, registered now or not: a node whose lease lapsed a
         # moment ago (an etcd outage ends with every lease expired) still serves connections.
         nodes = self.seen | snap.registrations
+        gone = self.gone()
         answers = await asyncio.gather(
-            *(_connections(r.endpoint, vips, self.tls) for r in nodes.values())
+            *(_connections(r.endpoint, vips, self.tls) for n, r in nodes.items() if n not in gone)
         )
         flows = [f for answer in answers for f in answer]
         async with self.lock:
             return await self.datapath.add_flows(flows)
+
+
+def _build_rings(rings: Rings) -> None:
+    for weights in rings.values():
+        if weights:
+            maglev.build_cached(weights, layout.RING_SIZE)
 
 
 async def _connections(endpoint: str, vips: list[str], tls: TlsFiles | None) -> list[Flow]:

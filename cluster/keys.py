@@ -7,6 +7,8 @@ Every key lives under a root prefix, `/tcphop/v1/` by default (tests give each c
     services/<name>     ServiceSpec (JSON), persistent
     candidates/<id>     a primary/backup node ready to lead (JSON), under the node's lease
     leader              LeaderRecord (JSON), under the leader's lease
+    leader-beat         the leader's term (ASCII integer), rewritten every beat_s under its lease
+                        (cluster/heartbeat.py)
     term                the last leader term (JSON int), persistent
     vips/<address>      VIP owner (JSON), under the leader's lease
     handover            the last planned handover (JSON), persistent
@@ -68,6 +70,10 @@ class Keys:
     @property
     def leader(self) -> bytes:
         return self.prefix() + b"leader"
+
+    @property
+    def beat(self) -> bytes:
+        return self.prefix() + b"leader-beat"
 
     @property
     def term(self) -> bytes:

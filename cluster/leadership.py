@@ -31,6 +31,7 @@ class LeaderLease:
     leader_revision: int = 0  # the leader key's create revision: the fencing token; 0: none
     term: int = 0  # the term this node leads, 0 when it does not
     valid_until: float = 0.0  # monotonic: send time of the last refresh + TTL
+    beat_until: float = 0.0  # monotonic: send time of the last heartbeat + silence_s
     # Static stability: etcd became unreachable while this node led, and no other node has
     # announced one of its VIPs since. It keeps serving with what it has (RoleManager.step).
     stranded: bool = False
@@ -43,18 +44,36 @@ class LeaderLease:
         """True while this node's leader lease surely has not expired anywhere."""
         return self.leading and time.monotonic() < self.valid_until - self.margin_s
 
-    def may_serve(self) -> bool:
-        """Whether this node may answer for its VIPs and place new connections: its lease is
+    def beating(self) -> bool:
+        """True while no backup can have found this leader silent (cluster/heartbeat.py)."""
+        return self.leading and time.monotonic() < self.beat_until
+
+    def may_hold(self) -> bool:
+        """Whether this node may keep its VIPs plumbed and its tables programmed: its lease is
         surely valid, or it leads stranded from etcd and no one else has claimed a VIP."""
         return self.valid() or (self.leading and self.stranded)
+
+    def may_serve(self) -> bool:
+        """Whether it may also answer ARP for its VIPs and place new connections: besides,
+        its heartbeat is current (a leader that merely stalled past it serves again at its
+        next beat, unless a backup found it silent meanwhile), or it is stranded."""
+        return self.may_hold() and (self.beating() or self.stranded)
 
     def current_term(self) -> int:
         """The term this node leads and may serve now; 0 otherwise (past its lease, deposed)."""
         return self.term if self.may_serve() else 0
 
-    def take(self, lease: LeaseId, revision: int, term: int, valid_until: float) -> None:
+    def take(
+        self,
+        lease: LeaseId,
+        revision: int,
+        term: int,
+        valid_until: float,
+        beat_until: float | None = None,
+    ) -> None:
         self.lease, self.leader_revision, self.term = lease, revision, term
         self.valid_until = valid_until
+        self.beat_until = valid_until if beat_until is None else beat_until
 
     def drop(self) -> LeaseId | None:
         """Stop leading; return the lease to revoke (None if there was none)."""
@@ -104,7 +123,7 @@ class VipCustody:
             return
         self.holding = True
         await self.holder.hold(vips)
-        if not self.lease.may_serve():
+        if not self.lease.may_hold():
             # Paused or slowed while plumbing: the lease may have expired meanwhile. The holder
             # answered nothing without it; now take the addresses away too.
             self.held = vips
@@ -126,7 +145,7 @@ class VipCustody:
         """Withdraw the VIPs before the lease could expire (unless stranded from etcd),
         whatever the loop is doing."""
         while True:
-            if self.held and not self.lease.may_serve():
+            if self.held and not self.lease.may_hold():
                 await self.release()
                 wake.set()
             await asyncio.sleep(self.lease.margin_s / 2)

@@ -8,7 +8,11 @@ import asyncio
 import collections
 import time
 
+import structlog
+
+log = structlog.get_logger()
 INTERVAL_S = 0.05
+STALL_LOG_MS = 200.0  # a lag this long is logged: it can cost a leader its heartbeat window
 WINDOW_S = 10.0
 
 
@@ -29,5 +33,7 @@ class LoopLag:
             now = time.monotonic()
             self.last_ms = max(0.0, (now - asked - INTERVAL_S) * 1000)
             self.samples.append((now, self.last_ms))
+            if self.last_ms > STALL_LOG_MS:
+                log.warning("event_loop_stalled", lag_ms=round(self.last_ms))
             while self.samples and self.samples[0][0] < now - WINDOW_S:
                 self.samples.popleft()

@@ -167,6 +167,17 @@ def _election(f: _Families, src: Sources) -> None:
         [((c,), roles.step_downs[c]) for c in STEP_DOWN_CAUSES],
         ("cause",),
     )
+    f.counter(
+        "election_heartbeats",
+        "Leader heartbeats, by outcome (written; failed: etcd unreachable).",
+        [(("written",), roles.heartbeat.beats), (("failed",), roles.heartbeat.failed)],
+        ("outcome",),
+    )
+    f.counter(
+        "election_silent_leaders_replaced",
+        "Leader keys this node freed because their leader's heartbeat stopped.",
+        [((), roles.silence.replaced)],
+    )
     f.histogram(
         "election_lease_keepalive_seconds",
         "Leader lease refresh round trips.",

@@ -171,6 +171,8 @@ class Snapshot:
     vacant_leader_mod: int = 0  # mod revision of an unusable leader key to replace; 0: none
     services_generation: int = 0  # mod revision of the services generation key (0: absent)
     rings: dict[str, dict[str, int]] = field(default_factory=dict)  # the last leader's weights
+    beat_term: int = 0  # the term of the leader's last heartbeat (cluster/heartbeat.py); 0: none
+    beat_revision: int = 0  # its mod revision
 
     @property
     def alive(self) -> frozenset[str]:
@@ -226,6 +228,8 @@ def read_snapshot(kvs: list[KeyValue], revision: int, keys: Keys) -> Snapshot:
     term_kv = singles.get(keys.term)
     term = guarded(lambda: _term(term_kv), keys.term, malformed) if term_kv else 0
     generation = singles.get(keys.services_generation)
+    beat_kv = singles.get(keys.beat)
+    beat_term = guarded(lambda: _term(beat_kv), keys.beat, malformed) if beat_kv else 0
     registrations = values[Kind.NODE]
     return Snapshot(
         revision,
@@ -247,6 +251,8 @@ def read_snapshot(kvs: list[KeyValue], revision: int, keys: Keys) -> Snapshot:
         vacant,
         generation.mod_revision if generation else 0,
         values[Kind.RING],
+        beat_term or 0,
+        beat_kv.mod_revision if beat_kv and beat_term else 0,
     )
 
 

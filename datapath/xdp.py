@@ -219,7 +219,7 @@ class XdpDatapath:
         self, index: int, weights: dict[str, int], value: dict[str, bytes]
     ) -> None:
         ring = (
-            b"".join(value[n] for n in maglev.build(weights, layout.RING_SIZE))
+            b"".join(value[n] for n in maglev.build_cached(weights, layout.RING_SIZE))
             if weights
             else EMPTY_RING
         )

@@ -38,6 +38,9 @@ from cluster.store.endpoints import parse_endpoints_and_scheme
 from cluster.tls import TlsFiles
 
 _T = TypeVar("_T")
+# A call cancelled by its caller's deadline after this long moves the next call to another
+# member (EtcdStore._try_endpoints).
+SLOW_CALL_S = 0.1
 _TARGETS = {
     "create": rpc.Compare.CREATE,
     "mod": rpc.Compare.MOD,
@@ -190,7 +193,11 @@ class EtcdStore:
         return result
 
     async def _try_endpoints(self, op: Callable[[_Endpoint], Awaitable[_T]]) -> _T:
+        """A member that vanished (a killed container, a cut link) answers nothing rather than
+        refusing: a call that times out, here or in the caller's own deadline, moves the next
+        call to the next member, as a refused one moves on at once."""
         last: StoreError | None = None
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout_s):
                 for _ in self._conns:
@@ -207,10 +214,15 @@ class EtcdStore:
                         if not isinstance(last, StoreUnavailable):
                             raise last from e
                         self._current = (self._current + 1) % len(self._conns)
+        except asyncio.CancelledError:
+            if time.monotonic() - started > SLOW_CALL_S:
+                self._current = (self._current + 1) % len(self._conns)
+            raise
         except TimeoutError:
+            target = self._conns[self._current].target
+            self._current = (self._current + 1) % len(self._conns)
             raise StoreUnavailable(
-                f"etcd at {self._conns[self._current].target} did not answer within "
-                f"{self.timeout_s} s"
+                f"etcd at {target} did not answer within {self.timeout_s} s"
             ) from None
         assert last is not None
         raise last

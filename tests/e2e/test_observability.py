@@ -32,6 +32,7 @@ NODE_FAMILIES = {
     "tcphop_election_term",
     "tcphop_election_vips_held", "tcphop_election_handovers", "tcphop_election_step_downs",
     "tcphop_election_lease_keepalive_seconds", "tcphop_etcd_request_seconds",
+    "tcphop_election_heartbeats", "tcphop_election_silent_leaders_replaced",
     "tcphop_etcd_request_errors", "tcphop_etcd_watches_opened", "tcphop_agent_cpu_ratio",
     "tcphop_agent_load1", "tcphop_agent_memory_used_ratio", "tcphop_agent_connections",
     "tcphop_agent_check_up", "tcphop_telemetry_reports_received",

@@ -3,7 +3,9 @@ endpoints, failover, outages, endpoint parsing."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import socket
 import time
 
 import pytest
@@ -26,6 +28,30 @@ async def test_a_dead_first_endpoint_fails_over_to_the_next(etcd_url: str, keys:
         assert (await store.get(keys.prefix() + b"k")).value == b"v"  # type: ignore[union-attr]
     finally:
         await store.close()
+
+
+async def test_a_member_that_answers_nothing_is_left_for_the_next_call(
+    etcd_url: str, keys: Keys
+) -> None:
+    """A vanished member (a killed container) accepts nothing and refuses nothing: the call
+    that timed out on it, by the store's deadline or by the caller's, sends the next call to
+    the next member."""
+    with socket.socket() as silent:  # listens, never answers: a black hole
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        hole = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        store = EtcdStore(f"{hole},{etcd_url}", timeout_s=0.5)
+        try:
+            with pytest.raises(StoreUnavailable, match=f"127.0.0.1:{silent.getsockname()[1]}"):
+                await store.get(keys.prefix() + b"k")
+            await store.put(keys.prefix() + b"k", b"v")  # the next member answers
+            store._current = 0  # the black hole again, now abandoned by the caller's deadline
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.3):
+                    await store.get(keys.prefix() + b"k")
+            assert (await store.get(keys.prefix() + b"k")).value == b"v"  # type: ignore[union-attr]
+        finally:
+            await store.close()
 
 
 async def test_unreachable_or_paused_etcd_raises_store_unavailable_within_the_deadline(

@@ -100,6 +100,7 @@ async def test_paused_leader_is_replaced_and_withdraws_silently_on_resume(
         while cluster.served_by(vip) != "n1":  # then, after the preempt delay, it fails back
             assert len(cluster.holders(vip)) <= 1
             assert time.monotonic() - start < 10
+        assert '"leader_silent"' in cluster.log("n2")  # its heartbeat, not its lease expiry
         resumed = cluster.log("n1").splitlines()[before:]
         assert any('"leader_stepped_down"' in line for line in resumed)
         stepped = next(i for i, line in enumerate(resumed) if '"leader_stepped_down"' in line)

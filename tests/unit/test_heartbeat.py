@@ -1,0 +1,139 @@
+"""The leader's heartbeat and a backup's patience (cluster/heartbeat.py), on the in-memory store
+(the same contract as etcd; tests/netns/test_vip.py pauses a real leader). Real time: the
+lease is the lab's (TTL 1 s: a beat every 0.1 s, a 0.5 s window, a 0.1 s margin)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from cluster.config import ElectionConfig
+from cluster.decision import Action
+from cluster.documents import designation_to_doc, record_to_doc
+from cluster.election import RoleManager
+from cluster.errors import ValidationError
+from cluster.keys import Keys
+from cluster.leadership import RecordedVips
+from cluster.model import Designation, Registration, Role, ServiceSpec
+from cluster.snapshot import encode
+from cluster.state import ClusterState
+from cluster.store.memory import MemoryStore
+
+KEYS = Keys()
+CFG = ElectionConfig.for_ttl(1)
+
+
+async def pair(store: MemoryStore) -> tuple[RoleManager, RoleManager]:
+    """n1 (primary) leading with one beat written, n2 (backup) following."""
+    managers = []
+    for node, role in (("n1", Role.PRIMARY), ("n2", Role.BACKUP)):
+        reg = Registration(node, f"127.0.0.1:{1000 + int(node[1])}", "h", 1, "t", time.time())
+        await store.put(KEYS.node(node), encode(record_to_doc(reg)))
+        await store.put(KEYS.designation(node), encode(designation_to_doc(Designation(node, role))))
+        managers.append(RoleManager(store, KEYS, reg, CFG, RecordedVips(), lambda: None))
+    await ClusterState(store, KEYS).apply_service(ServiceSpec("web", "10.0.0.1", 80))
+    n1, n2 = managers
+    assert (await n1.step()).action == Action.CAMPAIGN
+    await beat(n1)
+    assert (await n2.step()).action == Action.FOLLOW
+    return n1, n2
+
+
+async def beat(m: RoleManager) -> asyncio.Event:
+    wake = asyncio.Event()
+    await m.heartbeat.beat(m._strand, wake)
+    return wake
+
+
+async def test_a_silent_leader_is_replaced_only_after_it_stopped_serving() -> None:
+    store = MemoryStore()
+    n1, n2 = await pair(store)
+    await store.put(KEYS.candidate("n1"), b"{}")  # the silent primary still looks ready
+    for _ in range(8):  # 0.8 s of beats: longer than the window, and no takeover
+        assert (await n1.step()).action == Action.KEEP  # refreshes its lease
+        await beat(n1)
+        assert (await n2.step()).action == Action.FOLLOW
+        await asyncio.sleep(0.1)
+    assert await store.get(KEYS.leader) is not None and n1.leader.may_serve()
+    stopped = time.monotonic()
+    while await store.get(KEYS.leader) is not None:  # n1 goes silent
+        assert time.monotonic() - stopped < 2.0, "the silent leader was never replaced"
+        await n2.step()
+        await asyncio.sleep(0.02)
+    assert time.monotonic() - stopped > CFG.silence_s
+    assert not n1.leader.may_serve(), "replaced while the old leader could still answer"
+    assert n1.leader.valid(), "replaced before its lease ran out: what the heartbeat is for"
+    decision = await n2.step()  # the primary is silent: no waiting for it
+    assert decision.action == Action.CAMPAIGN and n2.leader.term == 2
+    assert (await beat(n1)).is_set()  # its next beat is refused: the loop is woken ...
+    assert (await n1.step()).action == Action.STEP_DOWN  # ... and steps down
+    assert n1.custody.held == frozenset()
+
+
+async def test_a_beat_the_backup_has_not_seen_yet_keeps_the_leader() -> None:
+    store = MemoryStore()
+    n1, n2 = await pair(store)
+    view = await ClusterState(store, KEYS).snapshot()
+    n2.silence.seen_at -= 10  # as if silent for long ...
+    n2.silence.healthy_since -= 10
+    await beat(n1)  # ... but it beat just now, unseen by n2
+    assert not await n2.silence.replace(view)
+    leader = await store.get(KEYS.leader)
+    assert leader is not None and leader.create_revision == n1.leader.leader_revision
+
+
+async def test_slow_or_failed_reads_of_etcd_restart_the_patience() -> None:
+    store = MemoryStore()
+    _, n2 = await pair(store)
+    view = await ClusterState(store, KEYS).snapshot()
+    n2.silence.seen_at -= 10
+    n2.silence.healthy_since -= 10
+    assert n2.silence.silent(view)
+    n2.silence.read(False, 0.0)  # etcd did not answer us: it may be what delays the beats
+    assert not n2.silence.silent(view)
+    n2.silence.healthy_since -= 10
+    n2.silence.read(True, CFG.beat_s * 2)  # a slow answer too
+    assert not n2.silence.silent(view)
+
+
+async def test_a_leader_that_never_beat_in_its_term_is_never_found_silent() -> None:
+    store = MemoryStore()
+    _, n2 = await pair(store)
+    await store.put(KEYS.term, b"1")
+    await store.put(KEYS.beat, b"0")  # a beat of another term (or of a version without one)
+    view = await ClusterState(store, KEYS).snapshot()
+    n2.silence.seen_at -= 10
+    n2.silence.healthy_since -= 10
+    assert view.beat_term == 0 and not n2.silence.silent(view)
+    await store.put(KEYS.beat, b"\xff garbage")
+    view = await ClusterState(store, KEYS).snapshot()
+    assert not n2.silence.silent(view) and KEYS.beat.decode() in view.malformed
+
+
+async def test_a_beat_that_cannot_reach_etcd_strands_the_leader_which_serves_on() -> None:
+    store = MemoryStore()
+    n1, _ = await pair(store)
+    store.outage()
+    await beat(n1)
+    assert n1.leader.stranded and n1.heartbeat.failed == 1
+    n1.leader.beat_until = n1.leader.valid_until = time.monotonic() - 1  # both windows past
+    assert n1.leader.may_serve()  # static stability: until another node announces a VIP
+    n1.vip_claimed("10.0.0.1", bytes(6))
+    assert not n1.leader.may_serve()
+
+
+async def test_an_announcement_within_the_leaders_heartbeat_window_is_ignored() -> None:
+    store = MemoryStore()
+    n1, _ = await pair(store)
+    n1.vip_claimed("10.0.0.1", bytes(6))  # no backup may have replaced it yet: bogus
+    assert n1.leader.may_serve() and not n1.claimed
+    n1.leader.beat_until = time.monotonic() - 0.01  # past the window (its lease still valid)
+    n1.vip_claimed("10.0.0.1", bytes(6))
+    assert n1.claimed and not n1.leader.may_serve()
+
+
+def test_the_heartbeat_window_must_outlast_a_failed_beat() -> None:
+    with pytest.raises(ValidationError, match="beat_s \\+ retry_s"):
+        ElectionConfig(ttl_s=1, beat_s=0.2, silence_s=0.4)
