@@ -245,6 +245,8 @@ class Forwarder:
                 self.scheduler.take_over(snap.rings)
                 # The nodes' connection lists are fetched while the tables are programmed
                 # (sync holds the lock first; the flows are pinned after it).
+                if self.handoff is not None:
+                    self.handoff.eject(self.gone())  # the node we replaced: nothing to hand it
                 _, recovered = await asyncio.gather(self.sync(snap), self._recover_flows(snap))
             else:
                 await self.sync()

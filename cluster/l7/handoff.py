@@ -10,7 +10,9 @@ cookie or source address), then hand off:
     flow map -> commit -> close the frozen socket (in repair mode: silent)
 
 If a node refuses or does not answer within HANDOFF_TIMEOUT_S the next candidate gets the same
-snapshot; when none is left the socket is thawed and answered 503. A connection placed on the
+snapshot; when none is left the socket is thawed and answered 503. A node that did not answer
+(and one the election found dead or silent, at a take-over) is ejected for EJECT_S: new
+connections go elsewhere unless no other candidate is left. A connection placed on the
 leader itself is not handed off: it is handed to the local application directly (splice services;
 descriptor services never place on the scheduler, which has no way to put the read request
 back into a live socket). Keep-alive requests stay on the node the connection was handed off to.
@@ -50,6 +52,9 @@ from datapath.tcprepair import RepairError, TcpState
 log = structlog.get_logger()
 HANDOFF_TIMEOUT_S = 0.5
 MAX_ATTEMPTS = 3
+# A node that did not answer a handoff (or that the election found dead or silent) gets no new
+# connection for this long, unless every candidate is out (Envoy's outlier ejection, passive).
+EJECT_S = 3.0
 IP_FREEBIND = 15
 REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
 REASONS[503] = "Service Unavailable"
@@ -91,6 +96,22 @@ class L7Handoff:
             collections.OrderedDict()
         )
         self.match_ms_max = 0.0  # the longest rule match so far (RE2: bounded by the input)
+        self.ejected: dict[str, float] = {}  # node -> monotonic time it may be placed on again
+
+    def eject(self, nodes: frozenset[str] | set[str]) -> None:
+        """Place nothing on these nodes for EJECT_S (they did not answer, or are gone)."""
+        until = time.monotonic() + EJECT_S
+        for node in nodes:
+            if node != self.node_id:
+                self.ejected[node] = until
+                self.stats["nodes_ejected"] += 1
+                log.warning("l7_node_ejected", node=node, for_s=EJECT_S)
+
+    def _eligible(self, candidates: list[str]) -> list[str]:
+        now = time.monotonic()
+        self.ejected = {n: until for n, until in self.ejected.items() if until > now}
+        kept = [n for n in candidates if n not in self.ejected]
+        return kept or candidates  # every candidate out: try them anyway
 
     def services(self) -> dict[str, ServiceSpec]:
         return dict(self.snap.services) if self.snap else {}
@@ -231,7 +252,7 @@ class L7Handoff:
         elif spec.persistence.startswith("cookie:"):
             value = head.cookies.get(spec.persistence.removeprefix("cookie:"))
             persist = value.encode() if value else None
-        candidates = self.scheduler.l7_candidates(snap, spec, rule, persist)
+        candidates = self._eligible(self.scheduler.l7_candidates(snap, spec, rule, persist))
         if spec.delivery == Delivery.DESCRIPTOR:
             candidates = [n for n in candidates if n != self.node_id]
         if candidates and candidates[0] == self.node_id:
@@ -276,6 +297,7 @@ class L7Handoff:
         except (TimeoutError, OSError) as e:
             log.warning("handoff_unanswered", node=node, reason=str(e) or type(e).__name__)
             stream.reset()
+            self.eject({node})
             return False
         if error:
             log.warning("handoff_refused", node=node, reason=error)
