@@ -255,13 +255,14 @@ class ElectionConfig:
     preempt_delay_s: float = 2.0  # after an unplanned takeover, keep leading at least this long
     margin_s: float = 0.1  # withdraw this long before the lease could expire
     beat_s: float = 0.1  # the leader's heartbeat (cluster/heartbeat.py)
+    beat_timeout_s: float = 0.2  # a beat not taken this fast is retried on the next member
     silence_s: float = 0.5  # a leader serves this long after its last beat's send time
 
     @classmethod
     def for_ttl(cls, ttl_s: int) -> ElectionConfig:
         """Timings that scale with the lease: a cycle every ttl/5, etcd calls bounded by
         0.3 ttl, withdrawal 0.1 ttl before the lease could expire, a heartbeat every ttl/10
-        that keeps the leader serving for 0.5 ttl."""
+        (retried after 0.2 ttl) that keeps the leader serving for 0.5 ttl."""
         return cls(
             ttl_s,
             loop_s=ttl_s / 5,
@@ -270,6 +271,7 @@ class ElectionConfig:
             preempt_delay_s=2.0 * ttl_s,
             margin_s=0.1 * ttl_s,
             beat_s=0.1 * ttl_s,
+            beat_timeout_s=0.2 * ttl_s,
             silence_s=0.5 * ttl_s,
         )
 
@@ -282,11 +284,11 @@ class ElectionConfig:
                     "leader cannot step down before its lease expires elsewhere"
                 ]
             )
-        if not self.beat_s + self.retry_s < self.silence_s:
+        if not self.beat_s + self.beat_timeout_s < self.silence_s:
             raise ValidationError(
                 [
-                    f"election timing: beat_s + retry_s ({self.beat_s} + {self.retry_s}) must "
-                    f"be < silence_s ({self.silence_s}), or a leader cut from etcd learns it "
-                    "only after its heartbeat window ended"
+                    f"election timing: beat_s + beat_timeout_s ({self.beat_s} + "
+                    f"{self.beat_timeout_s}) must be < silence_s ({self.silence_s}), or a "
+                    "leader cut from etcd learns it only after its heartbeat window ended"
                 ]
             )

@@ -6,11 +6,13 @@ shortest lease etcd grants). The heartbeat replaces that wait with a shorter one
 can prove:
 
 - The leader writes `leader-beat` (its term, under its lease, fenced on the leader key) every
-  `beat_s`, and counts itself alive until the send time of its last written beat plus
-  `silence_s`. Past that it answers no ARP and places nothing (`LeaderLease.may_serve`), unless
-  it is stranded from etcd (static stability: it then yields to the next leader's announcement,
-  as before). A beat that cannot reach etcd strands it; one refused by the fence means another
-  term holds the leader key: the election loop is woken and steps down.
+  `beat_s` (a beat not taken within `beat_timeout_s` is retried at once, so a member that
+  vanished costs one timeout, not a window), and counts itself alive until the send time of
+  its last written beat plus `silence_s`. Past that it answers no ARP and places nothing
+  (`LeaderLease.may_serve`), unless it is stranded from etcd (static stability: it then yields
+  to the next leader's announcement, as before). A beat that cannot reach etcd strands it;
+  one refused by the fence means another term holds the leader key: the election loop is
+  woken and steps down.
 - A backup notes when it saw each beat of the current term. When it has seen none for
   `silence_s + margin_s`, while its own reads of etcd were answered promptly all that time, the
   leader has stopped serving (its window ended `silence_s` after a send that came before our
@@ -50,31 +52,35 @@ class Heartbeat:
 
     async def run(self, strand: Callable[[], Awaitable[None]], wake: asyncio.Event) -> None:
         while True:
-            if self.lease.leading:
-                await self.beat(strand, wake)
+            if self.lease.leading and not await self.beat(strand, wake):
+                continue  # at once: the store sends the retry to its next member
             await asyncio.sleep(self.cfg.beat_s)
 
-    async def beat(self, strand: Callable[[], Awaitable[None]], wake: asyncio.Event) -> None:
+    async def beat(self, strand: Callable[[], Awaitable[None]], wake: asyncio.Event) -> bool:
+        """One beat; False when etcd did not take it in time (the caller retries at once)."""
         lease, revision, term = self.lease.lease, self.lease.leader_revision, self.lease.term
         if lease is None:
-            return
+            return True
         sent = time.monotonic()
         guard = Compare(self.keys.leader, "create", "==", revision)
         try:
-            async with asyncio.timeout(self.cfg.retry_s):
+            async with asyncio.timeout(self.cfg.beat_timeout_s):
                 result = await self.store.txn([guard], [Put(self.keys.beat, b"%d" % term, lease)])
         except (StoreError, TimeoutError) as e:
             self.failed += 1
             log.warning("leader_beat_failed", term=term, reason=str(e) or type(e).__name__)
             await strand()
-            return
+            if isinstance(e, StoreError):
+                await asyncio.sleep(self.cfg.beat_s)  # it answered (no): do not spin
+            return False
         if self.lease.leader_revision != revision:
-            return  # stepped down meanwhile
+            return True  # stepped down meanwhile
         if result.succeeded:
             self.beats += 1
             self.lease.beat_until = max(self.lease.beat_until, sent + self.cfg.silence_s)
         else:
             wake.set()  # another term holds the leader key: the loop steps down
+        return True
 
 
 class SilenceWatch:
@@ -121,8 +127,10 @@ class SilenceWatch:
         return time.monotonic() > self.due_at
 
     def due_in(self) -> float:
-        """Seconds until the leader last looked at would count as silent (for the loop's wait)."""
-        return max(0.0, self.due_at - time.monotonic())
+        """Seconds until the leader last looked at would count as silent, for the loop's wait;
+        infinite once that moment passed (the next cycle looks again: no spinning)."""
+        left = self.due_at - time.monotonic()
+        return left if left > 0 else float("inf")
 
     async def replace(self, view: Snapshot) -> bool:
         """Delete the leader's key if it is silent and did not beat meanwhile; True when done."""

@@ -93,9 +93,12 @@ async def test_slow_or_failed_reads_of_etcd_restart_the_patience() -> None:
     assert n2.silence.silent(view)
     n2.silence.read(False, 0.0)  # etcd did not answer us: it may be what delays the beats
     assert not n2.silence.silent(view)
+    assert 0 < n2.silence.due_in() <= CFG.silence_s + CFG.margin_s  # the loop wakes then
     n2.silence.healthy_since -= 10
     n2.silence.read(True, CFG.beat_s * 2)  # a slow answer too
     assert not n2.silence.silent(view)
+    n2.silence.due_at = time.monotonic() - 1  # past: the next cycle looks, no early wake
+    assert n2.silence.due_in() == float("inf")
 
 
 async def test_a_leader_that_never_beat_in_its_term_is_never_found_silent() -> None:
@@ -135,5 +138,5 @@ async def test_an_announcement_within_the_leaders_heartbeat_window_is_ignored() 
 
 
 def test_the_heartbeat_window_must_outlast_a_failed_beat() -> None:
-    with pytest.raises(ValidationError, match="beat_s \\+ retry_s"):
+    with pytest.raises(ValidationError, match="beat_s \\+ beat_timeout_s"):
         ElectionConfig(ttl_s=1, beat_s=0.2, silence_s=0.4)
