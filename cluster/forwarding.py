@@ -59,6 +59,9 @@ STEP_DOWN_GRACE_S = 5.0
 # from the last leader (Scheduler.take_over).
 RECOVERY_TIMEOUT_S = 0.2
 HANDOFF_S = 1.5  # a stopping ex-leader answers ListConnections this long after stepping down
+# A leader lists the connections of a node it could not list (it was cut off, hung, or gone from
+# etcd and back) at most this often: its retransmissions must reach it, not the ring's choice.
+RELIST_S = 1.0
 
 
 def node_address(r: Registration) -> str:
@@ -113,6 +116,9 @@ class Forwarder:
         self.seen: dict[str, Registration] = {}  # every node's last registration
         # Nodes the election found dead or silent (RoleManager.gone_nodes): not asked for flows.
         self.gone: Callable[[], frozenset[str]] = frozenset
+        self.listed: set[str] = set()  # registered nodes whose connections this leader listed
+        self.list_tried: dict[str, float] = {}  # node -> when it was last asked
+        self.relisting: asyncio.Task[int] | None = None
         self.lock = asyncio.Lock()
         self.warmed: Rings = {}  # the stored rings last built in advance (_warm)
         self.warming: asyncio.Task[None] | None = None
@@ -182,6 +188,8 @@ class Forwarder:
                     desired = DesiredState(desired.vips, desired.trusted, kept)
                 await self.datapath.apply(desired)
                 self.synced_at = time.monotonic()
+                if self.leading:
+                    self._relist(snap)
                 if self.handoff is not None:
                     await self.handoff.update(snap, self.leading)
             except StoreError as e:
@@ -189,6 +197,22 @@ class Forwarder:
                 await self._fence_without_etcd()
             except (DatapathError, ValidationError, OSError) as e:
                 log.warning("datapath_sync_failed", reason=str(e))
+
+    def _relist(self, snap: Snapshot) -> None:
+        """List, in the background, the connections of registered nodes this leader has not
+        listed: one that was unreachable at the take-over, or that left etcd and came back
+        (cut off longer than its lease). Its connections move to it from the ring's choice."""
+        self.listed &= snap.registrations.keys()  # one that leaves is listed again on return
+        if not snap.services:
+            return
+        now, gone = time.monotonic(), self.gone()
+        due = {
+            n
+            for n in snap.registrations
+            if n not in self.listed and n not in gone and now - self.list_tried.get(n, 0) > RELIST_S
+        }
+        if due and (self.relisting is None or self.relisting.done()):
+            self.relisting = asyncio.create_task(self._recover_flows(snap, due))
 
     def _warm(self, rings: Rings) -> None:
         """Build the stored rings in the background while following: a take-over starts from
@@ -247,6 +271,8 @@ class Forwarder:
                 # (sync holds the lock first; the flows are pinned after it).
                 if self.handoff is not None:
                     self.handoff.eject(self.gone())  # the node we replaced: nothing to hand it
+                self.listed = set()
+                self.list_tried = dict.fromkeys(self.seen | snap.registrations, started)
                 _, recovered = await asyncio.gather(self.sync(snap), self._recover_flows(snap))
             else:
                 await self.sync()
@@ -264,21 +290,30 @@ class Forwarder:
             self.leading, self.stepped_down_at = False, time.monotonic()
             self.wake.set()
 
-    async def _recover_flows(self, snap: Snapshot) -> int:
-        """Pin every connection the nodes serve on a VIP to the node serving it."""
+    async def _recover_flows(self, snap: Snapshot, only: set[str] | None = None) -> int:
+        """Pin every connection the nodes (`only` these) serve on a VIP to the node serving
+        it, over any earlier choice."""
         vips = sorted({s.vip for s in snap.services.values()})
-        if not vips:
-            return 0
         # Every node this one has seen, registered now or not: a node whose lease lapsed a
         # moment ago (an etcd outage ends with every lease expired) still serves connections.
-        nodes = self.seen | snap.registrations
-        gone = self.gone()
+        nodes = {
+            n: r
+            for n, r in (self.seen | snap.registrations).items()
+            if n not in self.gone() and (only is None or n in only)
+        }
+        if not vips or not nodes:
+            return 0
+        self.list_tried.update(dict.fromkeys(nodes, time.monotonic()))
         answers = await asyncio.gather(
-            *(_connections(r.endpoint, vips, self.tls) for n, r in nodes.items() if n not in gone)
+            *(_connections(r.endpoint, vips, self.tls) for r in nodes.values())
         )
-        flows = [f for answer in answers for f in answer]
+        self.listed.update(n for n, a in zip(nodes, answers, strict=True) if a is not None)
+        flows = [f for answer in answers for f in answer or ()]
         async with self.lock:
-            return await self.datapath.add_flows(flows)
+            added = await self.datapath.add_flows(flows)
+        if only is not None and added:
+            log.info("flows_relisted", nodes=sorted(only), flows=added)
+        return added
 
 
 def _build_rings(rings: Rings) -> None:
@@ -287,7 +322,8 @@ def _build_rings(rings: Rings) -> None:
             maglev.build_cached(weights, layout.RING_SIZE)
 
 
-async def _connections(endpoint: str, vips: list[str], tls: TlsFiles | None) -> list[Flow]:
+async def _connections(endpoint: str, vips: list[str], tls: TlsFiles | None) -> list[Flow] | None:
+    """The connections a node serves on these VIPs; None when it did not answer."""
     try:
         async with channel(endpoint, tls) as node:
             reply = await cluster_pb2_grpc.DatapathStub(node).ListConnections(
@@ -295,5 +331,5 @@ async def _connections(endpoint: str, vips: list[str], tls: TlsFiles | None) -> 
             )
     except grpc.aio.AioRpcError as e:
         log.warning("flow_recovery_skipped", endpoint=endpoint, reason=e.code().name)
-        return []
+        return None
     return [Flow(c.client, c.client_port, c.vip, c.port, reply.node_id) for c in reply.connections]
