@@ -40,6 +40,10 @@ from cluster.snapshot import Snapshot
 from cluster.store.base import Compare, Delete, LeaseId, Put, Store
 
 log = structlog.get_logger()
+# The leader compacts etcd's history to the revision it wrote this long ago (as kube-apiserver
+# does): its heartbeat alone adds ten revisions a second, which uncompacted would fill etcd's
+# default 2 GiB quota in about three weeks and stop every write.
+COMPACT_EVERY_S = 300.0
 
 
 class Heartbeat:
@@ -49,6 +53,8 @@ class Heartbeat:
         self.store, self.keys, self.lease, self.cfg = store, keys, lease, cfg
         self.beats = 0  # written, for /metrics and tests
         self.failed = 0  # not written: etcd unreachable
+        self.mark: tuple[float, int] | None = None  # (monotonic, revision) of a recent beat
+        self.compacting: asyncio.Task[None] | None = None
 
     async def run(self, strand: Callable[[], Awaitable[None]], wake: asyncio.Event) -> None:
         while True:
@@ -78,9 +84,29 @@ class Heartbeat:
         if result.succeeded:
             self.beats += 1
             self.lease.beat_until = max(self.lease.beat_until, sent + self.cfg.silence_s)
+            self._compact_history(result.revision)
         else:
             wake.set()  # another term holds the leader key: the loop steps down
         return True
+
+    def _compact_history(self, revision: int) -> None:
+        """Every COMPACT_EVERY_S, compact to the revision marked then (in the background)."""
+        now = time.monotonic()
+        if self.mark is None:
+            self.mark = (now, revision)
+        elif now - self.mark[0] >= COMPACT_EVERY_S and (
+            self.compacting is None or self.compacting.done()
+        ):
+            old, self.mark = self.mark[1], (now, revision)
+            self.compacting = asyncio.create_task(self._compact(old))
+
+    async def _compact(self, revision: int) -> None:
+        try:
+            await self.store.compact(revision)
+        except StoreError as e:  # compacted already (by etcd's own auto-compaction), or down
+            log.info("etcd_compaction_skipped", revision=revision, reason=str(e))
+            return
+        log.info("etcd_compacted", revision=revision)
 
 
 class SilenceWatch:

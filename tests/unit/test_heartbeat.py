@@ -14,6 +14,7 @@ from cluster.decision import Action
 from cluster.documents import designation_to_doc, record_to_doc
 from cluster.election import RoleManager
 from cluster.errors import ValidationError
+from cluster.heartbeat import COMPACT_EVERY_S
 from cluster.keys import Keys
 from cluster.leadership import RecordedVips
 from cluster.model import Designation, Registration, Role, ServiceSpec
@@ -135,6 +136,21 @@ async def test_an_announcement_within_the_leaders_heartbeat_window_is_ignored() 
     n1.leader.beat_until = time.monotonic() - 0.01  # past the window (its lease still valid)
     n1.vip_claimed("10.0.0.1", bytes(6))
     assert n1.claimed and not n1.leader.may_serve()
+
+
+async def test_the_leader_compacts_history_older_than_the_compaction_period() -> None:
+    store = MemoryStore()
+    n1, _ = await pair(store)
+    marked = n1.heartbeat.mark
+    assert marked is not None and store.compacted == 0
+    n1.heartbeat.mark = (marked[0] - COMPACT_EVERY_S, marked[1])  # as if marked long ago
+    await beat(n1)
+    assert n1.heartbeat.compacting is not None
+    await n1.heartbeat.compacting
+    assert store.compacted == marked[1]  # what was written then; everything since is kept
+    mark = n1.heartbeat.mark
+    await beat(n1)  # not due again yet
+    assert n1.heartbeat.mark == mark and store.compacted == marked[1]
 
 
 def test_the_heartbeat_window_must_outlast_a_failed_beat() -> None:
