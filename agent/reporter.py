@@ -161,10 +161,10 @@ class Agent:
 
     async def _summary_loop(self) -> None:
         while True:
+            self.summary_due.clear()  # before the write: a request during it is not lost
             await self._look_up()
             if self.latest is not None:
                 await self.link.publish(self.latest)
-            self.summary_due.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(SUMMARY_S if self.leader else self.interval_s):
                     await self.summary_due.wait()

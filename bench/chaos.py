@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import signal
 import statistics
 import subprocess
@@ -228,6 +229,7 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=3)
     p.add_argument("--timing-trials", type=int, default=10)
     p.add_argument("--only", nargs="*", default=None, help="fault names (see the table)")
+    p.add_argument("--keep-logs", type=Path, help="copy the lab's logs here before it goes")
     a = p.parse_args()
     chosen = {n: f for n, f in _faults().items() if not a.only or n in a.only}
     where = Path(tempfile.mkdtemp(prefix="tcphop-chaos-")) / "lab"
@@ -252,6 +254,8 @@ def main() -> None:
             rows.append(row(name, trials))
             sys.stderr.write(rows[-1] + "\n")
     finally:
+        if a.keep_logs:
+            shutil.copytree(where / "logs", a.keep_logs, dirs_exist_ok=True)
         lab.down(where)
         where.parent.rmdir()
     print(

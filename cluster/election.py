@@ -88,8 +88,8 @@ class RoleManager:
             beat = tg.create_task(self.heartbeat.run(self._strand, self.wake))
             try:
                 while not stop.is_set():
+                    self.wake.clear()  # before the step: a wake during it runs the next one
                     await self.step()
-                    self.wake.clear()
                     waiters = [asyncio.ensure_future(e.wait()) for e in (stop, self.wake)]
                     timeout = min(self.cfg.loop_s, self.silence.due_in() + 0.001)
                     await asyncio.wait(

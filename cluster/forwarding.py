@@ -158,8 +158,8 @@ class Forwarder:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self.wake.clear()  # before the sync: a wake during it runs the next one
             await self.sync()
-            self.wake.clear()
             waiters = [asyncio.ensure_future(e.wait()) for e in (stop, self.wake)]
             await asyncio.wait(waiters, timeout=PERIOD_S, return_when=asyncio.FIRST_COMPLETED)
             for w in waiters:

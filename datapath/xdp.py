@@ -210,20 +210,21 @@ class XdpDatapath:
         if self.ring_inputs.get(index) == (weights, servers):
             return  # the same table again: building one costs tens of milliseconds
         self.ring_inputs[index] = (weights, servers)
-        value = {n: layout.u32(self.backend_index[address_of[n]] + 1) for n in weights}
-        # Building and writing 65,537 slots takes tens of milliseconds: off the event loop.
+        value = {n: self.backend_index[address_of[n]] + 1 for n in weights}
+        # Building and writing 65,537 slots takes milliseconds (tens for an unbuilt table): off
+        # the event loop.
         await asyncio.to_thread(self._build_and_write_ring, index, weights, value)
         log.info("ring_written", service=service.name, weights=weights)
 
     def _build_and_write_ring(
-        self, index: int, weights: dict[str, int], value: dict[str, bytes]
+        self, index: int, weights: dict[str, int], value: dict[str, int]
     ) -> None:
-        ring = (
-            b"".join(value[n] for n in maglev.build_cached(weights, layout.RING_SIZE))
-            if weights
-            else EMPTY_RING
-        )
-        keys = b"".join(layout.u32(index * layout.RING_SIZE + i) for i in range(layout.RING_SIZE))
+        """One service's slots in one system call: backend index + 1 per slot (0: none)."""
+        packed = struct.Struct(f"<{layout.RING_SIZE}I")
+        table = maglev.build_cached(weights, layout.RING_SIZE) if weights else None
+        ring = packed.pack(*map(value.__getitem__, table)) if table else EMPTY_RING
+        first = index * layout.RING_SIZE
+        keys = packed.pack(*range(first, first + layout.RING_SIZE))
         self.bpf.update_many(layout.RINGS_MAP, keys, ring, layout.RING_SIZE)
 
     async def _next_hop_mac(self, address: str) -> bytes:

@@ -156,3 +156,28 @@ async def test_the_leader_compacts_history_older_than_the_compaction_period() ->
 def test_the_heartbeat_window_must_outlast_a_failed_beat() -> None:
     with pytest.raises(ValidationError, match="beat_s \\+ beat_timeout_s"):
         ElectionConfig(ttl_s=1, beat_s=0.2, silence_s=0.4)
+
+
+async def test_a_wake_during_a_cycle_runs_the_next_cycle_at_once() -> None:
+    """A silent leader's key freed during a cycle (or any watch event then) must not wait for
+    the next tick: the loop once cleared its wake after the cycle, losing it (+0.2 s a take-over)."""
+    store = MemoryStore()
+    reg = Registration("n1", "127.0.0.1:1001", "h", 1, "t", time.time())
+    m = RoleManager(store, KEYS, reg, ElectionConfig.for_ttl(10), RecordedVips(), lambda: None)
+    cycles: list[float] = []
+
+    async def step() -> object:
+        cycles.append(time.monotonic())
+        if len(cycles) == 1:
+            m.wake.set()  # as a watch event or a freed leader key does mid-cycle
+        await asyncio.sleep(0.01)
+        return None
+
+    m.step = step  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(m.run(stop))
+    await asyncio.sleep(0.5)  # the loop's own tick is 2 s
+    stop.set()
+    m.wake.set()
+    await task
+    assert len(cycles) >= 2, "the wake set during the first cycle was lost"
