@@ -160,7 +160,8 @@ def test_the_heartbeat_window_must_outlast_a_failed_beat() -> None:
 
 async def test_a_wake_during_a_cycle_runs_the_next_cycle_at_once() -> None:
     """A silent leader's key freed during a cycle (or any watch event then) must not wait for
-    the next tick: the loop once cleared its wake after the cycle, losing it (+0.2 s a take-over)."""
+    the next tick: the loop once cleared its wake after the cycle, losing it (0.2 s more for
+    every take-over)."""
     store = MemoryStore()
     reg = Registration("n1", "127.0.0.1:1001", "h", 1, "t", time.time())
     m = RoleManager(store, KEYS, reg, ElectionConfig.for_ttl(10), RecordedVips(), lambda: None)
