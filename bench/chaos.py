@@ -136,6 +136,7 @@ class Trial:
     doubles: int = 0
     errors: list[str] = field(default_factory=list)
     failures: list[tuple[float, str]] = field(default_factory=list)  # L7, for the log
+    refused: list[tuple[float, str]] = field(default_factory=list)  # new connections, for the log
 
 
 def run_trial(state: LabState, fault: Fault, l7_port: int) -> Trial:
@@ -171,6 +172,7 @@ def measure(load: dict[str, Any], arp: list[dict[str, Any]], at: float) -> Trial
     t.outage_s = longest_failure(load["probes"])
     t.l7_failed = sum(1 for p in load.get("l7", []) if not p[1])
     t.failures = [(round(p[0] - at, 2), p[2]) for p in load.get("l7", []) if not p[1]]
+    t.refused = [(round(p[0] - at, 2), p[2]) for p in load["probes"] if not p[1]]
     t.doubles = sum(1 for a in arp if len(a["macs"]) > 1)
     before = [a["macs"] for a in arp if a["t"] <= at]
     owner = before[-1] if before else []
@@ -251,6 +253,8 @@ def main() -> None:
                     sys.stderr.write(f"{name}: download lost: {e}\n")
                 if t.failures:
                     sys.stderr.write(f"{name}: L7 failed at (s after the fault): {t.failures}\n")
+                if t.refused:
+                    sys.stderr.write(f"{name}: new connections failed at: {t.refused}\n")
             rows.append(row(name, trials))
             sys.stderr.write(rows[-1] + "\n")
     finally:
