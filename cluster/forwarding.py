@@ -61,7 +61,8 @@ RECOVERY_TIMEOUT_S = 0.2
 HANDOFF_S = 1.5  # a stopping ex-leader answers ListConnections this long after stepping down
 # A leader lists the connections of a node it could not list (it was cut off, hung, or gone from
 # etcd and back) at most this often: its retransmissions must reach it, not the ring's choice.
-RELIST_S = 1.0
+RELIST_S = 1.0  # doubled after each unanswered try, up to RELIST_MAX_S
+RELIST_MAX_S = 30.0
 
 
 def node_address(r: Registration) -> str:
@@ -117,7 +118,8 @@ class Forwarder:
         # Nodes the election found dead or silent (RoleManager.gone_nodes): not asked for flows.
         self.gone: Callable[[], frozenset[str]] = frozenset
         self.listed: set[str] = set()  # registered nodes whose connections this leader listed
-        self.list_tried: dict[str, float] = {}  # node -> when it was last asked
+        self.list_tried: dict[str, float] = {}  # node -> when it may be asked again
+        self.list_failures: dict[str, int] = {}  # node -> unanswered tries in a row
         self.relisting: asyncio.Task[int] | None = None
         self.lock = asyncio.Lock()
         self.warmed: Rings = {}  # the stored rings last built in advance (_warm)
@@ -202,14 +204,17 @@ class Forwarder:
         """List, in the background, the connections of registered nodes this leader has not
         listed: one that was unreachable at the take-over, or that left etcd and came back
         (cut off longer than its lease). Its connections move to it from the ring's choice."""
-        self.listed &= snap.registrations.keys()  # one that leaves is listed again on return
+        self.listed &= snap.registrations.keys()  # one that leaves is listed again on return,
+        for node in self.list_failures.keys() - snap.registrations.keys():  # at once
+            del self.list_failures[node]
+            self.list_tried.pop(node, None)
         if not snap.services:
             return
         now, gone = time.monotonic(), self.gone()
         due = {
             n
             for n in snap.registrations
-            if n not in self.listed and n not in gone and now - self.list_tried.get(n, 0) > RELIST_S
+            if n not in self.listed and n not in gone and now >= self.list_tried.get(n, 0)
         }
         if due and (self.relisting is None or self.relisting.done()):
             self.relisting = asyncio.create_task(self._recover_flows(snap, due))
@@ -271,8 +276,8 @@ class Forwarder:
                 # (sync holds the lock first; the flows are pinned after it).
                 if self.handoff is not None:
                     self.handoff.eject(self.gone())  # the node we replaced: nothing to hand it
-                self.listed = set()
-                self.list_tried = dict.fromkeys(self.seen | snap.registrations, started)
+                self.listed, self.list_failures = set(), {}
+                self.list_tried = dict.fromkeys(self.seen | snap.registrations, started + RELIST_S)
                 _, recovered = await asyncio.gather(self.sync(snap), self._recover_flows(snap))
             else:
                 await self.sync()
@@ -303,11 +308,16 @@ class Forwarder:
         }
         if not vips or not nodes:
             return 0
-        self.list_tried.update(dict.fromkeys(nodes, time.monotonic()))
         answers = await asyncio.gather(
             *(_connections(r.endpoint, vips, self.tls) for r in nodes.values())
         )
-        self.listed.update(n for n, a in zip(nodes, answers, strict=True) if a is not None)
+        for node, answer in zip(nodes, answers, strict=True):
+            failures = 0 if answer is not None else self.list_failures.get(node, 0) + 1
+            self.list_failures[node] = failures
+            wait = min(RELIST_S * 2 ** min(failures, 8), RELIST_MAX_S)
+            self.list_tried[node] = time.monotonic() + wait
+            if answer is not None:
+                self.listed.add(node)
         flows = [f for answer in answers for f in answer or ()]
         async with self.lock:
             added = await self.datapath.add_flows(flows)

@@ -53,6 +53,7 @@ class Heartbeat:
         self.store, self.keys, self.lease, self.cfg = store, keys, lease, cfg
         self.beats = 0  # written, for /metrics and tests
         self.failed = 0  # not written: etcd unreachable
+        self.failing = 0  # in a row (logged at the first and every 25th)
         self.mark: tuple[float, int] | None = None  # (monotonic, revision) of a recent beat
         self.compacting: asyncio.Task[None] | None = None
 
@@ -73,14 +74,17 @@ class Heartbeat:
             async with asyncio.timeout(self.cfg.beat_timeout_s):
                 result = await self.store.txn([guard], [Put(self.keys.beat, b"%d" % term, lease)])
         except (StoreError, TimeoutError) as e:
-            self.failed += 1
-            log.warning("leader_beat_failed", term=term, reason=str(e) or type(e).__name__)
+            self.failed, self.failing = self.failed + 1, self.failing + 1
+            if self.failing % 25 == 1:
+                log.warning("leader_beat_failed", term=term, in_a_row=self.failing,
+                            reason=str(e) or type(e).__name__)  # fmt: skip
             await strand()
             if isinstance(e, StoreError):
                 await asyncio.sleep(self.cfg.beat_s)  # it answered (no): do not spin
             return False
         if self.lease.leader_revision != revision:
             return True  # stepped down meanwhile
+        self.failing = 0
         if result.succeeded:
             self.beats += 1
             self.lease.beat_until = max(self.lease.beat_until, sent + self.cfg.silence_s)

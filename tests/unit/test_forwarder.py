@@ -100,3 +100,25 @@ async def test_the_leader_publishes_the_rings_it_programs() -> None:
     fw.publish_rings = publish
     await fw.hold(frozenset({"10.0.0.1"}))
     assert published and set(published[-1]) == {"web"}
+
+
+async def test_a_node_that_did_not_answer_is_asked_later_and_at_once_when_it_returns() -> None:
+    """A leader lists the connections of nodes it could not list, backing off while they do not
+    answer (no address here answers) and asking again at once when one leaves etcd and comes
+    back (a node cut off for longer than its lease)."""
+    fw, _, _ = await forwarder([1])
+    await fw.hold(frozenset({"10.0.0.1"}))  # the take-over asks every node: none answers
+    assert fw.list_failures == {"n1": 1, "n2": 1} and fw.listed == set()
+    assert min(fw.list_tried.values()) > time.monotonic() + 1  # backing off: 2 s
+    fw._relist(await fw.state.snapshot())
+    assert fw.relisting is None  # nothing due yet
+    registration = await fw.state.store.get(KEYS.node("n2"))
+    assert registration is not None
+    await fw.state.store.delete(KEYS.node("n2"))  # n2's lease lapsed: it is cut off
+    fw._relist(await fw.state.snapshot())
+    assert "n2" not in fw.list_tried and "n2" not in fw.list_failures
+    await fw.state.store.put(KEYS.node("n2"), registration.value)  # back
+    fw._relist(await fw.state.snapshot())
+    assert fw.relisting is not None
+    await fw.relisting
+    assert fw.list_failures["n2"] == 1 and fw.list_tried["n2"] > time.monotonic() + 1
