@@ -99,7 +99,8 @@ def _read_config(ctx: click.Context, _param: click.Parameter, value: str | None)
     default=2,
     show_default=True,
     type=int,
-    help="Seconds before a dead leader's lease expires and a backup takes over.",
+    help="Leader lease in seconds; a backup replaces a leader whose heartbeat stopped after "
+    "0.6 x this, a crashed one at once.",
 )
 @click.option(
     "--uplink",
