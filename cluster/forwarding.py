@@ -171,11 +171,15 @@ class Forwarder:
         """Program the datapath from one snapshot (`snap`, or a fresh read); failures are logged
         and retried next tick."""
         async with self.lock:
+            # One answer for the whole sync: a step-down (or take-over) midway must not stop the
+            # L7 listeners after tables that still pass their SYNs to this node were applied
+            # (each of those SYNs would be reset); it wakes the next sync, which fences first.
+            leading = self.leading
             try:
                 snap = snap or await self.state.snapshot()
-                if not self.leading and snap.leader and snap.leader.node_id != self.node_id:
+                if not leading and snap.leader and snap.leader.node_id != self.node_id:
                     self.other_leads = True  # (while leading, a snapshot can lag our term)
-                weights = await self.scheduler.service_weights(snap) if self.leading else None
+                weights = await self.scheduler.service_weights(snap) if leading else None
                 may_lead = snap.role(self.node_id) != Role.NONE
                 if weights is None and may_lead and snap.rings != self.warmed:
                     self._warm(snap.rings)
@@ -190,10 +194,10 @@ class Forwarder:
                     desired = DesiredState(desired.vips, desired.trusted, kept)
                 await self.datapath.apply(desired)
                 self.synced_at = time.monotonic()
-                if self.leading:
+                if leading:
                     self._relist(snap)
                 if self.handoff is not None:
-                    await self.handoff.update(snap, self.leading)
+                    await self.handoff.update(snap, leading)
             except StoreError as e:
                 log.warning("datapath_sync_failed", reason=str(e))
                 await self._fence_without_etcd()

@@ -99,7 +99,7 @@ def check_demo(env: dict[str, str]) -> None:
     assert int(moved[1]) + int(moved[2]) == len(routed) == 11, out
 
 
-def test_the_compose_demo_end_to_end() -> None:
+def test_the_compose_demo_end_to_end(tmp_path: Path) -> None:
     need("docker", *docker_ready())
     env = project_env()
     ok("docker", "compose", "config", "-q", env=env)
@@ -111,7 +111,9 @@ def test_the_compose_demo_end_to_end() -> None:
         check_healthy(env)
         check_demo(env)
         check_etcd_member_kill(env)
-    finally:
+    finally:  # every container's log beside the test's temporary directory, for a failure
+        logs = run("docker", "compose", "logs", "--no-color", "--timestamps", env=env)
+        (tmp_path / "compose.log").write_text(logs.stdout + logs.stderr)
         run("docker", "compose", "down", "--volumes", "--remove-orphans", "--rmi", "all", env=env)
     assert left_behind(env["TCPHOP_COMPOSE_PROJECT"]) == []
     images = ok(

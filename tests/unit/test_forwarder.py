@@ -15,6 +15,7 @@ from cluster.snapshot import encode
 from cluster.state import ClusterState
 from cluster.store.memory import MemoryStore
 from datapath.fake import FakeDatapath
+from datapath.protocol import DesiredState
 
 KEYS = Keys()
 
@@ -122,3 +123,27 @@ async def test_a_node_that_did_not_answer_is_asked_later_and_at_once_when_it_ret
     assert fw.relisting is not None
     await fw.relisting
     assert fw.list_failures["n2"] == 1 and fw.list_tried["n2"] > time.monotonic() + 1
+
+
+async def test_a_step_down_during_a_sync_leaves_tables_and_listeners_in_agreement() -> None:
+    """A sync that applied a leader's tables (which pass L7 SYNs to this node) must not then
+    stop the L7 listeners because the node stepped down meanwhile: each SYN in between would
+    be reset (seen in the compose demo). The step-down's own sync fences first."""
+    fw, dp, _ = await forwarder([1])
+    await fw.hold(frozenset({"10.0.0.1"}))
+    listening: list[bool] = []
+
+    class Listeners:  # the L7 handoff's side of a sync: which listeners it keeps
+        async def update(self, snap: object, leading: bool) -> None:
+            listening.append(leading)
+
+    fw.handoff = Listeners()  # type: ignore[assignment]
+    apply = dp.apply
+
+    async def apply_then_step_down(desired: DesiredState) -> None:
+        await apply(desired)
+        fw.leading = False  # release() runs while this sync awaits
+
+    dp.apply = apply_then_step_down  # type: ignore[method-assign]
+    await fw.sync()
+    assert dp.programmed().scheduler is not None and listening == [True]
