@@ -10,9 +10,9 @@ cookie or source address), then hand off:
     flow map -> commit -> close the frozen socket (in repair mode: silent)
 
 If a node refuses or does not answer within HANDOFF_TIMEOUT_S the next candidate gets the same
-snapshot; when none is left the socket is thawed and answered 503. A node that did not answer
-(and one the election found dead or silent, at a take-over) is ejected for EJECT_S: new
-connections go elsewhere unless no other candidate is left. A connection placed on the
+snapshot; when none is left the socket is thawed and answered 503. At a take-over, the node the
+election found dead or silent is ejected for EJECT_S: new connections go elsewhere unless no
+other candidate is left. A connection placed on the
 leader itself is not handed off: it is handed to the local application directly (splice services;
 descriptor services never place on the scheduler, which has no way to put the read request
 back into a live socket). Keep-alive requests stay on the node the connection was handed off to.
@@ -52,8 +52,10 @@ from datapath.tcprepair import RepairError, TcpState
 log = structlog.get_logger()
 HANDOFF_TIMEOUT_S = 0.5
 MAX_ATTEMPTS = 3
-# A node that did not answer a handoff (or that the election found dead or silent) gets no new
-# connection for this long, unless every candidate is out (Envoy's outlier ejection, passive).
+# A node the election found dead or silent gets no new connection for this long after a
+# take-over, unless every candidate is out. (Not one that merely did not answer a handoff in
+# time: on a loaded machine that happens now and then, and ejecting it for seconds broke rule
+# pools and cookie persistence for every request meanwhile; that connection alone moves on.)
 EJECT_S = 3.0
 IP_FREEBIND = 15
 REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
@@ -99,7 +101,7 @@ class L7Handoff:
         self.ejected: dict[str, float] = {}  # node -> monotonic time it may be placed on again
 
     def eject(self, nodes: frozenset[str] | set[str]) -> None:
-        """Place nothing on these nodes for EJECT_S (they did not answer, or are gone)."""
+        """Place nothing on these nodes for EJECT_S (the election found them dead or silent)."""
         until = time.monotonic() + EJECT_S
         for node in nodes:
             if node != self.node_id:
@@ -297,7 +299,6 @@ class L7Handoff:
         except (TimeoutError, OSError) as e:
             log.warning("handoff_unanswered", node=node, reason=str(e) or type(e).__name__)
             stream.reset()
-            self.eject({node})
             return False
         if error:
             log.warning("handoff_refused", node=node, reason=error)

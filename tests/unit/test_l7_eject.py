@@ -1,6 +1,5 @@
-"""Passive outlier ejection in the L7 handoff (cluster/l7/handoff.py): a node that did not
-answer a handoff, or that the election found dead or silent, gets no new connection for
-EJECT_S unless no other candidate is left."""
+"""Ejection in the L7 handoff (cluster/l7/handoff.py): at a take-over, the node the election
+found dead or silent gets no new connection for EJECT_S unless no other candidate is left."""
 
 from __future__ import annotations
 
