@@ -215,10 +215,10 @@ class Forwarder:
         if not snap.services:
             return
         now, gone = time.monotonic(), self.gone()
-        due = {
+        due = {  # not itself: its own frozen L7 sockets would be pinned back to it mid-handoff
             n
             for n in snap.registrations
-            if n not in self.listed and n not in gone and now >= self.list_tried.get(n, 0)
+            if n not in self.listed | gone | {self.node_id} and now >= self.list_tried.get(n, 0)
         }
         if due and (self.relisting is None or self.relisting.done()):
             self.relisting = asyncio.create_task(self._recover_flows(snap, due))

@@ -123,6 +123,10 @@ async def test_a_node_that_did_not_answer_is_asked_later_and_at_once_when_it_ret
     assert fw.relisting is not None
     await fw.relisting
     assert fw.list_failures["n2"] == 1 and fw.list_tried["n2"] > time.monotonic() + 1
+    done = fw.relisting
+    fw.list_tried["n1"] = 0.0  # due, but a leader never relists itself (its frozen L7 sockets)
+    fw._relist(await fw.state.snapshot())
+    assert fw.relisting is done  # nothing new started
 
 
 async def test_a_step_down_during_a_sync_leaves_tables_and_listeners_in_agreement() -> None:
