@@ -214,12 +214,10 @@ class Forwarder:
             self.list_tried.pop(node, None)
         if not snap.services:
             return
-        now, gone = time.monotonic(), self.gone()
-        due = {  # not itself: its own frozen L7 sockets would be pinned back to it mid-handoff
-            n
-            for n in snap.registrations
-            if n not in self.listed | gone | {self.node_id} and now >= self.list_tried.get(n, 0)
-        }
+        now = time.monotonic()
+        # Not itself: its own frozen L7 sockets would be pinned back to it mid-handoff.
+        skip = self.listed | self.gone() | {self.node_id}
+        due = {n for n in snap.registrations if n not in skip and now >= self.list_tried.get(n, 0)}
         if due and (self.relisting is None or self.relisting.done()):
             self.relisting = asyncio.create_task(self._recover_flows(snap, due))
 
@@ -305,10 +303,11 @@ class Forwarder:
         vips = sorted({s.vip for s in snap.services.values()})
         # Every node this one has seen, registered now or not: a node whose lease lapsed a
         # moment ago (an etcd outage ends with every lease expired) still serves connections.
+        gone = self.gone()
         nodes = {
             n: r
             for n, r in (self.seen | snap.registrations).items()
-            if n not in self.gone() and (only is None or n in only)
+            if n not in gone and (only is None or n in only)
         }
         if not vips or not nodes:
             return 0

@@ -12,10 +12,10 @@ cookie or source address), then hand off:
 If a node refuses or does not answer within HANDOFF_TIMEOUT_S the next candidate gets the same
 snapshot; when none is left the socket is thawed and answered 503. At a take-over, the node the
 election found dead or silent is ejected for EJECT_S: new connections go elsewhere unless no
-other candidate is left. A connection placed on the
-leader itself is not handed off: it is handed to the local application directly (splice services;
-descriptor services never place on the scheduler, which has no way to put the read request
-back into a live socket). Keep-alive requests stay on the node the connection was handed off to.
+other candidate is left. A connection placed on the leader itself is not handed off: it is
+handed to the local application directly (splice services; descriptor services never place on
+the scheduler, which has no way to put the read request back into a live socket). Keep-alive
+requests stay on the node the connection was handed off to.
 """
 
 from __future__ import annotations
