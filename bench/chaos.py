@@ -63,6 +63,12 @@ def designate(state: LabState, primary: str, backup: str) -> None:
     sdk(state, go)
 
 
+def handover(state: LabState) -> None:
+    """What an operator types: `clusterctl designate n2 primary` (n1 becomes the backup in the same
+    transaction)."""
+    sdk(state, lambda c: c.designate("n2", Role.PRIMARY))
+
+
 def storm(state: LabState) -> None:
     for k in range(10):
         designate(state, *(("n2", "n1") if k % 2 == 0 else ("n1", "n2")))
@@ -92,8 +98,7 @@ def _faults() -> dict[str, Fault]:
                                 lambda s: faults.restart_node(s, "n1"), timing=True),
         "leader SIGSTOP (hung)": Fault(lambda s: faults.signal_node(s, "n1", stop),
                                        lambda s: faults.signal_node(s, "n1", cont), timing=True),
-        "planned handover": Fault(lambda s: designate(s, "n2", "n1"), lambda s: None,
-                                  timing=True),
+        "planned handover": Fault(handover, lambda s: None, timing=True),
         "leader cut from etcd": Fault(lambda s: faults.cut(s, "n1", etcd_only=True),
                                       lambda s: faults.heal(s, "n1"), hold_s=4.0),
         "leader cut from the router": Fault(lambda s: faults.cut(s, "n1", etcd_only=False),
