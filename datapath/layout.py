@@ -61,7 +61,7 @@ RING_SIZE = 65_537
 MAX_SERVICES = 16
 MAX_BACKENDS = 1024
 VIP_L7 = 1
-VIP_FENCED = 2  # this node no longer leads: forward known flows only, place nothing new
+VIP_FENCED = 2  # no longer leads: forward known flows, place nothing new (L7: drop new SYNs)
 FLOW_CLOSING = 0x8000_0000  # the client sent FIN or RST on the flow
 FLOW_INDEX = 0x7FFF_FFFF
 

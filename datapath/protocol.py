@@ -31,8 +31,9 @@ class SchedulerTables:
     # A deposed leader's tables, kept for the stale-ARP window: packets of known flows are
     # forwarded, new connections are dropped (the client's retry reaches the new leader).
     fenced: bool = False
-    # False once the L7 listeners are gone (stepped down): a new L7 connection is dropped, not
-    # passed to a stack that would reset it; the client's SYN retry reaches the new leader.
+    # False once the L7 listeners are gone (stepped down): a new L7 SYN is dropped, not passed
+    # to a stack that would reset it (the client's retry reaches the new leader); other packets
+    # still pass, to the connections the listener accepted while leading.
     listening: bool = True
 
 

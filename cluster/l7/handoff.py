@@ -15,7 +15,9 @@ election found dead or silent is ejected for EJECT_S: new connections go elsewhe
 other candidate is left. A connection placed on the leader itself is not handed off: it is
 handed to the local application directly (splice services; descriptor services never place on
 the scheduler, which has no way to put the read request back into a live socket). Keep-alive
-requests stay on the node the connection was handed off to.
+requests stay on the node the connection was handed off to. On stepping down, a listener's
+backlog is accepted before it closes, and connections accepted while leading are served here
+(when this node is one of their servers) rather than answered 503.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import structlog
 from cluster.histogram import Histogram
 from cluster.l7.adopt import Adopter
 from cluster.l7.channel import HandoffChannel
-from cluster.l7.request import BadRequest, RequestHead, parse_head, select_rule
+from cluster.l7.request import BadRequest, RequestHead, answer, parse_head, select_rule
 from cluster.limits import (
     ACCEPT_BACKOFF_S,
     HEAD_TIMEOUT_S,
@@ -58,16 +60,7 @@ MAX_ATTEMPTS = 3
 # pools and cookie persistence for every request meanwhile; that connection alone moves on.)
 EJECT_S = 3.0
 IP_FREEBIND = 15
-REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
-REASONS[503] = "Service Unavailable"
-
-
-def answer(status: int) -> bytes:
-    body = f"{status} {REASONS[status]}\n".encode()
-    return (
-        f"HTTP/1.1 {status} {REASONS[status]}\r\nContent-Length: {len(body)}\r\n"
-        "Connection: close\r\nContent-Type: text/plain\r\n\r\n"
-    ).encode() + body
+LISTEN_LINGER_S = 0.2  # a listener no longer wanted accepts this long more (see _stop)
 
 
 class L7Handoff:
@@ -84,7 +77,12 @@ class L7Handoff:
         # The receiving side of handoffs to this node: it delivers by the same service specs.
         self.adopter = Adopter(node_id, self.services, descriptor_dir)
         self.snap: Snapshot | None = None
+        # VIP:port -> accept loop: wanted now (listeners), and every running one (accepting:
+        # a stopped listener runs LISTEN_LINGER_S longer, `closing` holds its timer).
         self.listeners: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self.accepting: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self.closing: dict[tuple[str, int], asyncio.TimerHandle] = {}
+        self.sockets: dict[tuple[str, int], socket.socket] = {}  # the listening sockets
         self.stats: Counter[str] = Counter()
         self.rule_hits: Counter[str] = Counter()
         self.latency = Histogram()  # head read to handoff done (cluster/metrics.py reads it)
@@ -124,9 +122,13 @@ class L7Handoff:
         wanted = {
             (s.vip, s.port): s.name for s in snap.services.values() if s.mode == Mode.L7
         } if leading else {}  # fmt: skip
+        loop = asyncio.get_running_loop()
         for key in [k for k in self.listeners if k not in wanted]:
-            self.listeners.pop(key).cancel()
-            log.info("l7_listener_stopped", vip=key[0], port=key[1])
+            self.closing[key] = loop.call_later(LISTEN_LINGER_S, self._stop, key)
+            self.listeners.pop(key)
+        for key in wanted.keys() & self.closing.keys():  # wanted again: the same one goes on
+            self.closing.pop(key).cancel()
+            self.listeners[key] = self.accepting[key]
         for key in wanted.keys() - self.listeners.keys():
             try:
                 sock = _listen(*key)
@@ -135,13 +137,27 @@ class L7Handoff:
                 log.warning("l7_listen_failed", vip=key[0], port=key[1], reason=str(e),
                             sockets_on_port=holders)  # fmt: skip
                 continue
-            self.listeners[key] = asyncio.get_running_loop().create_task(self._accept(sock))
+            self.sockets[key] = sock
+            self.accepting[key] = self.listeners[key] = loop.create_task(self._accept(sock))
             log.info("l7_listener_started", vip=key[0], port=key[1])
 
+    def _stop(self, key: tuple[str, int]) -> None:
+        """Stop a listener LISTEN_LINGER_S after it was last wanted (the tables already drop
+        new SYNs; handshakes under way complete meanwhile) and serve what its backlog holds."""
+        self.closing.pop(key, None)
+        self.accepting.pop(key).cancel()  # it closes the socket when it runs next
+        drained = self._drain(self.sockets.pop(key))
+        log.info("l7_listener_stopped", vip=key[0], port=key[1], backlog_served=drained)
+
     async def close(self) -> None:
-        for task in self.listeners.values():
+        for timer in self.closing.values():
+            timer.cancel()
+        for task in self.accepting.values():
             task.cancel()
         self.listeners.clear()
+        self.closing.clear()
+        self.accepting.clear()
+        self.sockets.clear()
         for channel in self.channels.values():
             await channel.close()
 
@@ -163,17 +179,34 @@ class L7Handoff:
                     backoff = min(2 * backoff, ACCEPT_BACKOFF_S[1])
                     continue
                 backoff = ACCEPT_BACKOFF_S[0]
-                if len(self.reading) >= MAX_PENDING_HEADS:
-                    oldest, oldest_conn = self.reading.popitem(last=False)
-                    oldest.cancel()
-                    oldest_conn.close()
-                    self.stats["heads_evicted"] += 1
-                task = loop.create_task(self._handle(conn, client))
-                self.reading[task] = conn
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
+                self._start(conn, client)
         finally:
             listener.close()
+
+    def _start(self, conn: socket.socket, client: tuple[str, int]) -> None:
+        if len(self.reading) >= MAX_PENDING_HEADS:
+            oldest, oldest_conn = self.reading.popitem(last=False)
+            oldest.cancel()
+            oldest_conn.close()
+            self.stats["heads_evicted"] += 1
+        task = asyncio.get_running_loop().create_task(self._handle(conn, client))
+        self.reading[task] = conn
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _drain(self, listener: socket.socket) -> int:
+        """Serve what a stopping listener's backlog holds: connections the kernel completed
+        but nobody accepted yet would be reset by its close (the tables already drop new
+        SYNs, which the clients retry)."""
+        drained = 0
+        while True:
+            try:
+                conn, client = listener.accept()
+            except OSError:  # BlockingIOError: the backlog is empty
+                return drained
+            drained += 1
+            self.stats["backlog_served"] += 1
+            self._start(conn, client)
 
     async def _handle(self, conn: socket.socket, client: tuple[str, int]) -> None:
         accepted = time.monotonic()
@@ -241,22 +274,21 @@ class L7Handoff:
             (s for s in (snap.services.values() if snap else ()) if (s.vip, s.port) == vip),
             None,
         )
-        if snap is None or spec is None or not self.scheduler.term():
-            await self._refuse(conn, 503)  # a deposed leader hands nothing off: the retry goes on
+        if snap is None or spec is None:
+            await self._refuse(conn, 503)
             return
-        matching = time.perf_counter()
-        rule = select_rule(spec, head)
-        self.match_ms_max = max(self.match_ms_max, 1000 * (time.perf_counter() - matching))
-        self.rule_hits[f"{spec.name}/{rule.name if rule else '-'}"] += 1
-        persist = None
-        if spec.persistence == "source-ip":
-            persist = client[0].encode()
-        elif spec.persistence.startswith("cookie:"):
-            value = head.cookies.get(spec.persistence.removeprefix("cookie:"))
-            persist = value.encode() if value else None
-        candidates = self._eligible(self.scheduler.l7_candidates(snap, spec, rule, persist))
-        if spec.delivery == Delivery.DESCRIPTOR:
-            candidates = [n for n in candidates if n != self.node_id]
+        leading = bool(self.scheduler.term())
+        candidates = self._candidates(snap, spec, head, client)
+        if not leading:
+            # Stepped down since the accept (a handover): hand nothing off (nodes take handoffs
+            # from the leader only, and the successor, which lists this node's connections as
+            # it takes over, would not learn of the flow); serve it here if this node is one
+            # of the service's servers, else 503.
+            candidates = [n for n in candidates if n == self.node_id]
+            if not candidates:
+                await self._refuse(conn, 503)
+                return
+            self.stats["served_after_step_down"] += 1
         if candidates and candidates[0] == self.node_id:
             self.stats["served_locally"] += 1
             self.adopter.deliver(spec.name, conn, buf)
@@ -278,6 +310,26 @@ class L7Handoff:
                 return
         self.stats["handoffs_failed"] += 1
         await self._give_up(conn)
+
+    def _candidates(
+        self, snap: Snapshot, spec: ServiceSpec, head: RequestHead, client: tuple[str, int]
+    ) -> list[str]:
+        """Where the connection may go, best first: the matching rule's pool and policy,
+        persistence by source address or cookie, ejected nodes last resort."""
+        matching = time.perf_counter()
+        rule = select_rule(spec, head)
+        self.match_ms_max = max(self.match_ms_max, 1000 * (time.perf_counter() - matching))
+        self.rule_hits[f"{spec.name}/{rule.name if rule else '-'}"] += 1
+        persist = None
+        if spec.persistence == "source-ip":
+            persist = client[0].encode()
+        elif spec.persistence.startswith("cookie:"):
+            value = head.cookies.get(spec.persistence.removeprefix("cookie:"))
+            persist = value.encode() if value else None
+        candidates = self._eligible(self.scheduler.l7_candidates(snap, spec, rule, persist))
+        if spec.delivery == Delivery.DESCRIPTOR:  # a live socket cannot get its bytes back
+            return [n for n in candidates if n != self.node_id]
+        return candidates
 
     async def _give_up(self, conn: socket.socket) -> None:
         try:

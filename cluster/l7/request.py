@@ -1,5 +1,5 @@
 """The L7 scheduler's view of a request: a strict, bounded HTTP/1.x request-head parser and the
-rule match. Pure: bytes in, a decision out.
+rule match, and the scheduler's own short answers. Pure: bytes in, a decision out.
 
 `parse_head(buf)` returns None while the head is incomplete, a `RequestHead`, or raises
 `BadRequest` with the status to answer (400 malformed, 431 too large / too many headers). The
@@ -188,3 +188,20 @@ def matches(m: Match, head: RequestHead) -> bool:
 def select_rule(spec: ServiceSpec, head: RequestHead) -> Rule | None:
     """The first rule whose match holds; None: the service's default pool."""
     return next((r for r in spec.rules if matches(r.match, head)), None)
+
+
+REASONS = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
+
+
+def answer(status: int) -> bytes:
+    """The scheduler's own answer, closing the connection (it never reaches a server)."""
+    body = f"{status} {REASONS[status]}\n".encode()
+    return (
+        f"HTTP/1.1 {status} {REASONS[status]}\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\nContent-Type: text/plain\r\n\r\n"
+    ).encode() + body

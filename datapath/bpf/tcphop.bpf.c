@@ -15,7 +15,8 @@
 // plane from placement weights), and the choice is recorded as a flow. New connections to L7
 // services pass to the local listener. A VIP packet that cannot be forwarded is dropped and
 // counted, never passed: the local stack would answer with a reset. A deposed leader's tables
-// are fenced (VIP_FENCED): known flows are still forwarded, new connections are dropped.
+// are fenced (VIP_FENCED): known flows are still forwarded, new connections are dropped (for
+// L7 VIPs only new SYNs: other packets go to the connections its listener had accepted).
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -286,7 +287,10 @@ static __always_inline int schedule(struct xdp_md *ctx, struct ethhdr *eth, stru
 			*found |= FLOW_CLOSING;
 		idx = *found & FLOW_INDEX;
 	} else {
-		if (meta->flags & VIP_FENCED)
+		// Fenced L7: only a new SYN is dropped; the rest belongs to connections this node's
+		// listener accepted while leading, which it still serves (cluster/l7/handoff.py).
+		if ((meta->flags & VIP_FENCED) &&
+		    (!(meta->flags & VIP_L7) || (tcp->flags & (TCP_SYN | TCP_ACK)) == TCP_SYN))
 			return count(STAT_FENCED, XDP_DROP);
 		if (meta->flags & VIP_L7)
 			return count(STAT_TO_LISTENER, XDP_PASS);

@@ -197,6 +197,24 @@ def test_fenced_tables_forward_known_flows_and_drop_new_connections(prog: BpfObj
     assert placed_total(prog) == counted  # nothing placed while fenced
 
 
+def test_a_fenced_l7_vip_drops_new_syns_and_passes_the_rest_to_the_stack(prog: BpfObject) -> None:
+    """A stepped-down leader's L7 VIP: a new SYN is dropped (the client's retry reaches the new
+    leader); any other packet goes to its stack, which still serves the connections its listener
+    accepted while leading."""
+    prog.update(layout.VIPS_MAP, layout.vip_key(VIP, 8080), layout.vip_meta(1, True, fenced=True))
+    try:
+        fenced, passed = stat(prog, Stat.FENCED), stat(prog, Stat.TO_LISTENER)
+        assert prog.test_run(layout.PROG, packet(45100, 8080))[0] == XDP_DROP
+        for flags in (0x10, 0x18, 0x11):  # ACK, data, FIN of a connection it accepted
+            data = packet(45101, 8080, flags=flags)
+            assert prog.test_run(layout.PROG, data) == (XDP_PASS, data)
+        assert stat(prog, Stat.FENCED) == fenced + 1
+        assert stat(prog, Stat.TO_LISTENER) == passed + 3
+    finally:
+        prog.update(layout.VIPS_MAP, layout.vip_key(VIP, 8080), layout.vip_meta(1, l7=True))
+    assert prog.test_run(layout.PROG, packet(45100, 8080))[0] == XDP_PASS  # leading again
+
+
 def placed_total(prog: BpfObject) -> int:
     keys = prog.keys(layout.PLACED_MAP, layout.PLACED_KEY_SIZE)
     return sum(prog.percpu_sum(layout.PLACED_MAP, k) for k in keys)

@@ -10,7 +10,11 @@ import socket
 import subprocess
 import sys
 
-from cluster.l7.handoff import L7Handoff
+import pytest
+
+from cluster.l7.handoff import LISTEN_LINGER_S, L7Handoff
+from cluster.model import Mode, ServiceSpec
+from cluster.snapshot import Snapshot
 
 CLIENT = """
 import socket, sys, time
@@ -54,3 +58,52 @@ async def test_out_of_descriptors_the_listener_backs_off_and_accepts_again() -> 
     accepting.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await accepting
+
+
+async def test_a_stopping_listener_answers_its_backlog_instead_of_resetting_it() -> None:
+    """Closing a listener resets the connections the kernel completed but nobody accepted; a
+    leader stepping down drains them first (here they get the 503 of an unknown service; in the
+    lab, tests/netns/test_chaos.py, the old leader serves them)."""
+    handoff = L7Handoff("n1", None, None)  # type: ignore[arg-type]  # no service: 503
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.setblocking(False)
+    clients = [socket.create_connection(listener.getsockname(), timeout=5) for _ in range(3)]
+    for c in clients:
+        c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert handoff._drain(listener) == 3  # nobody had accepted them
+    listener.close()
+    for c in clients:
+        assert (await asyncio.to_thread(c.recv, 100)).startswith(b"HTTP/1.1 503 ")
+        c.close()
+    await asyncio.gather(*handoff.tasks)  # their lingering closes
+    assert handoff.stats["backlog_served"] == 3
+
+
+def with_service(port: int) -> Snapshot:
+    spec = ServiceSpec("shop", "127.0.0.1", port, mode=Mode.L7)
+    return Snapshot(10, {}, {}, {}, frozenset(), {"shop": spec}, {}, None, 0, 0, 3, 7, {}, None)
+
+
+async def test_a_listener_no_longer_wanted_lingers_and_is_kept_if_wanted_again() -> None:
+    """Stepping down stops the listener LISTEN_LINGER_S later (handshakes under way complete
+    meanwhile); leading again within that time keeps the same listener."""
+    probe = socket.create_server(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    handoff = L7Handoff("n1", None, None)  # type: ignore[arg-type]
+    snap = with_service(port)
+    await handoff.update(snap, True)
+    first = handoff.listeners[("127.0.0.1", port)]
+    await handoff.update(snap, False)
+    assert not handoff.listeners and not first.done()
+    socket.create_connection(("127.0.0.1", port), timeout=1).close()  # still listening
+    await handoff.update(snap, True)  # leading again in time: the same listener
+    assert handoff.listeners[("127.0.0.1", port)] is first and not handoff.closing
+    await handoff.update(snap, False)
+    await asyncio.sleep(LISTEN_LINGER_S + 0.1)
+    assert first.done() and not handoff.accepting and not handoff.sockets
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    await handoff.close()
