@@ -41,6 +41,8 @@ def wrk(state: lab.LabState, url: str, seconds: int, conns: int, close: bool) ->
         net.exec(net.ns("c"), *cmd), capture_output=True, text=True, check=True
     ).stdout
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    if len(latency) < 2:
+        raise RuntimeError(f"wrk {url} answered no latency figures:\n{out}")
     read = re.search(r"requests in [\d.]+\w+, (\S+) read", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)

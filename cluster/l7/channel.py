@@ -47,6 +47,27 @@ def frame(message: pb.AdoptMessage | pb.AdoptReply) -> bytes:
     return FRAME.pack(len(data)) + data
 
 
+class Outbox:
+    """Frames written during one pass of the event loop leave in one write: one TLS record and
+    one send instead of one per frame (under load, a pass commits and answers several handoffs;
+    the kernel's send path on a veth also runs the receiver's stack, per send)."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.frames: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        if not self.frames:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.frames.append(data)
+
+    def _flush(self) -> None:
+        data = b"".join(self.frames)
+        self.frames.clear()
+        if not self.writer.is_closing():
+            self.writer.write(data)
+
+
 async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
     try:
         (size,) = FRAME.unpack(await reader.readexactly(FRAME.size))
@@ -123,6 +144,7 @@ async def serve(
             )
             writer.close()
             return
+        out = Outbox(writer)
         stream = os.urandom(4).hex()  # handoff ids are the scheduler's, unique per channel
         try:
             while (data := await read_frame(reader)) is not None:
@@ -133,14 +155,14 @@ async def serve(
                     continue
                 if not await may_adopt(identity, peer):
                     adopter.stats["adopt_refused"] += 1
-                    writer.write(frame(pb.AdoptReply(id=m.id, error=_NOT_LEADER)))
+                    out.send(frame(pb.AdoptReply(id=m.id, error=_NOT_LEADER)))
                     continue
                 try:
                     adopter.adopt(m.service, state_from_pb(m.state), handoff_id)
                     reply = pb.AdoptReply(id=m.id, ok=True)
                 except RepairError as e:
                     reply = pb.AdoptReply(id=m.id, error=str(e))
-                writer.write(frame(reply))
+                out.send(frame(reply))
         except (ConnectionError, DecodeError, ValueError) as e:
             log.warning("handoff_channel_broken", peer=peer, reason=str(e))
         finally:
@@ -161,22 +183,24 @@ class HandoffChannel:
         self.address = hop_address(api_endpoint)
         self.ssl = tls.client_context() if tls is not None else None
         self.writer: asyncio.StreamWriter | None = None
+        self.outbox: Outbox | None = None
         self.waiting: dict[int, asyncio.Future[pb.AdoptReply]] = {}
         self.ids = itertools.count(1)
         self.connecting = asyncio.Lock()
         self.reader: asyncio.Task[None] | None = None  # a reference keeps the task alive
 
-    async def _open(self) -> asyncio.StreamWriter:
+    async def _open(self) -> Outbox:
         async with self.connecting:
-            if self.writer is None or self.writer.is_closing():
+            if self.writer is None or self.outbox is None or self.writer.is_closing():
                 async with asyncio.timeout(CONNECT_TIMEOUT_S):
                     reader, self.writer = await asyncio.open_connection(
                         *self.address,
                         ssl=self.ssl,
                         server_hostname=NODE_NAME if self.ssl else None,
                     )
+                self.outbox = Outbox(self.writer)
                 self.reader = asyncio.get_running_loop().create_task(self._read(reader))
-            return self.writer
+            return self.outbox
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -201,8 +225,8 @@ class HandoffChannel:
         self.waiting[handoff_id] = future
         try:
             async with asyncio.timeout(timeout_s):
-                writer = await self._open()
-                writer.write(
+                out = await self._open()
+                out.send(
                     frame(pb.AdoptMessage(id=handoff_id, service=service, state=state_to_pb(state)))
                 )
                 reply = await future
@@ -211,9 +235,9 @@ class HandoffChannel:
         return handoff_id, "" if reply.ok else reply.error or "refused"
 
     async def commit(self, handoff_id: int, go: bool) -> None:
-        writer = await self._open()
-        writer.write(frame(pb.AdoptMessage(id=handoff_id, commit=True, go=go)))
-        await writer.drain()
+        out = await self._open()
+        out.send(frame(pb.AdoptMessage(id=handoff_id, commit=True, go=go)))
+        await out.writer.drain()
 
     def reset(self) -> None:
         if self.writer is not None:
