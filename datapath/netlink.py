@@ -281,16 +281,23 @@ TCP_STATES = ("", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2
 
 
 def sockets_on(address: str, port: int) -> dict[str, int]:
-    """How many IPv4 TCP sockets of this namespace are bound to address:port, by state (what
+    """How many TCP sockets of this namespace use `port`, by state: those bound to `address`
+    under the state's name, those of any other address (IPv6 too) under "address state" (what
     holds a port a listener cannot bind). Synchronous, like every DiagSocket call here: from
     async code call it in a thread (pyroute2 runs an event loop of its own inside)."""
     with DiagSocket() as ds:
         ds.bind()
-        messages = ds.get_sock_stats(family=socket.AF_INET, states=0xFFFFFFFF)
+        messages = [
+            m
+            for family in (socket.AF_INET, socket.AF_INET6)
+            for m in ds.get_sock_stats(family=family, states=0xFFFFFFFF)
+        ]
     counts: dict[str, int] = {}
     for m in messages:
-        if str(m["idiag_src"]) == address and int(m["idiag_sport"]) == port:
+        if int(m["idiag_sport"]) == port:
             state = int(m["idiag_state"])
             name = TCP_STATES[state] if state < len(TCP_STATES) else str(state)
+            if (src := str(m["idiag_src"])) != address:
+                name = f"{src} {name}"
             counts[name] = counts.get(name, 0) + 1
     return counts

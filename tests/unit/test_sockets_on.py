@@ -19,6 +19,14 @@ def test_sockets_bound_to_an_address_and_port_are_counted_by_state() -> None:
                 found = sockets_on("127.0.0.1", port)
                 assert found == {"LISTEN": 1, "ESTABLISHED": 1}, found  # the client's is not
                 assert client.getsockname()[1] != port
+                with socket.socket() as other:  # another address, the same port
+                    other.bind(("127.0.0.2", port))
+                    other.listen()
+                    assert sockets_on("127.0.0.1", port)["127.0.0.2 LISTEN"] == 1
+                with socket.socket(socket.AF_INET6) as v6:
+                    v6.bind(("::1", port))
+                    v6.listen()
+                    assert sockets_on("127.0.0.1", port)["::1 LISTEN"] == 1
 
 
 async def test_the_listener_asks_from_its_event_loop_without_breaking_it() -> None:
