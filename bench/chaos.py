@@ -40,7 +40,7 @@ BEFORE_S, AFTER_S = 1.0, 3.0
 
 @dataclass
 class Fault:
-    inject: Callable[[LabState], None]
+    inject: Callable[[LabState], float | None]
     undo: Callable[[LabState], None]
     hold_s: float = 3.0
     timing: bool = False  # a takeover time goal rests on it: run --timing-trials
@@ -63,10 +63,16 @@ def designate(state: LabState, primary: str, backup: str) -> None:
     sdk(state, go)
 
 
-def handover(state: LabState) -> None:
+def handover(state: LabState) -> float:
     """What an operator types: `clusterctl designate n2 primary` (n1 becomes the backup in the same
-    transaction)."""
-    sdk(state, lambda c: c.designate("n2", Role.PRIMARY))
+    transaction). The fault's time is the RPC's, after the client's TLS handshake."""
+
+    async def go(c: ClusterClient) -> float:
+        sent = time.time()
+        await c.designate("n2", Role.PRIMARY)
+        return sent
+
+    return float(sdk(state, go))
 
 
 def storm(state: LabState) -> None:
@@ -158,7 +164,7 @@ def run_trial(state: LabState, fault: Fault, l7_port: int) -> Trial:
     try:
         time.sleep(BEFORE_S)
         at = time.time()
-        fault.inject(state)
+        at = fault.inject(state) or at  # a fault may say when it took effect
         time.sleep(fault.hold_s)
         fault.undo(state)
         out, _ = traffic.communicate(timeout=seconds + 60)
