@@ -9,6 +9,7 @@ leader within about 0.25-0.5 s of losing one. With TLS, peers speak mutual TLS t
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -40,10 +41,36 @@ def etcd_binary() -> Path:
     return Path(found)
 
 
+FREE_PORTS = 10_000  # free_port's range: this many ports just below the ephemeral range
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port nobody holds now, for a process about to listen on it. Taken below the kernel's
+    ephemeral range, so no outgoing connection can take it before that process binds it (bind
+    to port 0 gave an ephemeral one: a test's daemon once lost its port to a client's connection
+    in between); never the same one twice in a process."""
+    low = max(1024, _ephemeral_low() - FREE_PORTS)
+    start = random.randrange(low, low + FREE_PORTS)
+    for offset in range(FREE_PORTS):
+        port = low + (start - low + offset) % FREE_PORTS
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise OSError(f"no free port in {low}-{low + FREE_PORTS - 1} on {host}")
 
 
 @dataclass
