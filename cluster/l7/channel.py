@@ -182,8 +182,7 @@ class HandoffChannel:
     def __init__(self, api_endpoint: str, tls: TlsFiles | None = None) -> None:
         self.address = hop_address(api_endpoint)
         self.ssl = tls.client_context() if tls is not None else None
-        self.writer: asyncio.StreamWriter | None = None
-        self.outbox: Outbox | None = None
+        self.outbox: Outbox | None = None  # on the open connection's writer
         self.waiting: dict[int, asyncio.Future[pb.AdoptReply]] = {}
         self.ids = itertools.count(1)
         self.connecting = asyncio.Lock()
@@ -191,14 +190,14 @@ class HandoffChannel:
 
     async def _open(self) -> Outbox:
         async with self.connecting:
-            if self.writer is None or self.outbox is None or self.writer.is_closing():
+            if self.outbox is None or self.outbox.writer.is_closing():
                 async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                    reader, self.writer = await asyncio.open_connection(
+                    reader, writer = await asyncio.open_connection(
                         *self.address,
                         ssl=self.ssl,
                         server_hostname=NODE_NAME if self.ssl else None,
                     )
-                self.outbox = Outbox(self.writer)
+                self.outbox = Outbox(writer)
                 self.reader = asyncio.get_running_loop().create_task(self._read(reader))
             return self.outbox
 
@@ -240,9 +239,9 @@ class HandoffChannel:
         await out.writer.drain()
 
     def reset(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        if self.outbox is not None:
+            self.outbox.writer.close()
+            self.outbox = None
 
     async def close(self) -> None:
         self.reset()
