@@ -74,7 +74,15 @@ def freeze(sock: socket.socket) -> None:
 def thaw(sock: socket.socket) -> None:
     """Undo freeze (and repair mode): the socket serves again, nothing lost."""
     sock.setsockopt(socket.SOL_TCP, TCP_REPAIR, 0)
+    _reuse_again(sock)
     sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
+
+
+def _reuse_again(sock: socket.socket) -> None:
+    """Leaving repair mode clears SO_REUSEADDR (the kernel sets sk_reuse to SK_NO_REUSE). Without
+    it again, the connection's TIME_WAIT on VIP:port makes the next L7 listener's bind there fail
+    with EADDRINUSE for 60 s (a leader that got its VIP back could not listen for 56 s)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 
 
 def _peek(sock: socket.socket, size: int) -> bytes:
@@ -132,10 +140,10 @@ def restore(state: TcpState) -> socket.socket:
     until `release`). The kernel enforces this order."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
+        # Repair mode makes the socket SK_FORCE_REUSE: it binds VIP:port even beside this node's
+        # own listener there (a leader that just stepped down). SO_REUSEADDR here would lower
+        # that to SK_CAN_REUSE, which a listener blocks (EADDRINUSE).
         sock.setsockopt(socket.SOL_TCP, TCP_REPAIR, 1)
-        # Before bind: the VIP:port is also the L7 listener's when this node leads (again);
-        # without it a live restored connection makes that listener's bind fail (EADDRINUSE).
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(state.local)
         sock.setsockopt(socket.SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE)
         _set_u32(sock, TCP_QUEUE_SEQ, state.snd_seq)
@@ -172,7 +180,7 @@ def release(sock: socket.socket, peer_closed: bool = False) -> None:
     already closed its side (a restore can only make ESTABLISHED) gets that end-of-file back:
     reads return the queued bytes, then EOF."""
     sock.setsockopt(socket.SOL_TCP, TCP_REPAIR, 0)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    _reuse_again(sock)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if peer_closed:
         sock.shutdown(socket.SHUT_RD)

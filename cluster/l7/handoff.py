@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import errno
 import socket
 import time
 from collections import Counter
@@ -35,9 +34,9 @@ import structlog
 from cluster.histogram import Histogram
 from cluster.l7.adopt import Adopter
 from cluster.l7.channel import HandoffChannel
+from cluster.l7.listeners import Listeners
 from cluster.l7.request import BadRequest, RequestHead, answer, parse_head, select_rule
 from cluster.limits import (
-    ACCEPT_BACKOFF_S,
     HEAD_TIMEOUT_S,
     LINGER_BYTES,
     LINGER_S,
@@ -47,7 +46,7 @@ from cluster.model import Delivery, Mode, ServiceSpec
 from cluster.scheduler import Scheduler
 from cluster.snapshot import Snapshot
 from cluster.tls import TlsFiles
-from datapath import netlink, tcprepair
+from datapath import tcprepair
 from datapath.protocol import Datapath, Flow
 from datapath.tcprepair import RepairError, TcpState
 
@@ -59,8 +58,6 @@ MAX_ATTEMPTS = 3
 # time: on a loaded machine that happens now and then, and ejecting it for seconds broke rule
 # pools and cookie persistence for every request meanwhile; that connection alone moves on.)
 EJECT_S = 3.0
-IP_FREEBIND = 15
-LISTEN_LINGER_S = 0.2  # a listener no longer wanted accepts this long more (see _stop)
 
 
 class L7Handoff:
@@ -77,13 +74,8 @@ class L7Handoff:
         # The receiving side of handoffs to this node: it delivers by the same service specs.
         self.adopter = Adopter(node_id, self.services, descriptor_dir)
         self.snap: Snapshot | None = None
-        # VIP:port -> accept loop: wanted now (listeners), and every running one (accepting:
-        # a stopped listener runs LISTEN_LINGER_S longer, `closing` holds its timer).
-        self.listeners: dict[tuple[str, int], asyncio.Task[None]] = {}
-        self.accepting: dict[tuple[str, int], asyncio.Task[None]] = {}
-        self.closing: dict[tuple[str, int], asyncio.TimerHandle] = {}
-        self.sockets: dict[tuple[str, int], socket.socket] = {}  # the listening sockets
         self.stats: Counter[str] = Counter()
+        self.listening = Listeners(self._start, self.stats)  # on VIP:ports, while leading
         self.rule_hits: Counter[str] = Counter()
         self.latency = Histogram()  # head read to handoff done (cluster/metrics.py reads it)
         self.head_latency = Histogram()  # accept to a complete request head
@@ -119,69 +111,13 @@ class L7Handoff:
     async def update(self, snap: Snapshot, leading: bool) -> None:
         """Listen on exactly the L7 services' VIP:ports while leading."""
         self.snap = snap
-        wanted = {
-            (s.vip, s.port): s.name for s in snap.services.values() if s.mode == Mode.L7
-        } if leading else {}  # fmt: skip
-        loop = asyncio.get_running_loop()
-        for key in [k for k in self.listeners if k not in wanted]:
-            self.closing[key] = loop.call_later(LISTEN_LINGER_S, self._stop, key)
-            self.listeners.pop(key)
-        for key in wanted.keys() & self.closing.keys():  # wanted again: the same one goes on
-            self.closing.pop(key).cancel()
-            self.listeners[key] = self.accepting[key]
-        for key in wanted.keys() - self.listeners.keys():
-            try:
-                sock = _listen(*key)
-            except OSError as e:
-                holders = await _holders(*key) if e.errno == errno.EADDRINUSE else {}
-                log.warning("l7_listen_failed", vip=key[0], port=key[1], reason=str(e),
-                            sockets_on_port=holders)  # fmt: skip
-                continue
-            self.sockets[key] = sock
-            self.accepting[key] = self.listeners[key] = loop.create_task(self._accept(sock))
-            log.info("l7_listener_started", vip=key[0], port=key[1])
-
-    def _stop(self, key: tuple[str, int]) -> None:
-        """Stop a listener LISTEN_LINGER_S after it was last wanted (the tables already drop
-        new SYNs; handshakes under way complete meanwhile) and serve what its backlog holds."""
-        self.closing.pop(key, None)
-        self.accepting.pop(key).cancel()  # it closes the socket when it runs next
-        drained = self._drain(self.sockets.pop(key))
-        log.info("l7_listener_stopped", vip=key[0], port=key[1], backlog_served=drained)
+        wanted = {(s.vip, s.port) for s in snap.services.values() if s.mode == Mode.L7}
+        await self.listening.update(wanted if leading else set())
 
     async def close(self) -> None:
-        for timer in self.closing.values():
-            timer.cancel()
-        for task in self.accepting.values():
-            task.cancel()
-        self.listeners.clear()
-        self.closing.clear()
-        self.accepting.clear()
-        self.sockets.clear()
+        self.listening.close()
         for channel in self.channels.values():
             await channel.close()
-
-    async def _accept(self, listener: socket.socket) -> None:
-        """Accept for ever. Out of descriptors or buffers (EMFILE, ENFILE, ENOBUFS, ENOMEM) is
-        a passing state: back off (doubling, capped) and accept again, never give up."""
-        loop = asyncio.get_running_loop()
-        backoff = ACCEPT_BACKOFF_S[0]
-        try:
-            while True:
-                try:
-                    conn, client = await loop.sock_accept(listener)
-                except OSError as e:
-                    if e.errno not in _ACCEPT_RETRY:
-                        raise
-                    self.stats["accept_errors"] += 1
-                    log.warning("l7_accept_failed", reason=str(e), retry_in_s=backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(2 * backoff, ACCEPT_BACKOFF_S[1])
-                    continue
-                backoff = ACCEPT_BACKOFF_S[0]
-                self._start(conn, client)
-        finally:
-            listener.close()
 
     def _start(self, conn: socket.socket, client: tuple[str, int]) -> None:
         if len(self.reading) >= MAX_PENDING_HEADS:
@@ -193,20 +129,6 @@ class L7Handoff:
         self.reading[task] = conn
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-
-    def _drain(self, listener: socket.socket) -> int:
-        """Serve what a stopping listener's backlog holds: connections the kernel completed
-        but nobody accepted yet would be reset by its close (the tables already drop new
-        SYNs, which the clients retry)."""
-        drained = 0
-        while True:
-            try:
-                conn, client = listener.accept()
-            except OSError:  # BlockingIOError: the backlog is empty
-                return drained
-            drained += 1
-            self.stats["backlog_served"] += 1
-            self._start(conn, client)
 
     async def _handle(self, conn: socket.socket, client: tuple[str, int]) -> None:
         accepted = time.monotonic()
@@ -375,25 +297,3 @@ class L7Handoff:
 
     def latency_ms(self, q: float) -> float:
         return self.latency.quantile_ms(q)
-
-
-_ACCEPT_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
-
-
-async def _holders(vip: str, port: int) -> dict[str, int] | str:
-    """Who holds VIP:port (a diagnosis for the log): off the event loop, since pyroute2's
-    synchronous sockets run an event loop of their own; never an error of its own."""
-    try:
-        return await asyncio.to_thread(netlink.sockets_on, vip, port)
-    except Exception as e:  # noqa: BLE001 - a log line's detail must not stop the leader
-        return f"unknown ({type(e).__name__}: {e})"
-
-
-def _listen(vip: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
-    sock.bind((vip, port))
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock

@@ -55,8 +55,10 @@ def running_lab(where: Path, nodes: int) -> Iterator[lab.LabState]:
 def keep_logs(where: Path) -> None:
     """Copy a lab's logs beside it before `lab down` removes them: pytest keeps the last
     three sessions' temporary directories, so a failure can be read afterwards."""
-    if (where / "logs").is_dir():
-        shutil.copytree(where / "logs", where.parent / "lab-logs", dirs_exist_ok=True)
+    for log in where.rglob("*.log"):  # processes' logs, and the etcd members' in etcd*/
+        kept = where.parent / "lab-logs" / log.relative_to(where)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log, kept)
 
 
 @pytest.fixture

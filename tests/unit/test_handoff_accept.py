@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from cluster.l7.handoff import LISTEN_LINGER_S, L7Handoff
+from cluster.l7.handoff import L7Handoff
+from cluster.l7.listeners import LISTEN_LINGER_S
 from cluster.model import Mode, ServiceSpec
 from cluster.snapshot import Snapshot
 
@@ -35,7 +36,7 @@ async def test_out_of_descriptors_the_listener_backs_off_and_accepts_again() -> 
     client = subprocess.Popen(
         [sys.executable, "-c", CLIENT, str(port), "0.3"], stdout=subprocess.PIPE, text=True
     )
-    accepting = asyncio.create_task(handoff._accept(listener))
+    accepting = asyncio.create_task(handoff.listening._accept(listener))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     hogs: list[int] = []
     try:
@@ -72,7 +73,7 @@ async def test_a_stopping_listener_answers_its_backlog_instead_of_resetting_it()
     clients = [socket.create_connection(listener.getsockname(), timeout=5) for _ in range(3)]
     for c in clients:
         c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert handoff._drain(listener) == 3  # nobody had accepted them
+    assert handoff.listening.drain(listener) == 3  # nobody had accepted them
     listener.close()
     for c in clients:
         assert (await asyncio.to_thread(c.recv, 100)).startswith(b"HTTP/1.1 503 ")
@@ -95,15 +96,37 @@ async def test_a_listener_no_longer_wanted_lingers_and_is_kept_if_wanted_again()
     handoff = L7Handoff("n1", None, None)  # type: ignore[arg-type]
     snap = with_service(port)
     await handoff.update(snap, True)
-    first = handoff.listeners[("127.0.0.1", port)]
+    first = handoff.listening.wanted[("127.0.0.1", port)]
     await handoff.update(snap, False)
-    assert not handoff.listeners and not first.done()
+    assert not handoff.listening.wanted and not first.done()
     socket.create_connection(("127.0.0.1", port), timeout=1).close()  # still listening
     await handoff.update(snap, True)  # leading again in time: the same listener
-    assert handoff.listeners[("127.0.0.1", port)] is first and not handoff.closing
+    assert handoff.listening.wanted[("127.0.0.1", port)] is first and not handoff.listening.closing
     await handoff.update(snap, False)
     await asyncio.sleep(LISTEN_LINGER_S + 0.1)
-    assert first.done() and not handoff.accepting and not handoff.sockets
+    assert first.done() and not handoff.listening.accepting and not handoff.listening.sockets
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    await handoff.close()
+
+
+async def test_a_listener_whose_accept_loop_died_is_listened_anew() -> None:
+    """An accept loop that ends on an error it cannot wait out (here: its socket shut down
+    under it, EINVAL) is replaced at the next update; before, the dead loop stayed "wanted"
+    and the VIP:port was never listened on again while this node led."""
+    probe = socket.create_server(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    handoff = L7Handoff("n1", None, None)  # type: ignore[arg-type]
+    snap, key = with_service(port), ("127.0.0.1", port)
+    await handoff.update(snap, True)
+    first = handoff.listening.wanted[key]
+    handoff.listening.sockets[key].shutdown(socket.SHUT_RDWR)
+    with pytest.raises(OSError, match="Invalid argument"):
+        await asyncio.wait_for(first, 5)
+    await handoff.update(snap, True)
+    assert handoff.listening.wanted[key] is not first
+    socket.create_connection(key, timeout=1).close()  # listening again
+    await asyncio.sleep(0.1)  # the new loop accepts it; its head read ends at the close
+    await asyncio.gather(*handoff.tasks)
     await handoff.close()

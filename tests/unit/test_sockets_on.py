@@ -33,7 +33,7 @@ async def test_the_listener_asks_from_its_event_loop_without_breaking_it() -> No
     """pyroute2's synchronous sockets run an event loop of their own: called on the daemon's
     loop they raised RuntimeError, which ended the leader's election loop (seen in a full run
     when an L7 listener's bind failed). The listener asks from a thread."""
-    from cluster.l7.handoff import _holders
+    from cluster.l7.listeners import _holders
 
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
