@@ -42,3 +42,23 @@ def test_the_leader_gets_one_ring_per_service_from_the_weights() -> None:
             VipService("web", "10.0.100.10", 80, False, (("n1", 500), ("n3", 1000))),
         ),
     )
+
+
+async def test_a_take_over_reads_its_own_connections_without_its_api() -> None:
+    """The leader's own connections on the VIPs, pinned to itself, read through sock_diag in
+    this namespace (a real connection on loopback); other addresses are left out."""
+    import socket
+
+    from cluster.forwarding import _connections_here
+    from datapath.protocol import Flow
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            with accepted:
+                flows = await _connections_here(["127.0.0.1"], "n1")
+                assert flows is not None
+                mine = Flow("127.0.0.1", client.getsockname()[1], "127.0.0.1", port, "n1")
+                assert mine in flows
+                assert not await _connections_here(["10.0.100.10"], "n1")
