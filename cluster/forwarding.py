@@ -59,6 +59,11 @@ STEP_DOWN_GRACE_S = 5.0
 # dead or silent is not asked: its connections hash to it anyway, through the ring inherited
 # from the last leader (Scheduler.take_over).
 RECOVERY_TIMEOUT_S = 0.2
+# A node's address stays trusted (its encapsulated packets accepted) this long after its
+# registration lapsed: a crashed primary that returns leads again within a second of
+# registering, before every server has synced its new registration (PERIOD_S), and the first
+# connections it placed were dropped as untrusted (chaos: the hand-back after a leader crash).
+TRUST_LINGER_S = 60.0
 HANDOFF_S = 1.5  # a stopping ex-leader answers ListConnections this long after stepping down
 # A leader lists the connections of a node it could not list (it was cut off, hung, or gone from
 # etcd and back) at most this often: its retransmissions must reach it, not the ring's choice.
@@ -72,13 +77,17 @@ def node_address(r: Registration) -> str:
 
 
 def desired_state(
-    snap: Snapshot, weights: Rings | None, remembered: dict[str, str] | None = None
+    snap: Snapshot,
+    weights: Rings | None,
+    remembered: dict[str, str] | None = None,
+    lately: frozenset[str] = frozenset(),
 ) -> DesiredState:
     """What this node's datapath should hold; `weights` only on the leader. `remembered`:
-    addresses of nodes gone from etcd that an inherited ring still names (take-over)."""
+    addresses of nodes gone from etcd that an inherited ring still names (take-over); `lately`:
+    addresses of nodes registered within TRUST_LINGER_S, trusted still."""
     vips = frozenset(s.vip for s in snap.services.values())
     registered = {n: node_address(r) for n, r in snap.registrations.items()}
-    trusted = frozenset(registered.values())
+    trusted = frozenset(registered.values()) | lately
     if weights is None:
         return DesiredState(vips, trusted)
     addresses = {**(remembered or {}), **registered}
@@ -116,6 +125,7 @@ class Forwarder:
         # Stores the leader's rings for its successor (RoleManager.publish_rings, fenced).
         self.publish_rings: Callable[[Rings, Rings], Awaitable[None]] = _no_publish
         self.seen: dict[str, Registration] = {}  # every node's last registration
+        self.seen_at: dict[str, float] = {}  # node -> monotonic time it was last registered
         # Nodes the election found dead or silent (RoleManager.gone_nodes): not asked for flows.
         self.gone: Callable[[], frozenset[str]] = frozenset
         self.listed: set[str] = set()  # registered nodes whose connections this leader listed
@@ -187,10 +197,14 @@ class Forwarder:
                 if weights is not None and weights != snap.rings:
                     await self.publish_rings(weights, snap.rings)
                 self.seen |= snap.registrations
+                now = time.monotonic()
+                self.seen_at |= dict.fromkeys(snap.registrations, now)
                 remembered = None
-                if time.monotonic() < self.scheduler.frozen_until:  # an inherited ring
+                if now < self.scheduler.frozen_until:  # an inherited ring
                     remembered = {n: node_address(r) for n, r in self.seen.items()}
-                desired = desired_state(snap, weights, remembered)
+                lately = frozenset(node_address(self.seen[n]) for n, at in self.seen_at.items()
+                                   if now - at < TRUST_LINGER_S)  # fmt: skip
+                desired = desired_state(snap, weights, remembered, lately)
                 if weights is None and (kept := self._grace_tables()) is not None:
                     desired = DesiredState(desired.vips, desired.trusted, kept)
                 await self.datapath.apply(desired)

@@ -39,6 +39,22 @@ async def test_a_follower_serves_every_vip_and_trusts_every_node_but_schedules_n
     assert state.scheduler is None
 
 
+async def test_a_node_gone_from_etcd_stays_trusted_for_a_while() -> None:
+    """A crashed primary returns and leads within a second of registering again, before every
+    server has synced its new registration: its address stays trusted TRUST_LINGER_S after its
+    registration lapsed (else the first connections it places are dropped as untrusted)."""
+    from cluster.forwarding import TRUST_LINGER_S
+
+    fw, dp, _ = await forwarder([0])
+    await fw.sync()
+    await fw.state.store.delete(KEYS.node("n2"))  # its lease lapsed
+    await fw.sync()
+    assert dp.programmed().trusted == {"10.0.1.11", "10.0.2.12"}
+    fw.seen_at["n2"] -= TRUST_LINGER_S  # long gone
+    await fw.sync()
+    assert dp.programmed().trusted == {"10.0.1.11"}
+
+
 async def test_a_new_leader_programs_its_tables_before_it_holds_the_vips() -> None:
     fw, dp, vips = await forwarder([1])
     await fw.sync()
