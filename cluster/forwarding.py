@@ -42,7 +42,7 @@ from cluster.state import ClusterState
 from cluster.tls import Access, Identity, TlsFiles, channel
 from datapath import layout, maglev
 from datapath.errors import DatapathError
-from datapath.netlink import established_connections
+from datapath.netlink import served_flows
 from datapath.protocol import Datapath, DesiredState, Flow, SchedulerTables, VipService
 
 log = structlog.get_logger()
@@ -372,10 +372,7 @@ async def _connections_here(vips: list[str], node_id: str) -> list[Flow] | None:
     TLS connection to itself on its own event loop (a take-over just after a pause waited
     RECOVERY_TIMEOUT_S for it, in vain, before announcing the VIPs)."""
     try:
-        found = await asyncio.to_thread(established_connections)
+        return await asyncio.to_thread(served_flows, set(vips), node_id)
     except Exception as e:  # noqa: BLE001 - as an unanswered node: take over without them
         log.warning("flow_recovery_skipped", endpoint="here", reason=str(e))
         return None
-    wanted = set(vips)
-    return [Flow(peer, pport, local, lport, node_id) for local, lport, peer, pport in found
-            if local in wanted]  # fmt: skip

@@ -17,6 +17,7 @@ from pyroute2 import AsyncIPRoute, DiagSocket
 from pyroute2.netlink.exceptions import NetlinkError
 
 from datapath.errors import DatapathError, InterfaceNotFound
+from datapath.protocol import Flow
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
@@ -269,6 +270,13 @@ def established_connections() -> list[tuple[str, int, str, int]]:
         (str(m["idiag_src"]), int(m["idiag_sport"]), str(m["idiag_dst"]), int(m["idiag_dport"]))
         for m in messages
     ]
+
+
+def served_flows(vips: set[str], node: str) -> list[Flow]:
+    """The established connections on these VIPs (every one when `vips` is empty), pinned to
+    `node`: what a node answers ListConnections with, and what a leader reads of its own."""
+    return [Flow(peer, pport, local, lport, node) for local, lport, peer, pport
+            in established_connections() if not vips or local in vips]  # fmt: skip
 
 
 def established_local_ends() -> list[tuple[str, int]]:

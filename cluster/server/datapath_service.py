@@ -14,7 +14,7 @@ from cluster.errors import ValidationError
 from cluster.l7.adopt import Adopter
 from cluster.l7.handoff import L7Handoff
 from cluster.looplag import LoopLag
-from datapath.netlink import established_connections
+from datapath.netlink import served_flows
 from datapath.protocol import Datapath
 
 Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -92,13 +92,12 @@ class DatapathService(cluster_pb2_grpc.DatapathServicer):
     async def ListConnections(
         self, request: pb.ListConnectionsRequest, context: Ctx
     ) -> pb.ListConnectionsResponse:
-        vips = set(request.vips)
-        found = await asyncio.to_thread(established_connections)
+        found = await asyncio.to_thread(served_flows, set(request.vips), self.node_id)
         return pb.ListConnectionsResponse(
             node_id=self.node_id,
             connections=[
-                pb.Flow(client=peer, client_port=pport, vip=local, port=lport, node=self.node_id)
-                for local, lport, peer, pport in found
-                if not vips or local in vips
+                pb.Flow(client=f.client, client_port=f.client_port, vip=f.vip, port=f.port,
+                        node=f.node)
+                for f in found
             ],
-        )
+        )  # fmt: skip

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import replace
 
-from cluster.forwarding import desired_state
+from cluster.forwarding import _connections_here, desired_state
 from cluster.model import Mode, Registration, Role, ServiceSpec
-from datapath.protocol import SchedulerTables, VipService
+from datapath.protocol import Flow, SchedulerTables, VipService
 from tests.unit.test_election import snap
 
 
@@ -47,11 +48,6 @@ def test_the_leader_gets_one_ring_per_service_from_the_weights() -> None:
 async def test_a_take_over_reads_its_own_connections_without_its_api() -> None:
     """The leader's own connections on the VIPs, pinned to itself, read through sock_diag in
     this namespace (a real connection on loopback); other addresses are left out."""
-    import socket
-
-    from cluster.forwarding import _connections_here
-    from datapath.protocol import Flow
-
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         with socket.create_connection(("127.0.0.1", port)) as client:
