@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -69,34 +70,55 @@ def parse_pid_stat(text: str) -> tuple[int, int]:
     return int(fields[2]), int(fields[11]) + int(fields[12])
 
 
-def group_ticks(proc: Path, pgid: int) -> int:
-    """CPU ticks used so far by the live processes of one process group."""
-    total = 0
-    for entry in proc.iterdir():
-        if entry.name.isdigit():
-            try:
-                group, ticks = parse_pid_stat((entry / "stat").read_text())
-            except (OSError, ValueError, IndexError):
-                continue  # exited meanwhile
-            if group == pgid:
-                total += ticks
-    return total
+# A process-group scope walks all of /proc this often to find the group's members (a new member
+# is counted within this long); between walks it reads the members' own stat files only. (A walk
+# per sample cost a lab node about a tenth of its event loop under load: a few hundred files.)
+MEMBER_RESCAN_S = 5.0
+
+
+def group_ticks(proc: Path, pgid: int, pids: Iterable[int] | None = None) -> dict[int, int]:
+    """pid -> CPU ticks used so far, for the live processes of one process group: among `pids`,
+    or among every process in `proc` when None."""
+    if pids is None:
+        pids = sorted(int(e.name) for e in proc.iterdir() if e.name.isdigit())
+    found = {}
+    for pid in pids:
+        try:
+            group, ticks = parse_pid_stat((proc / str(pid) / "stat").read_text())
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile
+        if group == pgid:
+            found[pid] = ticks
+    return found
 
 
 class Sampler:
     """CPU of the machine, or (scope "process-group") of this process's group: several lab
     nodes share one machine, and a node's load is then what its own processes use."""
 
-    def __init__(self, proc: Path = Path("/proc"), scope: str = "machine") -> None:
-        self.proc, self.scope = proc, scope
-        self.pgid = os.getpgid(0)
+    def __init__(
+        self,
+        proc: Path = Path("/proc"),
+        scope: str = "machine",
+        pgid: int | None = None,
+        rescan_s: float = MEMBER_RESCAN_S,
+    ) -> None:
+        self.proc, self.scope, self.rescan_s = proc, scope, rescan_s
+        self.pgid = os.getpgid(0) if pgid is None else pgid
+        self.members: list[int] = []
+        self.walked_at = -rescan_s
         self.last = self._cpu_times()
 
     def _cpu_times(self) -> CpuTimes:
         machine = parse_proc_stat((self.proc / "stat").read_text())
         if self.scope == "machine":
             return machine
-        return CpuTimes(group_ticks(self.proc, self.pgid), machine.total)
+        walk = time.monotonic() - self.walked_at >= self.rescan_s
+        ticks = group_ticks(self.proc, self.pgid, None if walk else self.members)
+        if walk:
+            self.walked_at = time.monotonic()
+        self.members = list(ticks)
+        return CpuTimes(sum(ticks.values()), machine.total)
 
     async def sample(self) -> Sample:
         now = self._cpu_times()

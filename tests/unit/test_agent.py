@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -101,8 +103,9 @@ async def test_tcp_and_http_checks_against_real_sockets() -> None:
 
 
 async def test_process_group_scope_counts_a_busy_member_and_machine_scope_everything() -> None:
-    """A child burning a core in this process group shows in the group's CPU."""
-    group = Sampler(scope="process-group")
+    """A child burning a core in this process group shows in the group's CPU (a walk of /proc
+    at every sample: the child is born after the first)."""
+    group = Sampler(scope="process-group", rescan_s=0.0)
     burner = subprocess.Popen(
         [sys.executable, "-c", "while True: pass"], process_group=os.getpgid(0)
     )
@@ -116,3 +119,27 @@ async def test_process_group_scope_counts_a_busy_member_and_machine_scope_everyt
     await asyncio.sleep(0.5)
     idle = (await group.sample()).cpu
     assert idle < busy
+
+
+def _fake_proc(root: Path, members: dict[int, tuple[int, int]], cpu_total: int) -> None:
+    """A /proc with a `cpu` line and one stat file per pid: pid -> (process group, ticks)."""
+    (root / "stat").write_text(f"cpu  {cpu_total} 0 0 0 0 0 0 0 0 0\n")
+    for pid, (group, ticks) in members.items():
+        (root / str(pid)).mkdir(exist_ok=True)
+        (root / str(pid) / "stat").write_text(
+            f"{pid} (x y) S 1 {group} {group} 0 -1 0 0 0 0 0 {ticks} 0 0 0 20 0 1 0"
+        )
+
+
+def test_process_group_scope_walks_proc_only_every_rescan_interval(tmp_path: Path) -> None:
+    """Between walks only the known members' stat files are read: a process that joins the
+    group counts from the next walk on; a member that exits stops counting at once."""
+    _fake_proc(tmp_path, {10: (7, 100), 11: (7, 50), 12: (8, 999)}, 1000)
+    sampler = Sampler(tmp_path, "process-group", pgid=7, rescan_s=3600.0)
+    assert sampler.members == [10, 11] and sampler.last == CpuTimes(150, 1000)
+    _fake_proc(tmp_path, {10: (7, 130), 13: (7, 500)}, 1100)
+    shutil.rmtree(tmp_path / "11")
+    assert sampler._cpu_times() == CpuTimes(130, 1100)  # 13 is not known yet, 11 is gone
+    sampler.walked_at -= 3600.0
+    assert sampler._cpu_times() == CpuTimes(630, 1100)
+    assert sampler.members == [10, 13]
