@@ -40,6 +40,11 @@ def wrk(state: lab.LabState, url: str, seconds: int, conns: int, close: bool) ->
     out = subprocess.run(
         net.exec(net.ns("c"), *cmd), capture_output=True, text=True, check=True
     ).stdout
+    return parse_wrk(out, url)
+
+
+def parse_wrk(out: str, url: str) -> WrkResult:
+    """wrk's figures from its --latency output (errors: socket errors and non-2xx answers)."""
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
     if len(latency) < 2:
         raise RuntimeError(f"wrk {url} answered no latency figures:\n{out}")
