@@ -4,7 +4,8 @@
 #   ./run.sh test    run every test (real etcd, real tcphopd processes, network namespaces)
 # Also: ./run.sh setup (install only), ./run.sh check (lint, types, import rules, generated code),
 #       ./run.sh down,
-#       ./run.sh bench (the hop benchmark: installs wrk, haproxy and bpftool),
+#       ./run.sh bench (the hop benchmark: installs wrk, haproxy and bpftool;
+#       ./run.sh bench --floor: the least a Python L7 front costs against HAProxy, bench/floor.py),
 #       ./run.sh chaos (faults under load, bench/chaos.py),
 #       ./run.sh compose [down [--images]] (the docker-compose demo: docker-compose.yml)
 set -euo pipefail
@@ -47,7 +48,11 @@ case "${1:-}" in
     for tool in wrk haproxy bpftool; do
       command -v "$tool" >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool"
     done
-    "$VENV/bin/python" bench/hop.py "${@:2}"
+    if [ "${2:-}" = --floor ]; then
+      "$VENV/bin/python" bench/floor.py "${@:3}"
+    else
+      "$VENV/bin/python" bench/hop.py "${@:2}"
+    fi
     ;;
   chaos) setup; "$VENV/bin/python" bench/chaos.py "${@:2}" ;;
   compose)
