@@ -86,10 +86,11 @@ def desired_state(
     addresses of nodes gone from etcd that an inherited ring still names (take-over); `lately`:
     addresses of nodes registered within TRUST_LINGER_S, trusted still."""
     vips = frozenset(s.vip for s in snap.services.values())
+    handed = frozenset((s.vip, s.port) for s in snap.services.values() if s.mode == Mode.L7)
     registered = {n: node_address(r) for n, r in snap.registrations.items()}
     trusted = frozenset(registered.values()) | lately
     if weights is None:
-        return DesiredState(vips, trusted)
+        return DesiredState(vips, trusted, handed=handed)
     addresses = {**(remembered or {}), **registered}
     services = tuple(
         VipService(
@@ -101,7 +102,8 @@ def desired_state(
         )
         for name, spec in sorted(snap.services.items())
     )
-    return DesiredState(vips, trusted, SchedulerTables(tuple(sorted(addresses.items())), services))
+    tables = SchedulerTables(tuple(sorted(addresses.items())), services)
+    return DesiredState(vips, trusted, tables, handed)
 
 
 class Forwarder:
@@ -206,7 +208,7 @@ class Forwarder:
                                    if now - at < TRUST_LINGER_S)  # fmt: skip
                 desired = desired_state(snap, weights, remembered, lately)
                 if weights is None and (kept := self._grace_tables()) is not None:
-                    desired = DesiredState(desired.vips, desired.trusted, kept)
+                    desired = replace(desired, scheduler=kept)
                 await self.datapath.apply(desired)
                 self.synced_at = time.monotonic()
                 if leading:

@@ -10,6 +10,7 @@ PROG = "tcphop_xdp"
 TRUSTED_MAP = "trusted"  # u32 scheduler address (network order) -> u8
 SERVED_MAP = "served"  # u32 VIP this node serves (network order) -> u8
 VIPS_MAP = "vips"  # VipKey -> VipMeta
+HANDED_MAP = "handed"  # VipKey of an L7 service -> u8 (every node)
 RINGS_MAP = "rings"  # service * RING_SIZE + slot -> backend index + 1 (0: none)
 BACKENDS_MAP = "backends"  # backend index -> Backend
 FLOWS_MAP = "flows"  # FlowKey -> backend index | FLOW_CLOSING (LRU)
@@ -20,6 +21,7 @@ MAPS = (
     TRUSTED_MAP,
     SERVED_MAP,
     VIPS_MAP,
+    HANDED_MAP,
     RINGS_MAP,
     BACKENDS_MAP,
     FLOWS_MAP,
@@ -41,6 +43,7 @@ SIZES = {
     TRUSTED_MAP: (ADDR_SIZE, 1),
     SERVED_MAP: (ADDR_SIZE, 1),
     VIPS_MAP: (VIP_KEY_SIZE, VIP_META_SIZE),
+    HANDED_MAP: (VIP_KEY_SIZE, 1),
     RINGS_MAP: (INDEX_SIZE, INDEX_SIZE),
     BACKENDS_MAP: (INDEX_SIZE, BACKEND_SIZE),
     FLOWS_MAP: (FLOW_KEY_SIZE, INDEX_SIZE),
@@ -82,6 +85,8 @@ class Stat(IntEnum):
     VIP_REPLY = 12
     DECAP_NOT_MINE = 13
     FENCED = 14  # a new connection reached a deposed leader's scheduler: dropped
+    BOUNCED = 15  # an L7 SYN no socket here takes (its connection is gone): back to the scheduler
+    STALE_FLOW = 16  # a SYN the flow's own server sent back: the flow is forgotten
 
 
 def vip_key(addr: str, port: int) -> bytes:

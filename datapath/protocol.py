@@ -42,6 +42,9 @@ class DesiredState:
     vips: frozenset[str] = frozenset()  # bound on lo: this node serves them
     trusted: frozenset[str] = frozenset()  # scheduler addresses whose encapsulation is accepted
     scheduler: SchedulerTables | None = None  # None: this node does not schedule
+    # VIP:ports of the L7 services: a new SYN handed here that finds no socket goes back to the
+    # scheduler (its flow is stale: the connection was reset from this side), never refused.
+    handed: frozenset[tuple[str, int]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,6 +128,7 @@ class XdpDatapath:
         await self._apply_vips(desired.vips)
         self._sync_addresses(layout.SERVED_MAP, desired.vips)
         self._sync_addresses(layout.TRUSTED_MAP, desired.trusted)
+        self._sync_keys(layout.HANDED_MAP, {layout.vip_key(*k) for k in desired.handed})
         if desired.scheduler is not None:
             await self._apply_scheduler(desired.scheduler)
         elif self.state.scheduler is not None or self.service_index:
@@ -151,11 +152,15 @@ class XdpDatapath:
 
     def _sync_addresses(self, map_name: str, wanted: frozenset[str]) -> None:
         """Make a set of IPv4 addresses (u32 -> u8 map) hold exactly `wanted`."""
-        have = {socket.inet_ntoa(k) for k in self.bpf.keys(map_name, layout.ADDR_SIZE)}
-        for addr in sorted(wanted - have):
-            self.bpf.update(map_name, socket.inet_aton(addr), b"\x01")
-        for addr in sorted(have - wanted):
-            self.bpf.delete(map_name, socket.inet_aton(addr))
+        self._sync_keys(map_name, {socket.inet_aton(a) for a in wanted})
+
+    def _sync_keys(self, map_name: str, wanted: set[bytes]) -> None:
+        """Make a set (key -> u8 map) hold exactly the `wanted` keys."""
+        have = set(self.bpf.keys(map_name, layout.SIZES[map_name][0]))
+        for key in sorted(wanted - have):
+            self.bpf.update(map_name, key, b"\x01")
+        for key in sorted(have - wanted):
+            self.bpf.delete(map_name, key)
 
     async def _apply_scheduler(self, tables: SchedulerTables) -> None:
         reachable = []

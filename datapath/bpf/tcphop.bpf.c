@@ -6,7 +6,13 @@
 // whose outer destination is this node and whose inner destination is a VIP it serves (Katran's
 // decap check) are stripped of the outer header and passed to the stack, which serves the inner
 // connection on the VIP bound to lo. Encapsulated packets from anyone else or for anything else,
-// fragments and malformed encapsulation are dropped and counted.
+// fragments and malformed encapsulation are dropped and counted. A new SYN of an L7 service
+// (`handed`) that finds no socket here for its 4-tuple belongs to a flow the scheduler still
+// pins to this node although the handed-off connection is gone (reset from this side: the
+// client sent nothing the scheduler saw), and this stack would refuse it: it goes back to the
+// scheduler that sent it (outer addresses swapped, XDP_TX), which forgets that flow and passes
+// the SYN to its listener. A SYN that finds a live connection here goes to the stack, which
+// answers it with a challenge ACK: a forged SYN cannot end a handed-off connection.
 //
 // Scheduler side (the leader fills `vips`; on other nodes it is empty and everything else
 // passes): IPv4/TCP to a VIP service is encapsulated IPv4-in-IPv4 to the chosen server and sent
@@ -59,7 +65,9 @@ enum stat {
 	                          // stay 0: servers answer clients directly)
 	STAT_DECAP_NOT_MINE = 13, // encapsulated for another node or a VIP this node does not serve
 	STAT_FENCED = 14,         // a new connection reached a deposed leader's tables: dropped
-	STAT_MAX = 15,
+	STAT_BOUNCED = 15,        // an L7 SYN no socket here takes: back to the scheduler
+	STAT_STALE_FLOW = 16,     // a SYN its flow's server sent back: the flow is forgotten
+	STAT_MAX = 17,
 };
 
 struct vip_key {
@@ -119,6 +127,13 @@ struct {
 } vips SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct vip_key);  // an L7 service's VIP:port (every node: handoffs arrive here)
+	__type(value, __u8);
+} handed SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, RING_SIZE * MAX_SERVICES);
 	__type(key, __u32);
@@ -160,6 +175,12 @@ struct {
 	__type(value, __u64);  // new connections placed on this server for this VIP:port
 } placed SEC(".maps");
 
+struct tcphdr_min {
+	__u16 source, dest;
+	__u32 seq, ack;
+	__u8 off, flags;
+};
+
 // Bump a per-CPU counter and return the verdict, so every exit is counted in one line.
 static __always_inline int count(__u32 reason, int verdict)
 {
@@ -200,6 +221,71 @@ static __always_inline __u16 csum_fold(__u32 sum)
 	return (__u16)~sum;
 }
 
+// A new SYN (no ACK) of an L7 service, inside an encapsulation from `outer->saddr`. On the
+// scheduler that sent the flow there (its flow's server is the sender), the flow is stale and is
+// forgotten; elsewhere, true when no socket here (connection, time-wait or listener) takes it.
+static __always_inline int inner_syn_without_socket(struct xdp_md *ctx, struct iphdr *outer,
+						    struct iphdr *inner)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	struct tcphdr_min *tcp;
+	struct bpf_sock_tuple tuple = {};
+	struct bpf_sock *sk;
+	struct vip_key vk = {};
+	struct vip_meta *meta;
+
+	if (inner->protocol != IPPROTO_TCP || inner->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return 0;
+	tcp = (void *)inner + inner->ihl * 4;
+	if ((void *)(tcp + 1) > data_end || (tcp->flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
+		return 0;
+	vk.addr = inner->daddr;
+	vk.port = tcp->dest;
+	if (!bpf_map_lookup_elem(&handed, &vk))
+		return 0;
+	meta = bpf_map_lookup_elem(&vips, &vk);
+	if (meta && (meta->flags & VIP_L7) && !(meta->flags & VIP_FENCED)) {  // the scheduler
+		struct flow_key fk = {
+		    .src = inner->saddr, .dst = inner->daddr, .sport = tcp->source, .dport = tcp->dest};
+		__u32 *found = bpf_map_lookup_elem(&flows, &fk);
+		if (found) {
+			__u32 idx = *found & FLOW_INDEX;
+			struct backend *be = bpf_map_lookup_elem(&backends, &idx);
+			if (be && be->addr == outer->saddr) {
+				bpf_map_delete_elem(&flows, &fk);
+				count(STAT_STALE_FLOW, 0);
+			}
+		}
+		return 0;
+	}
+	tuple.ipv4.saddr = inner->saddr;
+	tuple.ipv4.daddr = inner->daddr;
+	tuple.ipv4.sport = tcp->source;
+	tuple.ipv4.dport = tcp->dest;
+	sk = (struct bpf_sock *)bpf_skc_lookup_tcp(ctx, &tuple, sizeof(tuple.ipv4),
+						    BPF_F_CURRENT_NETNS, 0);
+	if (sk) {
+		bpf_sk_release(sk);
+		return 0;
+	}
+	return 1;
+}
+
+// Send an encapsulated packet back where it came from: outer addresses and MACs swapped (the
+// header checksum does not change when its words only swap places).
+static __always_inline int bounce(struct ethhdr *eth, struct iphdr *outer)
+{
+	__u8 mac[6];
+	__u32 addr = outer->saddr;
+
+	outer->saddr = outer->daddr;
+	outer->daddr = addr;
+	__builtin_memcpy(mac, eth->h_source, 6);
+	__builtin_memcpy(eth->h_source, eth->h_dest, 6);
+	__builtin_memcpy(eth->h_dest, mac, 6);
+	return count(STAT_BOUNCED, XDP_TX);
+}
+
 // Receiver side: `outer` is an IPv4-in-IPv4 header inside the packet's bounds.
 static __always_inline int decapsulate(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *outer)
 {
@@ -226,6 +312,8 @@ static __always_inline int decapsulate(struct xdp_md *ctx, struct ethhdr *eth, s
 		return count(STAT_DECAP_MALFORMED, XDP_DROP);
 	if (!bpf_map_lookup_elem(&served, &inner->daddr))
 		return count(STAT_DECAP_NOT_MINE, XDP_DROP);
+	if (inner_syn_without_socket(ctx, outer, inner))
+		return bounce(eth, outer);
 
 	__builtin_memcpy(&saved, eth, sizeof(saved));
 	if (bpf_xdp_adjust_head(ctx, (int)outer_len))
@@ -242,7 +330,7 @@ static __always_inline int decapsulate(struct xdp_md *ctx, struct ethhdr *eth, s
 static __always_inline int schedule(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *ip)
 {
 	void *data_end = (void *)(long)ctx->data_end;
-	struct tcphdr_min { __u16 source, dest; __u32 seq, ack; __u8 off, flags; } *tcp;
+	struct tcphdr_min *tcp;
 	struct vip_key vk = {};
 	struct vip_meta *meta;
 	struct flow_key fk = {};

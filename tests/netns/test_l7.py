@@ -37,40 +37,11 @@ from cluster.model import (
 )
 from lab import lifecycle as lab
 from tests.conftest import wait_for
+from tests.netns.clients import CLIENT, ME_AND_ANSWER, SLOW, STALE
 from tests.netns.conftest import running_lab, sdk
 
 pytestmark = [pytest.mark.netns, pytest.mark.bpf, pytest.mark.e2e]
 MB = 2**20
-CLIENT = """
-import socket, sys
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-c.sendall(sys.argv[3].encode().decode("unicode_escape").encode("latin-1"))
-c.shutdown(socket.SHUT_WR)
-out = b""
-while chunk := c.recv(65536):
-    out += chunk
-sys.stdout.write(out.decode("latin-1"))
-"""
-
-
-ME_AND_ANSWER = """
-import socket, sys
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-c.sendall(b"GET / HTTP/1.1\\r\\nHost: lab\\r\\nConnection: close\\r\\n\\r\\n")
-out = b""
-while chunk := c.recv(65536):
-    out += chunk
-print("%s:%d" % c.getsockname())
-sys.stdout.write(out.decode("latin-1"))
-"""
-
-
-SLOW = """
-import socket, sys
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
-c.sendall(b"GET / HTTP/1.1\\r\\nX-Slow: 1\\r\\n")
-sys.stdout.write(c.recv(65536).decode("latin-1"))
-"""
 
 
 def specs(state: lab.LabState) -> list[ServiceSpec]:
@@ -398,3 +369,24 @@ def test_a_bad_frame_from_the_leader_drops_only_its_channel(state: lab.LabState)
     assert lines[1] == "b''"  # the garbage closed that channel
     served = {get(state, 8080, f"/static/{i}")["x-served-by"] for i in range(8)}
     assert served == {"n1", "n2"}  # the scheduler's own channel to n2 is unaffected
+
+
+def test_a_client_port_whose_connection_its_node_reset_connects_again(state: lab.LabState) -> None:
+    """n3 resets a connection handed to it (`ss -K`): the client sees the reset, the scheduler
+    nothing, and its flow still pins that client port to n3. A new connection from the same port
+    reaches n1's listener all the same (n3 sends the SYN back, n1 forgets the flow): before, n3's
+    stack refused it."""
+    net, port = state.lab, 47000 + os.getpid() % 1000
+    script = net.exec(net.ns("c"), "python3", "-c", STALE, state.vip, "8080", str(port))
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    with subprocess.Popen(script, **pipes) as client:  # type: ignore[call-overload]
+        first = client.stdout.readline()
+        assert first.startswith("HTTP/1.1 200") and first.split()[-1] == "n3", first
+        kill = ["ss", "-K", "-tn", "sport", "=", ":8080", "dport", "=", f":{port}"]
+        killed = subprocess.run(net.exec(net.node_ns(3), *kill), capture_output=True, text=True)
+        assert killed.stdout.count("ESTAB") == 1, killed
+        out = client.communicate("go\n", timeout=30)[0]
+    assert re.search(r"old connection: (ConnectionResetError|BrokenPipeError)", out), out
+    assert re.search(r"same port again: HTTP/1.1 200 OK n\d", out), out
+    assert sdk(state, lambda c: c.datapath("n3")).stats["bounced"] >= 1
+    assert sdk(state, lambda c: c.datapath("n1")).stats["stale_flow"] >= 1

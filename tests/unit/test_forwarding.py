@@ -31,6 +31,12 @@ def test_every_node_binds_all_vips_and_trusts_every_registered_node() -> None:
     assert state.vips == {"10.0.100.10", "10.0.100.11"}
     assert state.trusted == {"10.0.2.11", "10.0.3.13"}  # n2 is not registered: not trusted
     assert state.scheduler is None
+    assert state.handed == {("10.0.100.11", 8080)}  # every node: its L7 SYNs may come back
+
+
+def test_the_leader_knows_the_l7_services_handed_off_too() -> None:
+    state = desired_state(view(), {"web": {"n1": 500}})
+    assert state.handed == {("10.0.100.11", 8080)}
 
 
 def test_the_leader_gets_one_ring_per_service_from_the_weights() -> None:

@@ -1,0 +1,121 @@
+"""A stale L7 flow (BPF_PROG_TEST_RUN on the real kernel): a node sends back a new L7 SYN that no
+socket of its own takes, and the scheduler, when the SYN comes from the flow's own server,
+forgets the flow and passes the SYN to its listener."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterator
+
+import pytest
+
+from datapath import layout
+from datapath.layout import Stat
+from datapath.libbpf import XDP_PASS, XDP_TX, BpfObject
+from tests.bpf.test_decap import ETH, ipv4
+from tests.conftest import load_bpf
+
+pytestmark = pytest.mark.bpf
+SCHEDULER, NODE, OTHER = "10.0.1.1", "10.0.2.11", "10.0.3.12"
+CLIENT, VIP = "192.0.2.7", "10.100.0.10"
+SYN, ACK = 0x02, 0x10
+
+
+def tcp(sport: int, dport: int, flags: int) -> bytes:
+    return struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, flags, 65535, 0, 0)
+
+
+def handed_off(
+    sender: str, receiver: str, dport: int, flags: int = SYN, sport: int = 40000
+) -> bytes:
+    inner = ipv4(CLIENT, VIP, socket.IPPROTO_TCP, tcp(sport, dport, flags))
+    return ETH + ipv4(sender, receiver, socket.IPPROTO_IPIP, inner)
+
+
+def stat(prog: BpfObject, reason: Stat) -> int:
+    return prog.percpu_sum(layout.STATS_MAP, struct.pack("<I", reason))
+
+
+def loaded(address: str, trusted: str) -> BpfObject:
+    obj = load_bpf()
+    obj.update(layout.CONFIG_MAP, layout.u32(0), socket.inet_aton(address))
+    obj.update(layout.TRUSTED_MAP, socket.inet_aton(trusted), b"\x01")
+    obj.update(layout.SERVED_MAP, socket.inet_aton(VIP), b"\x01")
+    return obj
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[BpfObject]:
+    obj = loaded(NODE, SCHEDULER)
+    yield obj
+    obj.close()
+
+
+@pytest.fixture
+def port() -> Iterator[int]:
+    """A port of this namespace no socket listens on (held bound, so none starts to)."""
+    with socket.socket() as held:
+        held.bind(("0.0.0.0", 0))
+        yield held.getsockname()[1]
+
+
+def test_a_node_sends_an_l7_syn_it_holds_no_socket_for_back_to_the_scheduler(
+    node: BpfObject, port: int
+) -> None:
+    node.update(layout.HANDED_MAP, layout.vip_key(VIP, port), b"\x01")
+    before = stat(node, Stat.BOUNCED)
+    original = handed_off(SCHEDULER, NODE, port)
+    verdict, out = node.test_run(layout.PROG, original)
+    assert verdict == XDP_TX
+    assert out[:6] == original[6:12] and out[6:12] == original[:6]  # MACs swapped
+    assert out[26:30] == socket.inet_aton(NODE) and out[30:34] == socket.inet_aton(SCHEDULER)
+    assert out[24:26] == original[24:26]  # the same checksum holds for swapped addresses
+    assert out[34:] == original[34:]  # the client's SYN, untouched
+    assert stat(node, Stat.BOUNCED) == before + 1
+
+
+def test_a_node_keeps_what_a_socket_takes_and_what_is_no_new_l7_syn(
+    node: BpfObject, port: int
+) -> None:
+    with socket.create_server(("0.0.0.0", 0)) as listener:
+        listening = listener.getsockname()[1]
+        for p in (port, listening):
+            node.update(layout.HANDED_MAP, layout.vip_key(VIP, p), b"\x01")
+        before = stat(node, Stat.BOUNCED)
+        for packet in (
+            handed_off(SCHEDULER, NODE, listening),  # a listener takes it (L4-like)
+            handed_off(SCHEDULER, NODE, port, SYN | ACK),
+            handed_off(SCHEDULER, NODE, port, ACK),  # not a new connection: the stack's
+            handed_off(SCHEDULER, NODE, port + 1 if port < 65535 else port - 1),  # not L7
+        ):
+            verdict, out = node.test_run(layout.PROG, packet)
+            assert (verdict, out) == (XDP_PASS, ETH + packet[34:])  # decapsulated
+        assert stat(node, Stat.BOUNCED) == before
+
+
+def test_the_scheduler_forgets_a_flow_its_own_server_sent_back() -> None:
+    scheduler = loaded(SCHEDULER, NODE)
+    try:
+        scheduler.update(layout.TRUSTED_MAP, socket.inet_aton(OTHER), b"\x01")
+        for index, addr in enumerate((NODE, OTHER)):
+            scheduler.update(layout.BACKENDS_MAP, layout.u32(index), layout.backend(addr, bytes(6)))
+        scheduler.update(layout.VIPS_MAP, layout.vip_key(VIP, 8080), layout.vip_meta(0, l7=True))
+        scheduler.update(layout.HANDED_MAP, layout.vip_key(VIP, 8080), b"\x01")
+        key = layout.flow_key(CLIENT, VIP, 40000, 8080)
+        scheduler.update(layout.FLOWS_MAP, key, layout.u32(0))  # pinned to NODE
+
+        verdict, _ = scheduler.test_run(layout.PROG, handed_off(OTHER, SCHEDULER, 8080))
+        assert verdict == XDP_PASS  # another node cannot release NODE's flow
+        assert scheduler.lookup(layout.FLOWS_MAP, key, layout.INDEX_SIZE) == layout.u32(0)
+        verdict, _ = scheduler.test_run(layout.PROG, handed_off(NODE, SCHEDULER, 8080, ACK))
+        assert scheduler.lookup(layout.FLOWS_MAP, key, layout.INDEX_SIZE) is not None
+
+        before = stat(scheduler, Stat.STALE_FLOW)
+        packet = handed_off(NODE, SCHEDULER, 8080)
+        verdict, out = scheduler.test_run(layout.PROG, packet)
+        assert (verdict, out) == (XDP_PASS, ETH + packet[34:])  # to the listener
+        assert scheduler.lookup(layout.FLOWS_MAP, key, layout.INDEX_SIZE) is None
+        assert stat(scheduler, Stat.STALE_FLOW) == before + 1
+    finally:
+        scheduler.close()
