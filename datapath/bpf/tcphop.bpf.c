@@ -10,9 +10,9 @@
 // (`handed`) that finds no socket here for its 4-tuple belongs to a flow the scheduler still
 // pins to this node although the handed-off connection is gone (reset from this side: the
 // client sent nothing the scheduler saw), and this stack would refuse it: it goes back to the
-// scheduler that sent it (outer addresses swapped, XDP_TX), which forgets that flow and passes
-// the SYN to its listener. A SYN that finds a live connection here goes to the stack, which
-// answers it with a challenge ACK: a forged SYN cannot end a handed-off connection.
+// scheduler that sent it (outer addresses swapped, XDP_TX, once: BOUNCE_ID), which forgets that
+// flow and passes the SYN to its listener. A SYN that finds a live connection here goes to the
+// stack, which answers it with a challenge ACK: a forged SYN cannot end a handed-off connection.
 //
 // Scheduler side (the leader fills `vips`; on other nodes it is empty and everything else
 // passes): IPv4/TCP to a VIP service is encapsulated IPv4-in-IPv4 to the chosen server and sent
@@ -46,6 +46,7 @@
 // so a draining server gets no new connection); a SYN on a live flow goes to its server, which
 // answers it with a challenge ACK (RFC 5961), so a forged SYN cannot move a connection.
 #define FLOW_CLOSING 0x80000000u
+#define BOUNCE_ID 0x7468  // the outer IP id of a packet a node sent back ("th")
 #define FLOW_INDEX 0x7FFFFFFFu
 
 enum stat {
@@ -222,8 +223,9 @@ static __always_inline __u16 csum_fold(__u32 sum)
 }
 
 // A new SYN (no ACK) of an L7 service, inside an encapsulation from `outer->saddr`. On the
-// scheduler that sent the flow there (its flow's server is the sender), the flow is stale and is
-// forgotten; elsewhere, true when no socket here (connection, time-wait or listener) takes it.
+// scheduler, when a node sent it back (BOUNCE_ID) and the flow names that node, the flow is
+// stale and is forgotten; on a node, true when no socket here (connection, time-wait or
+// listener) takes it and it was not sent back already.
 static __always_inline int inner_syn_without_socket(struct xdp_md *ctx, struct iphdr *outer,
 						    struct iphdr *inner)
 {
@@ -233,6 +235,7 @@ static __always_inline int inner_syn_without_socket(struct xdp_md *ctx, struct i
 	struct bpf_sock *sk;
 	struct vip_key vk = {};
 	struct vip_meta *meta;
+	int bounced;
 
 	if (inner->protocol != IPPROTO_TCP || inner->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 		return 0;
@@ -243,8 +246,11 @@ static __always_inline int inner_syn_without_socket(struct xdp_md *ctx, struct i
 	vk.port = tcp->dest;
 	if (!bpf_map_lookup_elem(&handed, &vk))
 		return 0;
+	bounced = outer->id == bpf_htons(BOUNCE_ID);
 	meta = bpf_map_lookup_elem(&vips, &vk);
 	if (meta && (meta->flags & VIP_L7) && !(meta->flags & VIP_FENCED)) {  // the scheduler
+		if (!bounced)
+			return 0;
 		struct flow_key fk = {
 		    .src = inner->saddr, .dst = inner->daddr, .sport = tcp->source, .dport = tcp->dest};
 		__u32 *found = bpf_map_lookup_elem(&flows, &fk);
@@ -258,6 +264,8 @@ static __always_inline int inner_syn_without_socket(struct xdp_md *ctx, struct i
 		}
 		return 0;
 	}
+	if (bounced)
+		return 0;
 	tuple.ipv4.saddr = inner->saddr;
 	tuple.ipv4.daddr = inner->daddr;
 	tuple.ipv4.sport = tcp->source;
@@ -272,12 +280,17 @@ static __always_inline int inner_syn_without_socket(struct xdp_md *ctx, struct i
 }
 
 // Send an encapsulated packet back where it came from: outer addresses and MACs swapped (the
-// header checksum does not change when its words only swap places).
+// header checksum does not change when its words only swap places), and its id set to BOUNCE_ID
+// (checksum updated, RFC 1624), which no node sends back again: two nodes that both hold no
+// socket for it (a leader change meanwhile) cannot play it back and forth.
 static __always_inline int bounce(struct ethhdr *eth, struct iphdr *outer)
 {
 	__u8 mac[6];
 	__u32 addr = outer->saddr;
+	__u32 sum = (__u16)~outer->check + (__u16)~outer->id + bpf_htons(BOUNCE_ID);
 
+	outer->check = csum_fold(sum);
+	outer->id = bpf_htons(BOUNCE_ID);
 	outer->saddr = outer->daddr;
 	outer->daddr = addr;
 	__builtin_memcpy(mac, eth->h_source, 6);

@@ -13,13 +13,14 @@ import pytest
 from datapath import layout
 from datapath.layout import Stat
 from datapath.libbpf import XDP_PASS, XDP_TX, BpfObject
-from tests.bpf.test_decap import ETH, ipv4
+from tests.bpf.test_decap import ETH, checksum, ipv4
 from tests.conftest import load_bpf
 
 pytestmark = pytest.mark.bpf
 SCHEDULER, NODE, OTHER = "10.0.1.1", "10.0.2.11", "10.0.3.12"
 CLIENT, VIP = "192.0.2.7", "10.100.0.10"
 SYN, ACK = 0x02, 0x10
+BOUNCE_ID = 0x7468  # the outer IP id of a packet sent back
 
 
 def tcp(sport: int, dport: int, flags: int) -> bytes:
@@ -27,10 +28,15 @@ def tcp(sport: int, dport: int, flags: int) -> bytes:
 
 
 def handed_off(
-    sender: str, receiver: str, dport: int, flags: int = SYN, sport: int = 40000
+    sender: str, receiver: str, dport: int, flags: int = SYN, bounced: bool = False
 ) -> bytes:
-    inner = ipv4(CLIENT, VIP, socket.IPPROTO_TCP, tcp(sport, dport, flags))
-    return ETH + ipv4(sender, receiver, socket.IPPROTO_IPIP, inner)
+    """An encapsulated client packet; `bounced`: with the outer id of one a node sent back."""
+    inner = ipv4(CLIENT, VIP, socket.IPPROTO_TCP, tcp(40000, dport, flags))
+    packet = ETH + ipv4(sender, receiver, socket.IPPROTO_IPIP, inner)
+    if not bounced:
+        return packet
+    packet = packet[:18] + struct.pack("!H", BOUNCE_ID) + packet[20:24] + bytes(2) + packet[26:]
+    return packet[:24] + struct.pack("!H", checksum(packet[14:34])) + packet[26:]
 
 
 def stat(prog: BpfObject, reason: Stat) -> int:
@@ -70,8 +76,17 @@ def test_a_node_sends_an_l7_syn_it_holds_no_socket_for_back_to_the_scheduler(
     assert verdict == XDP_TX
     assert out[:6] == original[6:12] and out[6:12] == original[:6]  # MACs swapped
     assert out[26:30] == socket.inet_aton(NODE) and out[30:34] == socket.inet_aton(SCHEDULER)
-    assert out[24:26] == original[24:26]  # the same checksum holds for swapped addresses
+    assert struct.unpack("!H", out[18:20])[0] == BOUNCE_ID
+    assert checksum(out[14:34]) == 0  # the outer header's checksum holds
     assert out[34:] == original[34:]  # the client's SYN, untouched
+    assert stat(node, Stat.BOUNCED) == before + 1
+
+    again = (
+        original[:18] + struct.pack("!H", BOUNCE_ID) + original[20:24] + bytes(2) + original[26:]
+    )
+    again = again[:24] + struct.pack("!H", checksum(again[14:34])) + again[26:]
+    verdict, _ = node.test_run(layout.PROG, again)  # sent back once: never again
+    assert verdict == XDP_PASS
     assert stat(node, Stat.BOUNCED) == before + 1
 
 
@@ -105,14 +120,16 @@ def test_the_scheduler_forgets_a_flow_its_own_server_sent_back() -> None:
         key = layout.flow_key(CLIENT, VIP, 40000, 8080)
         scheduler.update(layout.FLOWS_MAP, key, layout.u32(0))  # pinned to NODE
 
-        verdict, _ = scheduler.test_run(layout.PROG, handed_off(OTHER, SCHEDULER, 8080))
-        assert verdict == XDP_PASS  # another node cannot release NODE's flow
-        assert scheduler.lookup(layout.FLOWS_MAP, key, layout.INDEX_SIZE) == layout.u32(0)
-        verdict, _ = scheduler.test_run(layout.PROG, handed_off(NODE, SCHEDULER, 8080, ACK))
-        assert scheduler.lookup(layout.FLOWS_MAP, key, layout.INDEX_SIZE) is not None
+        for packet in (
+            handed_off(OTHER, SCHEDULER, 8080, bounced=True),  # not NODE's to release
+            handed_off(NODE, SCHEDULER, 8080, ACK, bounced=True),  # no new SYN
+            handed_off(NODE, SCHEDULER, 8080),  # not sent back
+        ):
+            assert scheduler.test_run(layout.PROG, packet)[0] == XDP_PASS
+            assert scheduler.lookup(layout.FLOWS_MAP, key, layout.INDEX_SIZE) == layout.u32(0)
 
         before = stat(scheduler, Stat.STALE_FLOW)
-        packet = handed_off(NODE, SCHEDULER, 8080)
+        packet = handed_off(NODE, SCHEDULER, 8080, bounced=True)
         verdict, out = scheduler.test_run(layout.PROG, packet)
         assert (verdict, out) == (XDP_PASS, ETH + packet[34:])  # to the listener
         assert scheduler.lookup(layout.FLOWS_MAP, key, layout.INDEX_SIZE) is None
