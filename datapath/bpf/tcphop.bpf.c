@@ -46,8 +46,8 @@
 // so a draining server gets no new connection); a SYN on a live flow goes to its server, which
 // answers it with a challenge ACK (RFC 5961), so a forged SYN cannot move a connection.
 #define FLOW_CLOSING 0x80000000u
-#define BOUNCE_ID 0x7468  // the outer IP id of a packet a node sent back ("th")
 #define FLOW_INDEX 0x7FFFFFFFu
+#define BOUNCE_ID 0x7468  // the outer IP id of an encapsulated packet a node sent back ("th")
 
 enum stat {
 	STAT_PASSED = 0,          // neither encapsulated nor for a VIP service: left to the stack
@@ -222,12 +222,12 @@ static __always_inline __u16 csum_fold(__u32 sum)
 	return (__u16)~sum;
 }
 
-// A new SYN (no ACK) of an L7 service, inside an encapsulation from `outer->saddr`. On the
-// scheduler, when a node sent it back (BOUNCE_ID) and the flow names that node, the flow is
-// stale and is forgotten; on a node, true when no socket here (connection, time-wait or
-// listener) takes it and it was not sent back already.
-static __always_inline int inner_syn_without_socket(struct xdp_md *ctx, struct iphdr *outer,
-						    struct iphdr *inner)
+// Whether to send back a new SYN (no ACK) of an L7 service that came encapsulated from
+// `outer->saddr`: on a node, when no socket here (connection, time-wait or listener) takes it
+// and it was not sent back already. On the scheduler never; there, a SYN a node sent back
+// (BOUNCE_ID) makes it forget the flow when the flow names that node.
+static __always_inline int l7_syn_to_send_back(struct xdp_md *ctx, struct iphdr *outer,
+					       struct iphdr *inner)
 {
 	void *data_end = (void *)(long)ctx->data_end;
 	struct tcphdr_min *tcp;
@@ -325,7 +325,7 @@ static __always_inline int decapsulate(struct xdp_md *ctx, struct ethhdr *eth, s
 		return count(STAT_DECAP_MALFORMED, XDP_DROP);
 	if (!bpf_map_lookup_elem(&served, &inner->daddr))
 		return count(STAT_DECAP_NOT_MINE, XDP_DROP);
-	if (inner_syn_without_socket(ctx, outer, inner))
+	if (l7_syn_to_send_back(ctx, outer, inner))
 		return bounce(eth, outer);
 
 	__builtin_memcpy(&saved, eth, sizeof(saved));
