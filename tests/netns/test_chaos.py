@@ -38,7 +38,9 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabState]:
     where = tmp_path_factory.mktemp("chaos") / "lab"
     up = lab.up(where, 3, "generic", True, lambda line: None, etcd_members=3)
     try:
-        sdk(up, lambda c: c.apply_services([lab.sample_service(up), lab.sample_l7_service(up)]))
+        services = [lab.sample_service(up), lab.sample_l7_service(up)]
+        wait_for(lambda: _try(lambda: sdk(up, lambda c: c.apply_services(services))), 20,
+                 "the nodes to answer")  # fmt: skip
         designate(up)
         yield up
     finally:
