@@ -74,11 +74,16 @@ def _spawn(m: EmbeddedEtcd, name: str) -> LabProcess:
                             str(m.data_dir / "data"), m.url)  # fmt: skip
 
 
+LOG_TAIL = 20  # lines of a member's log a start failure carries
+
+
 def _wait_healthy(m: EmbeddedEtcd, proc: LabProcess, timeout_s: float = 15.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not m.healthy():
-        if not proc.running():
-            raise RuntimeError(f"etcd {proc.name} exited; see {m.data_dir / 'etcd.log'}")
+        if not proc.running():  # the log's end in the error: a failed `lab up` removes it
+            log = m.data_dir / "etcd.log"
+            tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL:] if log.exists() else []
+            raise RuntimeError(f"etcd {proc.name} exited; the end of its log:\n" + "\n".join(tail))
         if time.monotonic() > deadline:
             raise TimeoutError(f"etcd at {m.url} not healthy within {timeout_s} s")
         time.sleep(0.05)
