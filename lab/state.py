@@ -23,6 +23,7 @@ STATE_FILE = "lab.json"
 DEMO_FILE = "demo.json"
 PKI_DIR = "pki"  # the lab's CA and certificates  # what `lab demo` measured, as data
 STOP_TIMEOUT_S = 5.0
+EXEC_READS = 50  # reads of a process's command line, 1 ms apart, while an exec empties it
 
 
 def default_dir() -> Path:
@@ -59,12 +60,20 @@ class LabProcess:
         return cls(name, pid, marker, endpoint)
 
     def running(self) -> bool:
-        try:
-            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
-        except OSError:
-            return False
-        state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-        return self.marker.encode() in cmdline and state != "Z"
+        """Alive, and still ours. A process in the middle of an exec (`ip netns exec` starting
+        etcd, about 0.1 ms after the spawn) shows an empty command line for a moment: read it
+        again rather than call it gone (a start that polled in that moment failed as "etcd
+        exited" about once in ten full test runs)."""
+        for _ in range(EXEC_READS):
+            try:
+                cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
+                state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+            except OSError:
+                return False
+            if cmdline or state == "Z":
+                return self.marker.encode() in cmdline and state != "Z"
+            time.sleep(0.001)
+        return False  # still no command line: a kernel thread took the PID
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after STOP_TIMEOUT_S; only while the PID is still ours."""
