@@ -11,9 +11,8 @@ Safety rules:
 - The leader holds VIPs only while its lease is surely valid: `valid_until` is the send time of
   the last successful refresh plus the TTL; a watchdog withdraws the VIPs `margin_s` before that
   whatever the loop is doing, and `loop_s + 2 * retry_s < ttl_s` is checked at start.
-- It also beats every `beat_s` and serves only within `silence_s` of its last beat; a backup
-  that sees no beat for longer frees the leader key without waiting for the lease
-  (cluster/heartbeat.py).
+- It beats every `beat_s` and serves only within `silence_s` of its last beat; a backup that
+  sees no beat for longer frees the leader key without waiting for the lease (heartbeat.py).
 - A planned handover writes `handover`, withdraws the VIPs, then revokes the lease; the target,
   watching the leader key, campaigns the moment it is gone.
 """
@@ -69,8 +68,7 @@ class RoleManager:
         self.last: Decision | None = None
         self.wake = asyncio.Event()
         # After an unplanned takeover no automatic handover before this (keepalived's preempt
-        # delay), so a primary that just came back does not take the VIPs while it may still be
-        # flapping. An operator's designation change after the takeover is obeyed at once.
+        # delay): a primary just back may still flap. An operator's later designation is obeyed.
         self.no_handover_until = 0.0
         self.takeover_revision = 0
         # What /metrics shows (cluster/metrics.py): the election's own counts.
@@ -141,14 +139,16 @@ class RoleManager:
                         "one or etcd answers")  # fmt: skip
 
     async def _reconnect(self, view: Snapshot) -> None:
-        """etcd answers again: a stranded leader whose term still holds the leader key tries
-        to refresh its lease (it may have outlived an etcd outage); the decision follows."""
+        """etcd answers again: a stranded leader whose term holds the leader key refreshes its
+        lease (it may have outlived the outage), stranded until then: the VIP watchdog must not
+        withdraw the VIPs of the lapsed lease meanwhile (its stack reset other nodes' flows)."""
         if not self.leader.stranded:
             return
-        self.leader.stranded, self.claimed = False, False
+        self.claimed = False
         if view.leader_revision == self.leader.leader_revision and not self.leader.valid():
             with contextlib.suppress(StoreError, TimeoutError, LeaseExpired):
                 await self._refresh()
+        self.leader.stranded = False  # only now: the VIP watchdog may run during the refresh
         log.info("leader_reconnected", term=self.leader.term, lease_valid=self.leader.valid())
 
     async def publish_rings(

@@ -184,3 +184,27 @@ async def test_a_wake_during_a_cycle_runs_the_next_cycle_at_once() -> None:
     m.wake.set()
     await task
     assert len(cycles) >= 2, "the wake set during the first cycle was lost"
+
+
+async def test_a_stranded_leader_holds_its_vips_through_the_refresh_when_etcd_returns() -> None:
+    """Its lease lapsed during the outage: while it refreshes the lease, the VIP watchdog (which
+    may run during that round trip) must still see a leader that may hold its VIPs."""
+    store = MemoryStore()
+    n1, _ = await pair(store)
+    assert (await n1.step()).action == Action.KEEP and n1.custody.held
+    store.outage()
+    await beat(n1)
+    assert n1.leader.stranded
+    n1.leader.beat_until = n1.leader.valid_until = time.monotonic() - 1  # lapsed meanwhile
+    store.outage(False)
+    during: list[bool] = []
+    refresh = n1._refresh
+
+    async def watched() -> None:
+        during.append(n1.leader.may_hold())
+        await refresh()
+
+    n1._refresh = watched  # type: ignore[method-assign]
+    await n1._reconnect(await ClusterState(store, KEYS).snapshot())
+    assert during == [True]
+    assert not n1.leader.stranded and n1.leader.valid() and n1.custody.held
