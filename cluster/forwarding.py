@@ -85,8 +85,7 @@ def desired_state(
     """What this node's datapath should hold; `weights` only on the leader. `remembered`:
     addresses of nodes gone from etcd that an inherited ring still names (take-over); `lately`:
     addresses of nodes registered within TRUST_LINGER_S, trusted still."""
-    vips = frozenset(s.vip for s in snap.services.values())
-    handed = frozenset((s.vip, s.port) for s in snap.services.values() if s.mode == Mode.L7)
+    vips, handed = snap.vips, snap.l7_endpoints
     registered = {n: node_address(r) for n, r in snap.registrations.items()}
     trusted = frozenset(registered.values()) | lately
     if weights is None:

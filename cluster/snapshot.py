@@ -35,6 +35,7 @@ from cluster.model import (
     Handover,
     LeaderRecord,
     LoadReport,
+    Mode,
     Node,
     Registration,
     Role,
@@ -181,6 +182,11 @@ class Snapshot:
     @property
     def vips(self) -> frozenset[str]:
         return frozenset(s.vip for s in self.services.values())
+
+    @property
+    def l7_endpoints(self) -> frozenset[tuple[str, int]]:
+        """(VIP, port) of every L7 service: the leader listens there, every node adopts there."""
+        return frozenset((s.vip, s.port) for s in self.services.values() if s.mode == Mode.L7)
 
     def role(self, node_id: str) -> Role:
         return self.designations.get(node_id, Designation(node_id)).role

@@ -42,7 +42,7 @@ from cluster.limits import (
     LINGER_S,
     MAX_PENDING_HEADS,
 )
-from cluster.model import Delivery, Mode, ServiceSpec
+from cluster.model import Delivery, ServiceSpec
 from cluster.scheduler import Scheduler
 from cluster.snapshot import Snapshot
 from cluster.tls import TlsFiles
@@ -111,8 +111,7 @@ class L7Handoff:
     async def update(self, snap: Snapshot, leading: bool) -> None:
         """Listen on exactly the L7 services' VIP:ports while leading."""
         self.snap = snap
-        wanted = {(s.vip, s.port) for s in snap.services.values() if s.mode == Mode.L7}
-        await self.listening.update(wanted if leading else set())
+        await self.listening.update(set(snap.l7_endpoints) if leading else set())
 
     async def close(self) -> None:
         self.listening.close()
