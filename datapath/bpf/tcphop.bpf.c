@@ -182,6 +182,20 @@ struct tcphdr_min {
 	__u8 off, flags;
 };
 
+// A new connection's first packet: SYN without ACK.
+static __always_inline int new_syn(const struct tcphdr_min *tcp)
+{
+	return (tcp->flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
+}
+
+// The flow key of a client's packet to a VIP.
+static __always_inline struct flow_key flow_of(const struct iphdr *ip, const struct tcphdr_min *tcp)
+{
+	struct flow_key fk = {
+	    .src = ip->saddr, .dst = ip->daddr, .sport = tcp->source, .dport = tcp->dest};
+	return fk;
+}
+
 // Bump a per-CPU counter and return the verdict, so every exit is counted in one line.
 static __always_inline int count(__u32 reason, int verdict)
 {
@@ -240,7 +254,7 @@ static __always_inline int l7_syn_to_send_back(struct xdp_md *ctx, struct iphdr 
 	if (inner->protocol != IPPROTO_TCP || inner->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 		return 0;
 	tcp = (void *)inner + inner->ihl * 4;
-	if ((void *)(tcp + 1) > data_end || (tcp->flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
+	if ((void *)(tcp + 1) > data_end || !new_syn(tcp))
 		return 0;
 	vk.addr = inner->daddr;
 	vk.port = tcp->dest;
@@ -251,8 +265,7 @@ static __always_inline int l7_syn_to_send_back(struct xdp_md *ctx, struct iphdr 
 	if (meta && (meta->flags & VIP_L7) && !(meta->flags & VIP_FENCED)) {  // the scheduler
 		if (!bounced)
 			return 0;
-		struct flow_key fk = {
-		    .src = inner->saddr, .dst = inner->daddr, .sport = tcp->source, .dport = tcp->dest};
+		struct flow_key fk = flow_of(inner, tcp);
 		__u32 *found = bpf_map_lookup_elem(&flows, &fk);
 		if (found) {
 			__u32 idx = *found & FLOW_INDEX;
@@ -372,12 +385,9 @@ static __always_inline int schedule(struct xdp_md *ctx, struct ethhdr *eth, stru
 	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 		return count(STAT_VIP_FRAGMENT, XDP_DROP);
 
-	fk.src = ip->saddr;
-	fk.dst = ip->daddr;
-	fk.sport = tcp->source;
-	fk.dport = tcp->dest;
+	fk = flow_of(ip, tcp);
 	__u32 *found = bpf_map_lookup_elem(&flows, &fk);
-	if (found && (tcp->flags & (TCP_SYN | TCP_ACK)) == TCP_SYN && (*found & FLOW_CLOSING)) {
+	if (found && new_syn(tcp) && (*found & FLOW_CLOSING)) {
 		// A new connection from a client port an earlier one used, after the client closed
 		// that one: the old flow is stale. L4: choose again; L7: the listener sees the SYN.
 		bpf_map_delete_elem(&flows, &fk);
@@ -391,7 +401,7 @@ static __always_inline int schedule(struct xdp_md *ctx, struct ethhdr *eth, stru
 		// Fenced L7: only a new SYN is dropped; the rest belongs to connections this node's
 		// listener accepted while leading, which it still serves (cluster/l7/handoff.py).
 		if ((meta->flags & VIP_FENCED) &&
-		    (!(meta->flags & VIP_L7) || (tcp->flags & (TCP_SYN | TCP_ACK)) == TCP_SYN))
+		    (!(meta->flags & VIP_L7) || new_syn(tcp)))
 			return count(STAT_FENCED, XDP_DROP);
 		if (meta->flags & VIP_L7)
 			return count(STAT_TO_LISTENER, XDP_PASS);
